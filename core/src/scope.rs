@@ -1,0 +1,262 @@
+//! [`TenantScope`]: the one door to tenant data.
+//!
+//! A scope is bound to one tenant when a strategy creates it, and every statement the domain
+//! sends goes through it. The statement builders here put the tenant into each statement by
+//! construction: `select`, `update` and `delete` start with `WHERE tenant_id = $tenant`, and
+//! `insert` writes the scope's tenant id itself. Table names are resolved by the strategy's
+//! [`TableNamespace`]: bare names for shared tables and per-tenant databases, schema-qualified
+//! names for schema-per-tenant. No session state is set by the scope itself; a strategy that
+//! needs some (row-level security's tenant setting) sets it transaction-locally before handing
+//! the scope out.
+
+use sea_orm::sea_query::{
+    Alias, DeleteStatement, Expr, ExprTrait, InsertStatement, IntoIden, Query, SelectStatement,
+    SimpleExpr, TableName, TableRef, UpdateStatement,
+};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, FromQueryResult, StatementBuilder,
+    Value,
+};
+
+use crate::error::{Error, Result};
+use crate::tenant::TenantId;
+
+/// The column every tenant table carries.
+pub const TENANT_ID: &str = "tenant_id";
+
+/// How a scope names tenant tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableNamespace {
+    /// Bare table names: the connection's database or `search_path` decides.
+    Unqualified,
+    /// Every table name is qualified with this (validated) schema.
+    Schema(String),
+}
+
+enum Executor {
+    Transaction(DatabaseTransaction),
+    Autocommit(DatabaseConnection),
+}
+
+/// Whether a scope groups its statements into one transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScopeMode {
+    /// One transaction: statements commit together on [`TenantScope::commit`], and roll back
+    /// when the scope is dropped without it. The safe default.
+    #[default]
+    Transaction,
+    /// Each statement commits on its own, saving the `BEGIN`/`COMMIT` round trips for
+    /// single-statement reads. A strategy whose isolation needs transaction-local settings
+    /// (shared-schema with row-level security) still uses a transaction.
+    Autocommit,
+}
+
+/// A handle bound to one tenant. The only way domain code reaches tenant tables.
+pub struct TenantScope {
+    tenant_id: TenantId,
+    namespace: TableNamespace,
+    executor: Executor,
+}
+
+impl std::fmt::Debug for TenantScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantScope")
+            .field("tenant_id", &self.tenant_id)
+            .field("namespace", &self.namespace)
+            .field(
+                "mode",
+                &match self.executor {
+                    Executor::Transaction(_) => ScopeMode::Transaction,
+                    Executor::Autocommit(_) => ScopeMode::Autocommit,
+                },
+            )
+            .finish()
+    }
+}
+
+impl TenantScope {
+    /// For strategy crates: a scope whose statements run in `txn`. The strategy has already
+    /// prepared the transaction (role, settings) for this tenant.
+    pub fn in_transaction(
+        tenant_id: TenantId,
+        namespace: TableNamespace,
+        txn: DatabaseTransaction,
+    ) -> Self {
+        TenantScope {
+            tenant_id,
+            namespace,
+            executor: Executor::Transaction(txn),
+        }
+    }
+
+    /// For strategy crates: a scope whose statements each run on their own on `pool`. Only
+    /// sound when the statements need no session state, which the namespace guarantees for
+    /// schema-qualified names and per-tenant databases.
+    pub fn autocommit(
+        tenant_id: TenantId,
+        namespace: TableNamespace,
+        pool: DatabaseConnection,
+    ) -> Self {
+        TenantScope {
+            tenant_id,
+            namespace,
+            executor: Executor::Autocommit(pool),
+        }
+    }
+
+    /// The tenant this scope is bound to.
+    pub fn tenant_id(&self) -> TenantId {
+        self.tenant_id
+    }
+
+    /// How this scope resolves table names.
+    pub fn namespace(&self) -> &TableNamespace {
+        &self.namespace
+    }
+
+    /// The table `name` as this tenant sees it.
+    pub fn table(&self, name: &str) -> TableRef {
+        let table = Alias::new(name).into_iden();
+        match &self.namespace {
+            TableNamespace::Unqualified => TableRef::Table(TableName(None, table), None),
+            TableNamespace::Schema(schema) => TableRef::Table(
+                TableName(Some(Alias::new(schema.as_str()).into()), table),
+                None,
+            ),
+        }
+    }
+
+    /// The table `name` under the alias `alias`, for joins.
+    pub fn table_as(&self, name: &str, alias: &str) -> TableRef {
+        self.table(name).alias(Alias::new(alias))
+    }
+
+    /// `tenant_id = <this tenant>` on the column of `alias` (or of the only table).
+    pub fn tenant_predicate(&self, alias: Option<&str>) -> SimpleExpr {
+        let value = Expr::val(self.tenant_id.as_uuid());
+        match alias {
+            Some(a) => Expr::col((Alias::new(a), Alias::new(TENANT_ID))).eq(value),
+            None => Expr::col(Alias::new(TENANT_ID)).eq(value),
+        }
+    }
+
+    /// `SELECT ... FROM <table> AS <alias> WHERE <alias>.tenant_id = <this tenant>`; add
+    /// columns, joins and further conditions to it.
+    pub fn select(&self, table: &str, alias: &str) -> SelectStatement {
+        let mut q = Query::select();
+        q.from(self.table_as(table, alias))
+            .and_where(self.tenant_predicate(Some(alias)));
+        q
+    }
+
+    /// `INSERT INTO <table> (tenant_id, columns...) VALUES (<this tenant>, values...)`.
+    ///
+    /// Refuses a `tenant_id` among `columns`: the scope alone decides it.
+    pub fn insert(
+        &self,
+        table: &str,
+        columns: &[&str],
+        values: Vec<Value>,
+    ) -> Result<InsertStatement> {
+        if columns.contains(&TENANT_ID) {
+            return Err(tenant_id_is_fixed());
+        }
+        let mut q = Query::insert();
+        q.into_table(self.table(table)).columns(
+            std::iter::once(TENANT_ID)
+                .chain(columns.iter().copied())
+                .map(Alias::new),
+        );
+        let row: Vec<SimpleExpr> = std::iter::once(Value::from(self.tenant_id.as_uuid()))
+            .chain(values)
+            .map(Expr::val)
+            .collect();
+        q.values(row).map_err(|e| Error::Invalid {
+            field: "insert",
+            reason: e.to_string(),
+        })?;
+        Ok(q)
+    }
+
+    /// `UPDATE <table> SET ... WHERE tenant_id = <this tenant>`; the changes are given as
+    /// pairs, and a `tenant_id` among them is refused: a row never changes tenant.
+    pub fn update(&self, table: &str, changes: Vec<(&str, Value)>) -> Result<UpdateStatement> {
+        let mut q = Query::update();
+        q.table(self.table(table))
+            .and_where(self.tenant_predicate(None));
+        for (column, value) in changes {
+            if column == TENANT_ID {
+                return Err(tenant_id_is_fixed());
+            }
+            q.value(Alias::new(column), value);
+        }
+        Ok(q)
+    }
+
+    /// `DELETE FROM <table> WHERE tenant_id = <this tenant>`; add conditions to it.
+    pub fn delete(&self, table: &str) -> DeleteStatement {
+        let mut q = Query::delete();
+        q.from_table(self.table(table))
+            .and_where(self.tenant_predicate(None));
+        q
+    }
+
+    /// Runs a statement and returns how many rows it touched.
+    pub async fn execute<S: StatementBuilder + Sync>(&self, stmt: &S) -> Result<u64> {
+        let res = match &self.executor {
+            Executor::Transaction(t) => t.execute(stmt).await?,
+            Executor::Autocommit(c) => c.execute(stmt).await?,
+        };
+        Ok(res.rows_affected())
+    }
+
+    /// Runs a query and maps every row.
+    pub async fn fetch_all<T: FromQueryResult, S: StatementBuilder + Sync>(
+        &self,
+        stmt: &S,
+    ) -> Result<Vec<T>> {
+        let rows = match &self.executor {
+            Executor::Transaction(t) => t.query_all(stmt).await?,
+            Executor::Autocommit(c) => c.query_all(stmt).await?,
+        };
+        rows.iter()
+            .map(|row| T::from_query_result(row, "").map_err(Error::from))
+            .collect()
+    }
+
+    /// Runs a query and maps the first row, if any.
+    pub async fn fetch_optional<T: FromQueryResult, S: StatementBuilder + Sync>(
+        &self,
+        stmt: &S,
+    ) -> Result<Option<T>> {
+        let row = match &self.executor {
+            Executor::Transaction(t) => t.query_one(stmt).await?,
+            Executor::Autocommit(c) => c.query_one(stmt).await?,
+        };
+        row.map(|r| T::from_query_result(&r, "").map_err(Error::from))
+            .transpose()
+    }
+
+    /// Makes the scope's writes durable. In autocommit mode every statement already was.
+    pub async fn commit(self) -> Result<()> {
+        if let Executor::Transaction(t) = self.executor {
+            t.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Discards the scope's writes (dropping the scope does the same).
+    pub async fn rollback(self) -> Result<()> {
+        if let Executor::Transaction(t) = self.executor {
+            t.rollback().await?;
+        }
+        Ok(())
+    }
+}
+
+fn tenant_id_is_fixed() -> Error {
+    Error::Invalid {
+        field: TENANT_ID,
+        reason: "is set by the tenant scope and can never change".into(),
+    }
+}

@@ -1,0 +1,153 @@
+//! The [`TenantStore`] contract that every strategy implements.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Page, PageRequest};
+use crate::error::Result;
+use crate::scope::{ScopeMode, TenantScope};
+use crate::tenant::{NewTenant, Slug, Tenant, TenantId};
+
+/// Which of the three placements a store implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// A database per tenant, behind a router.
+    SeparateDb,
+    /// A schema per tenant in one database.
+    SeparateSchema,
+    /// Shared tables with a `tenant_id` column and row-level security.
+    SharedSchema,
+}
+
+impl Strategy {
+    /// The name used in features, settings and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Strategy::SeparateDb => "separate-db",
+            Strategy::SeparateSchema => "separate-schema",
+            Strategy::SharedSchema => "shared-schema",
+        }
+    }
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a run of [`TenantStore::migrate_all`] proceeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrateOptions {
+    /// How many tenants are migrated at once.
+    pub concurrency: usize,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        MigrateOptions { concurrency: 4 }
+    }
+}
+
+/// What happened to one tenant (or template) in a migration run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum MigrationOutcome {
+    /// Migrations were applied: the version went from `from` to `to`.
+    Migrated { from: i32, to: i32 },
+    /// Nothing was pending.
+    UpToDate { version: i32 },
+    /// This tenant failed and was left at its previous version; the others went on.
+    Failed { version: i32, error: String },
+}
+
+/// One line of a [`MigrationReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantMigration {
+    /// `None` for a strategy's template.
+    pub tenant_id: Option<TenantId>,
+    /// The tenant's slug, or the template's name.
+    pub name: String,
+    #[serde(flatten)]
+    pub outcome: MigrationOutcome,
+}
+
+/// The result of [`TenantStore::migrate_all`]: one line per tenant that had work, plus the
+/// template, and a count of the tenants that were already up to date.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationReport {
+    /// The version every tenant should be at.
+    pub target_version: i32,
+    pub tenants: Vec<TenantMigration>,
+    /// Ready tenants that needed nothing.
+    pub up_to_date: usize,
+}
+
+impl MigrationReport {
+    /// The lines that failed.
+    pub fn failures(&self) -> impl Iterator<Item = &TenantMigration> {
+        self.tenants
+            .iter()
+            .filter(|t| matches!(t.outcome, MigrationOutcome::Failed { .. }))
+    }
+
+    /// Whether every tenant reached the target.
+    pub fn is_success(&self) -> bool {
+        self.failures().next().is_none()
+    }
+}
+
+/// What a path that is bound to no tenant can see: used to prove that it sees no tenant rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnscopedView {
+    /// The table is not reachable at all without a tenant (no such relation in this
+    /// database or on this `search_path`).
+    NoSuchTable,
+    /// The table is reachable and this many rows are visible.
+    Rows(u64),
+}
+
+/// One way of placing tenants. Object-safe: the demo holds an `Arc<dyn TenantStore>`.
+#[async_trait]
+pub trait TenantStore: Send + Sync + std::fmt::Debug {
+    /// Which strategy this is.
+    fn strategy(&self) -> Strategy;
+
+    /// Creates a tenant, or returns the existing one with this slug (creation is idempotent
+    /// per slug). Crash-safe: a creation interrupted at any point is completed by calling
+    /// this again with the same slug, and a half-built tenant is never served.
+    async fn create_tenant(&self, new: NewTenant) -> Result<Tenant>;
+
+    /// The tenant with this id, or [`crate::Error::TenantNotFound`].
+    async fn tenant(&self, id: TenantId) -> Result<Tenant>;
+
+    /// The tenant with this slug, or [`crate::Error::TenantNotFound`].
+    async fn tenant_by_slug(&self, slug: &Slug) -> Result<Tenant>;
+
+    /// A page of tenants in creation order.
+    async fn list_tenants(&self, page: PageRequest) -> Result<Page<Tenant>>;
+
+    /// Deletes a tenant in two phases: marks it `deleting` (it stops being served), purges its
+    /// data, then removes it from the catalog. An interrupted deletion is finished by calling
+    /// this again. Never touches another tenant.
+    async fn delete_tenant(&self, id: TenantId) -> Result<()>;
+
+    /// Brings every ready tenant (and the strategy's template, if any) to the latest tenant
+    /// migration and reports on each.
+    async fn migrate_all(&self, options: MigrateOptions) -> Result<MigrationReport>;
+
+    /// The one door to tenant data: a handle bound to `tenant`. Refuses tenants that are not
+    /// ready with [`crate::Error::TenantNotReady`].
+    async fn scope_with(&self, tenant: &Tenant, mode: ScopeMode) -> Result<TenantScope>;
+
+    /// [`TenantStore::scope_with`] in the default, transactional mode.
+    async fn scope(&self, tenant: &Tenant) -> Result<TenantScope> {
+        self.scope_with(tenant, ScopeMode::Transaction).await
+    }
+
+    /// Counts the rows of tenant table `table` as seen by the store's connections when no
+    /// tenant is bound: the path code would take if it forgot to bind one. Must never see a
+    /// tenant's rows. `table` must be one of the domain's table names.
+    async fn unscoped_view(&self, table: &str) -> Result<UnscopedView>;
+}

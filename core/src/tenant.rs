@@ -1,0 +1,267 @@
+//! The tenant model: ids, validated slugs, where a tenant lives and what state it is in.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{Error, SlugError};
+
+/// A tenant's id: a UUID v7, so ids sort by creation time and index well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TenantId(Uuid);
+
+impl TenantId {
+    /// A fresh, time-ordered id.
+    pub fn new() -> Self {
+        TenantId(Uuid::now_v7())
+    }
+
+    /// Wraps an existing UUID (read from the catalog, a URL, a test).
+    pub fn from_uuid(id: Uuid) -> Self {
+        TenantId(id)
+    }
+
+    /// The UUID inside.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for TenantId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A tenant's short name, used in URLs, schema names and database names.
+///
+/// Valid slugs start with a lowercase ASCII letter, continue with lowercase letters, digits
+/// and `-`, are at most [`Slug::MAX_LEN`] characters long and are not reserved. A `Slug` can
+/// only be built through [`Slug::parse`], so every identifier derived from one is safe to
+/// quote into SQL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Slug(String);
+
+/// Names PostgreSQL or this workspace already use for something else.
+const RESERVED: &[&str] = &[
+    "public",
+    "admin",
+    "api",
+    "postgres",
+    "template0",
+    "template1",
+    "information_schema",
+    "tenancy",
+    "template",
+    "www",
+];
+
+impl Slug {
+    /// The longest slug accepted.
+    pub const MAX_LEN: usize = 40;
+
+    /// Validates `input` and returns it as a slug, or [`Error::InvalidSlug`] saying why not.
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        Self::check(input)
+            .map(|()| Slug(input.to_owned()))
+            .map_err(|reason| Error::InvalidSlug {
+                slug: input.chars().take(64).collect(),
+                reason,
+            })
+    }
+
+    fn check(input: &str) -> Result<(), SlugError> {
+        let first = input.chars().next().ok_or(SlugError::Empty)?;
+        if input.len() > Self::MAX_LEN {
+            return Err(SlugError::TooLong);
+        }
+        if !first.is_ascii_lowercase() {
+            return Err(SlugError::BadStart);
+        }
+        if !input
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(SlugError::BadCharacter);
+        }
+        if input.starts_with("pg_") || input.starts_with("pg-") || RESERVED.contains(&input) {
+            return Err(SlugError::Reserved);
+        }
+        Ok(())
+    }
+
+    /// The slug as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Slug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Slug {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Slug::parse(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Slug {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Slug::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Quotes an identifier for PostgreSQL: wraps it in double quotes and doubles any inside.
+///
+/// Identifiers in this workspace are derived from validated slugs, so the doubling never
+/// triggers; it is here so that quoting is correct on its own, not only by luck of the input.
+pub fn quote_ident(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// Where a tenant's rows live. Recorded in the catalog when the tenant is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Placement {
+    /// Shared tables, told apart by `tenant_id`.
+    Shared,
+    /// A schema of its own in the one database.
+    Schema { schema: String },
+    /// A database of its own on one of the configured servers.
+    Database { server: String, database: String },
+}
+
+/// The life cycle of a tenant in the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantState {
+    /// Being created; its data must not be served yet.
+    Provisioning,
+    /// Serving.
+    Ready,
+    /// Marked for deletion; its data is being purged.
+    Deleting,
+}
+
+impl TenantState {
+    /// The text stored in the catalog.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TenantState::Provisioning => "provisioning",
+            TenantState::Ready => "ready",
+            TenantState::Deleting => "deleting",
+        }
+    }
+
+    /// Parses the text stored in the catalog.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "provisioning" => Some(TenantState::Provisioning),
+            "ready" => Some(TenantState::Ready),
+            "deleting" => Some(TenantState::Deleting),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TenantState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A tenant as recorded in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub slug: Slug,
+    pub name: String,
+    pub placement: Placement,
+    pub state: TenantState,
+    /// How many tenant migrations have been applied to this tenant's tables.
+    pub schema_version: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What [`crate::TenantStore::create_tenant`] needs.
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    pub slug: Slug,
+    pub name: String,
+    /// For separate-db: the server to place the tenant on. `None` picks the server with the
+    /// fewest tenants. Other strategies ignore it.
+    pub server: Option<String>,
+}
+
+impl NewTenant {
+    /// A tenant with this slug and display name, placed by the store.
+    pub fn new(slug: Slug, name: impl Into<String>) -> Self {
+        NewTenant {
+            slug,
+            name: name.into(),
+            server: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_accept_the_documented_alphabet() {
+        for ok in ["a", "acme", "acme-corp", "a1", &"a".repeat(40)] {
+            assert!(Slug::parse(ok).is_ok(), "{ok} should be valid");
+        }
+    }
+
+    #[test]
+    fn slugs_refuse_everything_else_with_a_reason() {
+        let cases: &[(&str, SlugError)] = &[
+            ("", SlugError::Empty),
+            (&"a".repeat(41), SlugError::TooLong),
+            ("Acme", SlugError::BadStart),
+            ("1acme", SlugError::BadStart),
+            ("-acme", SlugError::BadStart),
+            ("acMe", SlugError::BadCharacter),
+            ("acme_corp", SlugError::BadCharacter),
+            ("café", SlugError::BadCharacter),
+            ("a\"; drop schema public; --", SlugError::BadCharacter),
+            ("pg_x", SlugError::BadCharacter),
+            ("pg-x", SlugError::Reserved),
+            ("public", SlugError::Reserved),
+            ("postgres", SlugError::Reserved),
+            ("template0", SlugError::Reserved),
+            ("admin", SlugError::Reserved),
+        ];
+        for (input, want) in cases {
+            match Slug::parse(input) {
+                Err(Error::InvalidSlug { reason, .. }) => assert_eq!(reason, *want, "{input:?}"),
+                other => panic!("{input:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn quoting_doubles_embedded_quotes() {
+        assert_eq!(quote_ident("t_acme"), "\"t_acme\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}

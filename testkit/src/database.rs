@@ -1,0 +1,144 @@
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use tenancy_core::embedded::{EmbeddedOptions, EmbeddedPostgres};
+use tenancy_core::sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use tokio::sync::OnceCell;
+
+/// The embedded server of this test process, started on first use and reused by every test.
+/// It keeps its data under `target/tenancy-test-pg` and keeps running after the tests, so the
+/// next run starts at once; `pg_ctl -D target/tenancy-test-pg/data stop` stops it.
+static EMBEDDED: OnceCell<String> = OnceCell::const_new();
+
+/// The URL of a database the tests may use to create and drop their own databases: the
+/// `DATABASE_URL` environment variable, or an embedded server's `postgres` database.
+pub async fn admin_url() -> Result<String> {
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        return Ok(url);
+    }
+    EMBEDDED
+        .get_or_try_init(|| async {
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/tenancy-test-pg");
+            let server = EmbeddedPostgres::start(EmbeddedOptions { root: Some(root), port: 0 })
+                .await
+                .context("DATABASE_URL is not set and no embedded PostgreSQL could be started; set DATABASE_URL=postgres://USER@HOST:PORT/postgres")?;
+            let url = server.url("postgres");
+            // Leave it running for the rest of the process and the next run (see above).
+            std::mem::forget(server);
+            anyhow::Ok(url)
+        })
+        .await
+        .cloned()
+}
+
+/// A database created for one test. Call [`TestDatabase::drop_database`] when the test
+/// passed; a failing test leaves it in place for inspection.
+#[derive(Debug)]
+pub struct TestDatabase {
+    name: String,
+    url: String,
+    admin_url: String,
+}
+
+fn with_database(url: &str, database: &str) -> Result<String> {
+    let mut u =
+        url::Url::parse(url).with_context(|| format!("DATABASE_URL is not a URL: {url:?}"))?;
+    u.set_path(database);
+    Ok(u.to_string())
+}
+
+impl TestDatabase {
+    /// Creates a database with a unique name on the test server.
+    pub async fn create() -> Result<Self> {
+        let admin_url = admin_url().await?;
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos();
+        let name = format!(
+            "tenancy_test_{}_{nanos:08x}",
+            &uuid::Uuid::now_v7().simple().to_string()[24..]
+        );
+        let admin = connect(&admin_url).await?;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .with_context(|| format!("creating test database {name}"))?;
+        admin.close().await.ok();
+        let url = with_database(&admin_url, &name)?;
+        Ok(TestDatabase {
+            name,
+            url,
+            admin_url,
+        })
+    }
+
+    /// The database's name; also the prefix of any database a test creates on the server
+    /// (separate-db tenants), so they are dropped with it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A URL for this database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A URL for the server's administrative database.
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
+    }
+
+    /// A fresh connection pool to this database as the test's (superuser) role, for checking
+    /// what a store left behind.
+    pub async fn admin(&self) -> Result<DatabaseConnection> {
+        connect(&self.url).await
+    }
+
+    /// Drops this database and every database whose name starts with its name.
+    pub async fn drop_database(self) -> Result<()> {
+        let admin = connect(&self.admin_url).await?;
+        let rows = admin
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT datname FROM pg_database WHERE datname = $1 OR starts_with(datname, $1 || '_') ORDER BY length(datname) DESC",
+                [self.name.clone().into()],
+            ))
+            .await?;
+        for row in rows {
+            let db: String = row.try_get("", "datname")?;
+            if !db.starts_with("tenancy_test_") {
+                bail!("refusing to drop {db}");
+            }
+            admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+                .await
+                .with_context(|| format!("dropping {db}"))?;
+        }
+        admin.close().await.ok();
+        Ok(())
+    }
+}
+
+async fn connect(url: &str) -> Result<DatabaseConnection> {
+    let mut opts = tenancy_core::sea_orm::ConnectOptions::new(url);
+    opts.max_connections(2)
+        .min_connections(0)
+        .sqlx_logging(false);
+    Database::connect(opts).await.with_context(|| {
+        format!(
+            "cannot reach PostgreSQL at {}; start it, or set DATABASE_URL to one that answers",
+            redact(url)
+        )
+    })
+}
+
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "<invalid url>".into(),
+    }
+}

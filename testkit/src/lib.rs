@@ -1,0 +1,12 @@
+//! Test support for the tenancy workspace.
+//!
+//! - [`TestDatabase`]: a freshly created database per test on a real PostgreSQL, from
+//!   `DATABASE_URL` when set, otherwise on an embedded server started from local binaries.
+//!   Dropped after a passing test, kept (and named on stderr) after a failing one.
+//! - [`conformance`]: the suite every [`TenantStore`](tenancy_core::TenantStore) runs from its
+//!   own tests, through [`conformance_tests!`].
+
+pub mod conformance;
+mod database;
+
+pub use database::{TestDatabase, admin_url};
