@@ -1059,6 +1059,15 @@ pub async fn no_state_survives_checkout(h: &Harness) -> Result<()> {
             seen.items.iter().all(|p| p.tenant_id == b.id.as_uuid()),
             "B sees only B's rows on A's old connection"
         );
+        // B writes too, so a binding to B left on the connection would show on the unscoped path.
+        projects::create(
+            &sb,
+            NewProject {
+                name: "B".into(),
+                description: String::new(),
+            },
+        )
+        .await?;
         sb.commit().await?;
     }
     for table in TENANT_TABLES {

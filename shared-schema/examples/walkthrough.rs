@@ -1,0 +1,125 @@
+//! Run with `cargo run -p tenancy-shared-schema --example walkthrough`.
+//!
+//! Two tenants, a project with tasks each, proof that neither sees the other, and where the
+//! rows went. Uses `DATABASE_URL` when set, otherwise an embedded PostgreSQL from the binaries
+//! installed on this machine.
+
+use anyhow::Context;
+use tenancy_core::domain::PageRequest;
+use tenancy_core::domain::projects::{self, NewProject};
+use tenancy_core::domain::tasks::{self, NewTask, TaskPatch};
+use tenancy_core::embedded::{EmbeddedOptions, EmbeddedPostgres};
+use tenancy_core::sea_orm::{ConnectionTrait, DbBackend, Statement};
+use tenancy_core::{Error, NewTenant, Slug, TenantStore};
+use tenancy_shared_schema::{SharedSchemaOptions, SharedSchemaStore};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let (url, embedded) = match std::env::var("DATABASE_URL") {
+        Ok(url) => (url, None),
+        Err(_) => {
+            let server = EmbeddedPostgres::start(EmbeddedOptions::default()).await?;
+            println!(
+                "started an embedded PostgreSQL in {}",
+                server.data_dir().display()
+            );
+            (server.url("postgres"), Some(server))
+        }
+    };
+    let store = SharedSchemaStore::connect(&url, SharedSchemaOptions::default())
+        .await
+        .with_context(
+            || "connecting (set DATABASE_URL to a PostgreSQL you can create tables in)",
+        )?;
+
+    let mut first_project = None;
+    for (slug, project, titles) in [
+        ("acme", "Rocket", ["Design", "Build", "Launch"]),
+        ("globex", "Volcano lair", ["Dig", "Decorate", "Move in"]),
+    ] {
+        let tenant = store
+            .create_tenant(NewTenant::new(Slug::parse(slug)?, slug))
+            .await?;
+        let scope = store.scope(&tenant).await?;
+        let p = projects::create(
+            &scope,
+            NewProject {
+                name: project.into(),
+                description: String::new(),
+            },
+        )
+        .await?;
+        for (i, title) in titles.iter().enumerate() {
+            let t = tasks::create(
+                &scope,
+                p.id,
+                NewTask {
+                    title: (*title).into(),
+                },
+            )
+            .await?;
+            if i == 0 {
+                tasks::update(
+                    &scope,
+                    t.id,
+                    TaskPatch {
+                        title: None,
+                        done: Some(true),
+                    },
+                )
+                .await?;
+            }
+        }
+        scope.commit().await?;
+        println!(
+            "tenant {slug} ({}) created project {:?} with {} tasks",
+            tenant.id,
+            project,
+            titles.len()
+        );
+        first_project.get_or_insert(p.id);
+    }
+
+    for slug in ["acme", "globex"] {
+        let tenant = store.tenant_by_slug(&Slug::parse(slug)?).await?;
+        let scope = store.scope(&tenant).await?;
+        for s in projects::summary(&scope, PageRequest::default())
+            .await?
+            .items
+        {
+            println!(
+                "{slug} sees: {} (open {}, done {})",
+                s.name, s.open_tasks, s.done_tasks
+            );
+        }
+        if let Some(id) = first_project.filter(|_| slug == "globex") {
+            match projects::get(&scope, id).await {
+                Err(Error::NotFound(_)) => {
+                    println!("globex asking for acme's project {id}: not found")
+                }
+                other => anyhow::bail!("isolation broken: {other:?}"),
+            }
+        }
+        scope.commit().await?;
+    }
+
+    println!("\nwhere the rows live (one shared table, told apart by tenant_id):");
+    let rows = store
+        .connection()
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT t.slug, count(p.*) AS projects FROM tenancy.tenants t \
+             LEFT JOIN public.projects p ON p.tenant_id = t.id GROUP BY t.slug ORDER BY t.slug",
+        ))
+        .await?;
+    for row in rows {
+        let slug: String = row.try_get("", "slug")?;
+        let n: i64 = row.try_get("", "projects")?;
+        println!("  public.projects: {n} row(s) with tenant_id of {slug}");
+    }
+
+    if let Some(server) = embedded {
+        server.stop().await?;
+    }
+    Ok(())
+}
