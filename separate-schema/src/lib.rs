@@ -1,0 +1,19 @@
+//! `tenancy-separate-schema`: each tenant's tables in a schema of its own, in one database.
+//!
+//! - **Routing**: a scope names every table with the tenant's schema (`"tenant_acme".projects`).
+//!   No `search_path` is set, so nothing can survive the connection's return to the pool, and a
+//!   read costs one round trip like a read of a plain table. The alternatives (a transaction
+//!   with `SET LOCAL search_path`, or a pool per tenant with `search_path` set at connect) cost
+//!   round trips or connections; see the book's chapter on this strategy.
+//! - **Provisioning** copies the structure of a pre-migrated template schema
+//!   (`CREATE TABLE ... (LIKE template.t INCLUDING ALL)` plus its foreign keys) in the same
+//!   transaction that marks the tenant `ready`: a half-built schema never exists.
+//! - **Migrations** run per schema with bounded concurrency, each tenant in its own transaction
+//!   with its version recorded in the catalog, so a failure stops no one else and a rerun
+//!   resumes; with nothing pending a run is one catalog query.
+//! - **Memory**: PostgreSQL caches every relation a connection has touched, so pooled
+//!   connections are recycled after [`SeparateSchemaOptions::max_connection_lifetime`].
+
+mod store;
+
+pub use store::{SeparateSchemaOptions, SeparateSchemaStore};
