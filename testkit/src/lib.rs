@@ -8,5 +8,7 @@
 
 pub mod conformance;
 mod database;
+mod pgbouncer;
 
 pub use database::{TestDatabase, admin_url};
+pub use pgbouncer::pgbouncer_url;

@@ -20,3 +20,27 @@ async fn store(db: &TestDatabase, config: StoreConfig) -> anyhow::Result<Arc<dyn
 }
 
 tenancy_testkit::conformance_tests!(store);
+
+/// The leak tests again, with tenant traffic through PgBouncer in transaction pooling mode:
+/// consecutive transactions of one client land on different server connections, and one
+/// server connection serves many clients. This is where session-scoped `search_path` mixed
+/// tenants in django-tenants and ros-apartment.
+mod through_pgbouncer {
+    use super::*;
+
+    async fn store(db: &TestDatabase, config: StoreConfig) -> anyhow::Result<Arc<dyn TenantStore>> {
+        let options = SeparateSchemaOptions {
+            max_connections: config.max_connections,
+            tenant_url: Some(tenancy_testkit::pgbouncer_url(db.name()).await?),
+            ..Default::default()
+        };
+        Ok(Arc::new(
+            SeparateSchemaStore::connect(db.url(), options).await?,
+        ))
+    }
+
+    tenancy_testkit::conformance_tests!(store;
+        concurrent_tenants_see_only_their_own, no_state_survives_checkout,
+        isolation_between_tenants, summary_join, tenant_id_never_changes,
+    );
+}
