@@ -1,1 +1,218 @@
+//! Provisioning, migration and deletion of tenant schemas.
 
+use anyhow::{Result, bail, ensure};
+use tenancy_core::domain::projects::{self, NewProject};
+use tenancy_core::migration::TenantMigrations;
+use tenancy_core::sea_orm::{ConnectionTrait, DbBackend, Statement};
+use tenancy_core::sea_orm_migration::prelude::*;
+use tenancy_core::{
+    Error, MigrateOptions, MigrationOutcome, NewTenant, Placement, Slug, TenantState, TenantStore,
+    catalog,
+};
+use tenancy_separate_schema::{SeparateSchemaOptions, SeparateSchemaStore};
+use tenancy_testkit::TestDatabase;
+
+async fn scalar(conn: &impl ConnectionTrait, sql: &str) -> Result<i64> {
+    match conn
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await?
+    {
+        Some(r) => Ok(r.try_get_by_index::<i64>(0)?),
+        None => bail!("no row from {sql}"),
+    }
+}
+
+/// A migration that adds a column, like the one the benches time.
+struct AddArchived;
+
+impl MigrationName for AddArchived {
+    fn name(&self) -> &str {
+        "m0002_add_archived"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddArchived {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "ALTER TABLE projects ADD COLUMN archived boolean NOT NULL DEFAULT false",
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+fn with_archived() -> TenantMigrations {
+    let mut list = tenancy_core::migration::tenant::Migrator::migrations();
+    list.push(Box::new(AddArchived));
+    TenantMigrations::new(list)
+}
+
+/// A creation interrupted after the catalog row was written (and with a stray, half-built
+/// schema) is never served, and a retry completes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_creation_is_completed_by_a_retry() -> Result<()> {
+    let db = TestDatabase::create().await?;
+    let store = SeparateSchemaStore::connect(db.url(), SeparateSchemaOptions::default()).await?;
+    let slug = Slug::parse("acme")?;
+    let schema = store.schema_for(&slug);
+    // The first step of create_tenant, then a "crash" that left a shell behind.
+    let (t, inserted) = catalog::insert_provisioning(
+        store.connection(),
+        &slug,
+        "Acme",
+        &Placement::Schema {
+            schema: schema.clone(),
+        },
+    )
+    .await?;
+    ensure!(inserted && t.state == TenantState::Provisioning);
+    store
+        .connection()
+        .execute_unprepared(&format!(
+            "CREATE SCHEMA \"{schema}\"; CREATE TABLE \"{schema}\".projects (id int)"
+        ))
+        .await?;
+    match store.scope(&t).await {
+        Err(Error::TenantNotReady { .. }) => {}
+        other => bail!("a provisioning tenant must not be served, got {other:?}"),
+    }
+    let done = store.create_tenant(NewTenant::new(slug, "Acme")).await?;
+    ensure!(
+        done.id == t.id && done.state == TenantState::Ready,
+        "the retry completed the same tenant"
+    );
+    let scope = store.scope(&done).await?;
+    let p = projects::create(
+        &scope,
+        NewProject {
+            name: "works".into(),
+            description: String::new(),
+        },
+    )
+    .await?;
+    scope.commit().await?;
+    ensure!(p.tenant_id == done.id.as_uuid());
+    let admin = db.admin().await?;
+    let fks = scalar(&admin, &format!("SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = '{schema}' AND c.contype = 'f'")).await?;
+    ensure!(
+        fks == 1,
+        "the copied schema has the task-to-project foreign key, found {fks}"
+    );
+    admin.close().await.ok();
+    db.drop_database().await
+}
+
+/// Nothing pending: every tenant is reported up to date. One added column: the template and
+/// every tenant get it, each reported; a tenant that fails is reported and left behind without
+/// stopping the others, and a rerun picks it up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_per_tenant_and_resumable() -> Result<()> {
+    let db = TestDatabase::create().await?;
+    let store = SeparateSchemaStore::connect(db.url(), SeparateSchemaOptions::default()).await?;
+    let mut tenants = Vec::new();
+    for i in 0..6 {
+        tenants.push(
+            store
+                .create_tenant(NewTenant::new(Slug::parse(&format!("t{i}"))?, "t"))
+                .await?,
+        );
+    }
+    let idle = store.migrate_all(MigrateOptions::default()).await?;
+    ensure!(
+        idle.up_to_date == 6 && idle.tenants.len() == 1,
+        "nothing pending: {idle:?}"
+    );
+
+    // Sabotage one tenant: the column exists already, so its ALTER fails.
+    let admin = db.admin().await?;
+    admin
+        .execute_unprepared("ALTER TABLE \"tenant_t3\".projects ADD COLUMN archived boolean")
+        .await?;
+
+    let upgraded = SeparateSchemaStore::connect(
+        db.url(),
+        SeparateSchemaOptions {
+            migrations: with_archived(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let report = upgraded
+        .migrate_all(MigrateOptions { concurrency: 3 })
+        .await?;
+    ensure!(report.target_version == 2);
+    ensure!(
+        matches!(
+            report.tenants[0].outcome,
+            MigrationOutcome::Migrated { from: 1, to: 2 }
+        ),
+        "template migrated: {report:?}"
+    );
+    let failed: Vec<_> = report.failures().map(|l| l.name.clone()).collect();
+    ensure!(
+        failed == vec!["t3".to_string()],
+        "only t3 fails: {report:?}"
+    );
+    let migrated = report
+        .tenants
+        .iter()
+        .filter(|l| matches!(l.outcome, MigrationOutcome::Migrated { .. }))
+        .count();
+    ensure!(
+        migrated == 1 + 5,
+        "the template and five tenants migrated: {report:?}"
+    );
+    ensure!(
+        upgraded.tenant(tenants[3].id).await?.schema_version == 1,
+        "t3 stays at version 1"
+    );
+    ensure!(upgraded.tenant(tenants[0].id).await?.schema_version == 2);
+
+    // Repair and rerun: only t3 has work left.
+    admin
+        .execute_unprepared("ALTER TABLE \"tenant_t3\".projects DROP COLUMN archived")
+        .await?;
+    let rerun = upgraded.migrate_all(MigrateOptions::default()).await?;
+    ensure!(
+        rerun.is_success() && rerun.up_to_date == 5,
+        "rerun: {rerun:?}"
+    );
+    ensure!(
+        rerun.tenants.len() == 2 && rerun.tenants[1].name == "t3",
+        "the rerun touched only t3: {rerun:?}"
+    );
+    let with_column = scalar(&admin, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'archived' AND table_name = 'projects'").await?;
+    ensure!(
+        with_column == 7,
+        "template and six tenants have the column, found {with_column}"
+    );
+
+    // A tenant created now is copied from the migrated template.
+    let fresh = upgraded
+        .create_tenant(NewTenant::new(Slug::parse("fresh")?, "f"))
+        .await?;
+    ensure!(fresh.schema_version == 2);
+    ensure!(scalar(&admin, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'archived' AND table_schema = 'tenant_fresh'").await? == 1);
+    admin.close().await.ok();
+    db.drop_database().await
+}
+
+/// Deleting drops the schema and frees the slug.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_drops_the_schema() -> Result<()> {
+    let db = TestDatabase::create().await?;
+    let store = SeparateSchemaStore::connect(db.url(), SeparateSchemaOptions::default()).await?;
+    let t = store
+        .create_tenant(NewTenant::new(Slug::parse("acme")?, "Acme"))
+        .await?;
+    let admin = db.admin().await?;
+    let schemas = "SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant_acme'";
+    ensure!(scalar(&admin, schemas).await? == 1);
+    store.delete_tenant(t.id).await?;
+    ensure!(scalar(&admin, schemas).await? == 0, "the schema is dropped");
+    admin.close().await.ok();
+    db.drop_database().await
+}
