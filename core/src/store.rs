@@ -108,6 +108,47 @@ pub enum UnscopedView {
     Rows(u64),
 }
 
+impl UnscopedView {
+    /// Counts the rows of tenant table `table` (in `schema`, or wherever the transaction's
+    /// `search_path` finds it) through `txn`, which the strategy has prepared the way its
+    /// unbound traffic runs, then rolls `txn` back. A missing relation is
+    /// [`UnscopedView::NoSuchTable`].
+    pub async fn count(
+        txn: sea_orm::DatabaseTransaction,
+        schema: Option<&str>,
+        table: &str,
+    ) -> Result<UnscopedView> {
+        use sea_orm::ConnectionTrait;
+        if !crate::TENANT_TABLES.contains(&table) {
+            return Err(crate::Error::Invalid {
+                field: "table",
+                reason: format!("{table:?} is not a tenant table"),
+            });
+        }
+        let name = match schema {
+            Some(s) => format!("{}.{}", crate::quote_ident(s), crate::quote_ident(table)),
+            None => crate::quote_ident(table),
+        };
+        let res = txn
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                format!("SELECT count(*) AS n FROM {name}"),
+            ))
+            .await;
+        txn.rollback().await?;
+        match res {
+            Ok(row) => {
+                let n: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
+                Ok(UnscopedView::Rows(u64::try_from(n).unwrap_or(0)))
+            }
+            Err(e) if crate::sqlstate(&e).as_deref() == Some("42P01") => {
+                Ok(UnscopedView::NoSuchTable)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 /// One way of placing tenants. Object-safe: the demo holds an `Arc<dyn TenantStore>`.
 #[async_trait]
 pub trait TenantStore: Send + Sync + std::fmt::Debug {

@@ -12,8 +12,8 @@ use tenancy_core::sea_orm::{
 use tenancy_core::sea_orm_migration::MigratorTrait;
 use tenancy_core::{
     Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, Result,
-    ScopeMode, Slug, Strategy, TENANT_TABLES, TableNamespace, Tenant, TenantId, TenantMigration,
-    TenantScope, TenantState, TenantStore, UnscopedView, catalog, quote_ident, sqlstate,
+    ScopeMode, Slug, Strategy, TableNamespace, Tenant, TenantId, TenantMigration, TenantScope,
+    TenantState, TenantStore, UnscopedView, catalog, quote_ident,
 };
 use tokio::sync::RwLock;
 
@@ -516,27 +516,8 @@ impl TenantStore for SeparateSchemaStore {
     // ANCHOR_END: scope
 
     async fn unscoped_view(&self, table: &str) -> Result<UnscopedView> {
-        if !TENANT_TABLES.contains(&table) {
-            return Err(Error::Invalid {
-                field: "table",
-                reason: format!("{table:?} is not a tenant table"),
-            });
-        }
-        let txn = self.tenants.begin().await?;
-        let res = txn
-            .query_one_raw(stmt(
-                &format!("SELECT count(*) AS n FROM {}", quote_ident(table)),
-                [],
-            ))
-            .await;
-        txn.rollback().await.ok();
-        match res {
-            Ok(row) => {
-                let n: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
-                Ok(UnscopedView::Rows(u64::try_from(n).unwrap_or(0)))
-            }
-            Err(e) if sqlstate(&e).as_deref() == Some("42P01") => Ok(UnscopedView::NoSuchTable),
-            Err(e) => Err(e.into()),
-        }
+        // Unqualified: whatever the connection's default search_path finds, as forgetful
+        // code would.
+        UnscopedView::count(self.tenants.begin().await?, None, table).await
     }
 }

@@ -11,7 +11,7 @@ use tenancy_core::sea_orm_migration::MigratorTrait;
 use tenancy_core::{
     Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, Result,
     ScopeMode, Slug, Strategy, TENANT_TABLES, TableNamespace, Tenant, TenantId, TenantMigration,
-    TenantScope, TenantState, TenantStore, UnscopedView, catalog, quote_ident, sqlstate,
+    TenantScope, TenantState, TenantStore, UnscopedView, catalog, quote_ident,
 };
 
 /// The name under which the shared tables' version is kept in `tenancy.templates`.
@@ -364,30 +364,10 @@ impl TenantStore for SharedSchemaStore {
     // ANCHOR_END: scope
 
     async fn unscoped_view(&self, table: &str) -> Result<UnscopedView> {
-        if !TENANT_TABLES.contains(&table) {
-            return Err(Error::Invalid {
-                field: "table",
-                reason: format!("{table:?} is not a tenant table"),
-            });
-        }
         let txn = self.db.begin().await?;
         if self.options.isolation == Isolation::PredicateAndRls {
             txn.execute_unprepared(&self.set_role).await?;
         }
-        let res = txn
-            .query_one_raw(stmt(
-                &format!("SELECT count(*) AS n FROM public.{}", quote_ident(table)),
-                [],
-            ))
-            .await;
-        txn.rollback().await?;
-        match res {
-            Ok(row) => {
-                let n: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
-                Ok(UnscopedView::Rows(u64::try_from(n).unwrap_or(0)))
-            }
-            Err(e) if sqlstate(&e).as_deref() == Some("42P01") => Ok(UnscopedView::NoSuchTable),
-            Err(e) => Err(e.into()),
-        }
+        UnscopedView::count(txn, Some("public"), table).await
     }
 }
