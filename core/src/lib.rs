@@ -20,7 +20,7 @@ mod store;
 mod tenant;
 
 pub use error::{Error, Result, SlugError, sqlstate};
-pub use scope::{ScopeMode, TENANT_ID, TableNamespace, TenantScope};
+pub use scope::{ScopeGuard, ScopeMode, TENANT_ID, TableNamespace, TenantScope};
 pub use store::{
     MigrateOptions, MigrationOutcome, MigrationReport, Strategy, TenantMigration, TenantStore,
     UnscopedView,

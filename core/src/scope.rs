@@ -56,6 +56,21 @@ pub struct TenantScope {
     tenant_id: TenantId,
     namespace: TableNamespace,
     executor: Executor,
+    /// What the strategy keeps alive while the scope lives (separate-db's lease on a tenant's
+    /// pool, which keeps the router from closing the pool under the scope). Declared after the
+    /// executor, so it is dropped after it: a transaction ends before its pool may close.
+    guard: Option<Box<dyn ScopeGuard>>,
+}
+
+/// What a strategy attaches to a scope with [`TenantScope::with_guard`]: kept alive as long as
+/// the scope, and asked to explain a statement that timed out waiting for a connection (a
+/// pool that cannot connect because its server is down times out like a busy one).
+#[async_trait::async_trait]
+pub trait ScopeGuard: Send + Sync + 'static {
+    /// Returns the error to report for `err`, an [`Error::PoolTimeout`]. The default keeps it.
+    async fn explain_timeout(&self, err: Error) -> Error {
+        err
+    }
 }
 
 impl std::fmt::Debug for TenantScope {
@@ -86,6 +101,7 @@ impl TenantScope {
             tenant_id,
             namespace,
             executor: Executor::Transaction(txn),
+            guard: None,
         }
     }
 
@@ -101,6 +117,23 @@ impl TenantScope {
             tenant_id,
             namespace,
             executor: Executor::Autocommit(pool),
+            guard: None,
+        }
+    }
+
+    /// For strategy crates: keeps `guard` alive as long as the scope (it is dropped after the
+    /// scope's transaction or connection handle) and lets it explain connection timeouts.
+    pub fn with_guard(mut self, guard: impl ScopeGuard) -> Self {
+        self.guard = Some(Box::new(guard));
+        self
+    }
+
+    async fn checked<T>(&self, res: std::result::Result<T, sea_orm::DbErr>) -> Result<T> {
+        match (res.map_err(Error::from), &self.guard) {
+            (Err(Error::PoolTimeout), Some(guard)) => {
+                Err(guard.explain_timeout(Error::PoolTimeout).await)
+            }
+            (other, _) => other,
         }
     }
 
@@ -114,6 +147,7 @@ impl TenantScope {
         &self.namespace
     }
 
+    // ANCHOR: table
     /// The table `name` as this tenant sees it.
     pub fn table(&self, name: &str) -> TableRef {
         let table = Alias::new(name).into_iden();
@@ -125,6 +159,7 @@ impl TenantScope {
             ),
         }
     }
+    // ANCHOR_END: table
 
     /// The table `name` under the alias `alias`, for joins.
     pub fn table_as(&self, name: &str, alias: &str) -> TableRef {
@@ -140,6 +175,7 @@ impl TenantScope {
         }
     }
 
+    // ANCHOR: select
     /// `SELECT ... FROM <table> AS <alias> WHERE <alias>.tenant_id = <this tenant>`; add
     /// columns, joins and further conditions to it.
     pub fn select(&self, table: &str, alias: &str) -> SelectStatement {
@@ -148,6 +184,7 @@ impl TenantScope {
             .and_where(self.tenant_predicate(Some(alias)));
         q
     }
+    // ANCHOR_END: select
 
     /// `INSERT INTO <table> (tenant_id, columns...) VALUES (<this tenant>, values...)`.
     ///
@@ -204,8 +241,8 @@ impl TenantScope {
     /// Runs a statement and returns how many rows it touched.
     pub async fn execute<S: StatementBuilder + Sync>(&self, stmt: &S) -> Result<u64> {
         let res = match &self.executor {
-            Executor::Transaction(t) => t.execute(stmt).await?,
-            Executor::Autocommit(c) => c.execute(stmt).await?,
+            Executor::Transaction(t) => self.checked(t.execute(stmt).await).await?,
+            Executor::Autocommit(c) => self.checked(c.execute(stmt).await).await?,
         };
         Ok(res.rows_affected())
     }
@@ -216,27 +253,30 @@ impl TenantScope {
         stmt: &S,
     ) -> Result<Vec<T>> {
         let rows = match &self.executor {
-            Executor::Transaction(t) => t.query_all(stmt).await?,
-            Executor::Autocommit(c) => c.query_all(stmt).await?,
+            Executor::Transaction(t) => self.checked(t.query_all(stmt).await).await?,
+            Executor::Autocommit(c) => self.checked(c.query_all(stmt).await).await?,
         };
         rows.iter()
             .map(|row| T::from_query_result(row, "").map_err(Error::from))
             .collect()
     }
 
+    // ANCHOR: fetch_optional
     /// Runs a query and maps the first row, if any.
     pub async fn fetch_optional<T: FromQueryResult, S: StatementBuilder + Sync>(
         &self,
         stmt: &S,
     ) -> Result<Option<T>> {
         let row = match &self.executor {
-            Executor::Transaction(t) => t.query_one(stmt).await?,
-            Executor::Autocommit(c) => c.query_one(stmt).await?,
+            Executor::Transaction(t) => self.checked(t.query_one(stmt).await).await?,
+            Executor::Autocommit(c) => self.checked(c.query_one(stmt).await).await?,
         };
         row.map(|r| T::from_query_result(&r, "").map_err(Error::from))
             .transpose()
     }
+    // ANCHOR_END: fetch_optional
 
+    // ANCHOR: commit
     /// Makes the scope's writes durable. In autocommit mode every statement already was.
     pub async fn commit(self) -> Result<()> {
         if let Executor::Transaction(t) = self.executor {
@@ -244,6 +284,7 @@ impl TenantScope {
         }
         Ok(())
     }
+    // ANCHOR_END: commit
 
     /// Discards the scope's writes (dropping the scope does the same).
     pub async fn rollback(self) -> Result<()> {

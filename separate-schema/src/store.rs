@@ -4,7 +4,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use tenancy_core::domain::{Page, PageRequest};
-use tenancy_core::migration::{TenantMigrations, control};
+use tenancy_core::migration::{TenantMigrations, control, pin_tenant_tables};
 use tenancy_core::sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
     TransactionTrait,
@@ -20,6 +20,7 @@ use tokio::sync::RwLock;
 /// Serialises installs and template migrations of one database (an arbitrary constant key).
 const TEMPLATE_LOCK: i64 = 0x7465_6e61_6e63_7902;
 
+// ANCHOR: options
 /// How a [`SeparateSchemaStore`] connects and behaves.
 #[derive(Debug, Clone)]
 pub struct SeparateSchemaOptions {
@@ -45,6 +46,7 @@ pub struct SeparateSchemaOptions {
     /// The tenant migrations.
     pub migrations: TenantMigrations,
 }
+// ANCHOR_END: options
 
 impl Default for SeparateSchemaOptions {
     fn default() -> Self {
@@ -93,6 +95,7 @@ fn valid_schema_name(name: &str) -> bool {
         && !name.starts_with("pg_")
 }
 
+// ANCHOR: pool
 async fn pool(
     url: &str,
     options: &SeparateSchemaOptions,
@@ -112,9 +115,12 @@ async fn pool(
     }
     Ok(Database::connect(connect).await?)
 }
+// ANCHOR_END: pool
 
+// ANCHOR: pin
 /// Pins every table of the current `search_path` schema that has `tenant_id` to one tenant, so
-/// the database itself refuses to change a row's tenant. Idempotent.
+/// the database itself refuses to change a row's tenant. For freshly copied tables (adding
+/// the constraint twice fails); later tables are pinned by [`pin_tenant_tables`].
 fn pin_statements(tables: &[String], tenant: TenantId) -> String {
     tables
         .iter()
@@ -127,6 +133,7 @@ fn pin_statements(tables: &[String], tenant: TenantId) -> String {
         })
         .collect()
 }
+// ANCHOR_END: pin
 
 impl SeparateSchemaStore {
     /// Connects to `database_url`, installs the catalog and, when missing, the template schema.
@@ -163,10 +170,12 @@ impl SeparateSchemaStore {
         &self.control
     }
 
+    // ANCHOR: schema_for
     /// The schema of the tenant with this slug.
     pub fn schema_for(&self, slug: &Slug) -> String {
         format!("{}{}", self.options.schema_prefix, slug)
     }
+    // ANCHOR_END: schema_for
 
     fn template_key(&self) -> String {
         format!("schema:{}", self.options.template_schema)
@@ -340,6 +349,7 @@ impl SeparateSchemaStore {
         })
     }
 
+    // ANCHOR: migrate_tenant
     async fn migrate_tenant(&self, tenant: Tenant) -> TenantMigration {
         let schema = self.schema_for(&tenant.slug);
         let from = tenant.schema_version;
@@ -351,24 +361,24 @@ impl SeparateSchemaStore {
             let latest = self.options.migrations.latest();
             if current.state != TenantState::Ready || current.schema_version >= latest {
                 txn.commit().await?;
-                return Ok(MigrationOutcome::UpToDate { version: current.schema_version });
+                return Ok(MigrationOutcome::UpToDate {
+                    version: current.schema_version,
+                });
             }
-            let to = self.options.migrations.apply(&txn, Some(&schema), current.schema_version).await?;
+            let to = self
+                .options
+                .migrations
+                .apply(&txn, Some(&schema), current.schema_version)
+                .await?;
             // Tables added by the migrations are pinned to the tenant like the first ones.
-            txn.execute_unprepared(&format!(
-                "DO $$ DECLARE t record; BEGIN FOR t IN \
-                   SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped \
-                   WHERE n.nspname = '{schema}' AND c.relkind = 'r' AND NOT EXISTS \
-                     (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.conname = 'tenancy_pinned_tenant') \
-                 LOOP EXECUTE format('ALTER TABLE %I.%I ADD CONSTRAINT tenancy_pinned_tenant CHECK (tenant_id = %L)', \
-                   '{schema}', t.relname, '{id}'); END LOOP; END $$",
-                id = tenant.id.as_uuid()
-            ))
-            .await?;
+            txn.execute_unprepared(&pin_tenant_tables(&schema, tenant.id))
+                .await?;
             catalog::set_schema_version(&txn, tenant.id, to).await?;
             txn.commit().await?;
-            Ok(MigrationOutcome::Migrated { from: current.schema_version, to })
+            Ok(MigrationOutcome::Migrated {
+                from: current.schema_version,
+                to,
+            })
         }
         .await;
         let outcome = result.unwrap_or_else(|e| {
@@ -384,6 +394,7 @@ impl SeparateSchemaStore {
             outcome,
         }
     }
+    // ANCHOR_END: migrate_tenant
 }
 
 fn error_chain(e: &Error) -> String {
@@ -403,6 +414,7 @@ impl TenantStore for SeparateSchemaStore {
         Strategy::SeparateSchema
     }
 
+    // ANCHOR: create_tenant
     async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
         let placement = Placement::Schema {
             schema: self.schema_for(&new.slug),
@@ -418,6 +430,7 @@ impl TenantStore for SeparateSchemaStore {
             TenantState::Provisioning => self.provision(&tenant).await,
         }
     }
+    // ANCHOR_END: create_tenant
 
     async fn tenant(&self, id: TenantId) -> Result<Tenant> {
         catalog::by_id(&self.control, id)
@@ -435,6 +448,7 @@ impl TenantStore for SeparateSchemaStore {
         catalog::list(&self.control, page).await
     }
 
+    // ANCHOR: delete_tenant
     async fn delete_tenant(&self, id: TenantId) -> Result<()> {
         let tenant = self.tenant(id).await?;
         catalog::set_state(&self.control, id, TenantState::Deleting).await?;
@@ -444,7 +458,9 @@ impl TenantStore for SeparateSchemaStore {
             .await?;
         catalog::remove(&self.control, id).await
     }
+    // ANCHOR_END: delete_tenant
 
+    // ANCHOR: migrate_all
     async fn migrate_all(&self, options: MigrateOptions) -> Result<MigrationReport> {
         let latest = self.options.migrations.latest();
         let template = self.migrate_template().await?;
@@ -476,6 +492,7 @@ impl TenantStore for SeparateSchemaStore {
         report.tenants.extend(lines);
         Ok(report)
     }
+    // ANCHOR_END: migrate_all
 
     // ANCHOR: scope
     async fn scope_with(&self, tenant: &Tenant, mode: ScopeMode) -> Result<TenantScope> {

@@ -84,3 +84,28 @@ impl TenantMigrations {
         Ok(self.latest())
     }
 }
+
+/// A statement that pins every table of `schema` that has a `tenant_id` column and no pin yet
+/// to `tenant`, with a `tenancy_pinned_tenant` check constraint: the database itself then
+/// refuses a row of another tenant, or a change of a row's tenant. For strategies that give a
+/// tenant a schema or a database of its own. Idempotent; run it after every migration so that
+/// tables added later are pinned too.
+pub fn pin_tenant_tables(schema: &str, tenant: crate::TenantId) -> String {
+    // The schema name is a validated identifier; it is passed as a literal and quoted again
+    // by format(%I) inside the block.
+    format!(
+        "DO $$ DECLARE t record; BEGIN FOR t IN \
+           SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped \
+           WHERE n.nspname = {schema} AND c.relkind IN ('r', 'p') AND NOT EXISTS \
+             (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.conname = 'tenancy_pinned_tenant') \
+         LOOP EXECUTE format('ALTER TABLE %I.%I ADD CONSTRAINT tenancy_pinned_tenant CHECK (tenant_id = %L)', \
+           {schema}, t.relname, '{id}'); END LOOP; END $$",
+        schema = quote_literal(schema),
+        id = tenant.as_uuid()
+    )
+}
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}

@@ -1,0 +1,50 @@
+//! # tenancy-separate-db: a database per tenant
+//!
+//! Each tenant's tables live in a PostgreSQL database of their own, on one of several
+//! servers; the catalog in the control database records which. Isolation is the database
+//! boundary: a connection to tenant A's database cannot name tenant B's tables at all.
+//!
+//! - **Placement**: a new tenant goes to the server with the fewest tenants unless the caller
+//!   names one ([`tenancy_core::NewTenant::server`]). Its database is named from the validated
+//!   slug and always quoted.
+//! - **Routing**: a router opens a pool per tenant database on demand, under a fixed budget
+//!   of connections per server; idle pools are closed, least recently used first, to make
+//!   room, and a request that finds every pool busy waits (bounded) for one. See the
+//!   `router` module.
+//! - **Provisioning**: `CREATE DATABASE ... TEMPLATE` from a pre-migrated template database
+//!   on the tenant's server, never a replay of the migrations; crash-safe through the
+//!   catalog's `provisioning` state.
+//! - **Migrations**: each tenant database (and each template) records its version in a
+//!   one-row table, updated in the same transaction as the migration, so a run is resumable
+//!   and idempotent; bounded concurrency within the budget.
+//! - **Deletion**: mark `deleting`, close the pool, `DROP DATABASE ... WITH (FORCE)`, remove.
+//! - **Outages**: a server that does not answer makes its tenants fail with
+//!   [`tenancy_core::Error::Unavailable`] while the others keep working; it is tried again
+//!   after `retry_after`, so it recovers without a restart.
+//!
+//! ```no_run
+//! # async fn demo() -> tenancy_core::Result<()> {
+//! use tenancy_core::{NewTenant, Slug, TenantStore};
+//! use tenancy_separate_db::{SeparateDbOptions, SeparateDbStore, ServerConfig};
+//!
+//! let store = SeparateDbStore::connect(
+//!     "postgres://postgres@127.0.0.1:5432/tenancy",
+//!     SeparateDbOptions {
+//!         servers: vec![ServerConfig {
+//!             name: "second".into(),
+//!             url: "postgres://postgres@127.0.0.1:5433/postgres".into(),
+//!         }],
+//!         ..SeparateDbOptions::default()
+//!     },
+//! )
+//! .await?;
+//! let acme = store.create_tenant(NewTenant::new(Slug::parse("acme")?, "Acme")).await?;
+//! let scope = store.scope(&acme).await?;
+//! scope.commit().await?;
+//! # Ok(()) }
+//! ```
+
+mod router;
+mod store;
+
+pub use store::{SeparateDbOptions, SeparateDbStore, ServerConfig};
