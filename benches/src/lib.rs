@@ -10,12 +10,17 @@ use tenancy_core::migration::TenantMigrations;
 use tenancy_core::sea_orm::{ConnectionTrait, DbErr};
 use tenancy_core::sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager};
 use tenancy_core::{NewTenant, Slug, Strategy, Tenant, TenantScope, TenantStore};
+use tenancy_separate_db::{SeparateDbOptions, SeparateDbStore};
 use tenancy_separate_schema::{SeparateSchemaOptions, SeparateSchemaStore};
 use tenancy_shared_schema::{SharedSchemaOptions, SharedSchemaStore};
 use tenancy_testkit::TestDatabase;
 
 /// The strategies the benches compare, in the order they appear in reports.
-pub const STRATEGIES: &[Strategy] = &[Strategy::SharedSchema, Strategy::SeparateSchema];
+pub const STRATEGIES: &[Strategy] = &[
+    Strategy::SharedSchema,
+    Strategy::SeparateSchema,
+    Strategy::SeparateDb,
+];
 
 /// Whether criterion runs in test mode (`cargo bench -- --test`): each bench once, so the
 /// set-up uses small sizes to keep CI fast.
@@ -28,7 +33,8 @@ pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().expect("a tokio runtime")
 }
 
-/// Opens a store of `strategy` on `db` with the domain's migrations plus `migrations`.
+/// Opens a store of `strategy` on `db` with `migrations`, in each strategy's recommended
+/// configuration (separate-db: a budget of 20 connections).
 pub async fn open_store(
     strategy: Strategy,
     db: &TestDatabase,
@@ -55,7 +61,16 @@ pub async fn open_store(
             )
             .await?,
         ),
-        other => anyhow::bail!("no bench store for {other}"),
+        Strategy::SeparateDb => Arc::new(
+            SeparateDbStore::connect(
+                db.url(),
+                SeparateDbOptions {
+                    migrations,
+                    ..SeparateDbOptions::default()
+                },
+            )
+            .await?,
+        ),
     })
 }
 

@@ -1,0 +1,217 @@
+//! Run with `cargo bench -p tenancy-benches --bench routing_tax`.
+//!
+//! What it costs to reach one tenant's rows: a point read by primary key, an insert, and the
+//! summary join (projects with their task counts), through each strategy's scope, beside the
+//! baseline: the same statements, built by the same domain code, on plain tables in a
+//! database of their own with no tenancy at all. Every variant runs its statements the way
+//! the domain code would in production: reads in autocommit scopes (a strategy that needs a
+//! transaction for isolation still opens one; that is its tax), inserts in a scope that
+//! commits. Shared-schema appears twice: with row-level security (the safe default) and with
+//! the predicate alone (faster, one layer).
+//!
+//! Data: one tenant, 1,000 projects, the first 50 with three tasks each.
+
+use std::sync::Arc;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use tenancy_core::domain::PageRequest;
+use tenancy_core::domain::projects::{self, NewProject};
+use tenancy_core::domain::tasks::{self, NewTask};
+use tenancy_core::migration::TenantMigrations;
+use tenancy_core::sea_orm::{Database, DatabaseConnection, TransactionTrait};
+use tenancy_core::{
+    ScopeMode, Strategy, TableNamespace, Tenant, TenantId, TenantScope, TenantStore,
+};
+use tenancy_shared_schema::{Isolation, SharedSchemaOptions, SharedSchemaStore};
+use tenancy_testkit::TestDatabase;
+use uuid::Uuid;
+
+const PROJECTS: usize = 1_000;
+
+/// How one variant binds a scope.
+#[derive(Clone)]
+enum Target {
+    Baseline(DatabaseConnection, TenantId),
+    Store(Arc<dyn TenantStore>, Tenant),
+}
+
+impl Target {
+    async fn scope(&self, mode: ScopeMode) -> TenantScope {
+        match self {
+            Target::Baseline(conn, id) => match mode {
+                ScopeMode::Autocommit => {
+                    TenantScope::autocommit(*id, TableNamespace::Unqualified, conn.clone())
+                }
+                ScopeMode::Transaction => TenantScope::in_transaction(
+                    *id,
+                    TableNamespace::Unqualified,
+                    conn.begin().await.expect("begin"),
+                ),
+            },
+            Target::Store(store, t) => store.scope_with(t, mode).await.expect("scope"),
+        }
+    }
+}
+
+async fn seed(target: &Target) -> anyhow::Result<Vec<Uuid>> {
+    let scope = target.scope(ScopeMode::Transaction).await;
+    let mut ids = Vec::with_capacity(PROJECTS);
+    for i in 0..PROJECTS {
+        let p = projects::create(
+            &scope,
+            NewProject {
+                name: format!("p{i}"),
+                description: String::new(),
+            },
+        )
+        .await?;
+        if i < 50 {
+            for k in 0..3 {
+                tasks::create(
+                    &scope,
+                    p.id,
+                    NewTask {
+                        title: format!("t{k}"),
+                    },
+                )
+                .await?;
+            }
+        }
+        ids.push(p.id);
+    }
+    scope.commit().await?;
+    Ok(ids)
+}
+
+async fn variant(name: &str, db: &TestDatabase) -> anyhow::Result<Target> {
+    let store: Arc<dyn TenantStore> = match name {
+        "baseline" => {
+            let conn = Database::connect(db.url()).await?;
+            let txn = conn.begin().await?;
+            TenantMigrations::default().apply(&txn, None, 0).await?;
+            txn.commit().await?;
+            return Ok(Target::Baseline(conn, TenantId::new()));
+        }
+        "shared-schema-predicate-only" => Arc::new(
+            SharedSchemaStore::connect(
+                db.url(),
+                SharedSchemaOptions {
+                    isolation: Isolation::PredicateOnly,
+                    ..SharedSchemaOptions::default()
+                },
+            )
+            .await?,
+        ),
+        "shared-schema" => {
+            tenancy_benches::open_store(Strategy::SharedSchema, db, TenantMigrations::default())
+                .await?
+        }
+        "separate-schema" => {
+            tenancy_benches::open_store(Strategy::SeparateSchema, db, TenantMigrations::default())
+                .await?
+        }
+        "separate-db" => {
+            tenancy_benches::open_store(Strategy::SeparateDb, db, TenantMigrations::default())
+                .await?
+        }
+        other => anyhow::bail!("unknown variant {other}"),
+    };
+    let t = tenancy_benches::tenant(store.as_ref(), "bench").await?;
+    Ok(Target::Store(store, t))
+}
+
+const VARIANTS: &[&str] = &[
+    "baseline",
+    "shared-schema",
+    "shared-schema-predicate-only",
+    "separate-schema",
+    "separate-db",
+];
+
+fn routing_tax(c: &mut Criterion) {
+    let rt = tenancy_benches::runtime();
+    let mut set_up = Vec::new();
+    for name in VARIANTS {
+        let made = rt.block_on(async {
+            let db = TestDatabase::create().await?;
+            let target = variant(name, &db).await?;
+            let ids = seed(&target).await?;
+            anyhow::Ok((db, target, ids))
+        });
+        set_up.push(made.unwrap_or_else(|e| {
+            panic!("bench set-up of {name} failed (is DATABASE_URL set?): {e:#}")
+        }));
+    }
+
+    let mut read = c.benchmark_group("routing_tax/read");
+    for (name, (_, target, ids)) in VARIANTS.iter().zip(&set_up) {
+        read.bench_function(BenchmarkId::new(*name, 1), |b| {
+            let mut i = 0;
+            b.to_async(&rt).iter(|| {
+                i += 1;
+                let (target, id) = (target.clone(), ids[(i * 7919) % ids.len()]);
+                async move {
+                    let scope = target.scope(ScopeMode::Autocommit).await;
+                    projects::get(&scope, id).await.expect("read")
+                }
+            })
+        });
+    }
+    read.finish();
+
+    let mut insert = c.benchmark_group("routing_tax/insert");
+    for (name, (_, target, _)) in VARIANTS.iter().zip(&set_up) {
+        insert.bench_function(BenchmarkId::new(*name, 1), |b| {
+            b.to_async(&rt).iter(|| {
+                let target = target.clone();
+                async move {
+                    let scope = target.scope(ScopeMode::Autocommit).await;
+                    let p = projects::create(
+                        &scope,
+                        NewProject {
+                            name: "new".into(),
+                            description: String::new(),
+                        },
+                    )
+                    .await
+                    .expect("insert");
+                    scope.commit().await.expect("commit");
+                    p
+                }
+            })
+        });
+    }
+    insert.finish();
+
+    let mut join = c.benchmark_group("routing_tax/join");
+    for (name, (_, target, _)) in VARIANTS.iter().zip(&set_up) {
+        join.bench_function(BenchmarkId::new(*name, 1), |b| {
+            b.to_async(&rt).iter(|| {
+                let target = target.clone();
+                async move {
+                    let scope = target.scope(ScopeMode::Autocommit).await;
+                    projects::summary(
+                        &scope,
+                        PageRequest {
+                            limit: 20,
+                            after: None,
+                        },
+                    )
+                    .await
+                    .expect("summary")
+                }
+            })
+        });
+    }
+    join.finish();
+
+    rt.block_on(async {
+        for (db, target, _) in set_up {
+            drop(target);
+            db.drop_database().await.ok();
+        }
+    });
+}
+
+criterion_group!(benches, routing_tax);
+criterion_main!(benches);

@@ -1,0 +1,108 @@
+//! Run with `cargo bench -p tenancy-benches --bench tenant_spread`.
+//!
+//! Throughput of point reads spread uniformly over `N` tenants (the id of each result: 1, 20,
+//! 100 and 1,000), per strategy, eight reads in flight. Each tenant holds 10 projects. One
+//! tenant is the best case for every cache; a thousand tenants show what each strategy pays
+//! for many: nothing extra for shared tables, more catalog entries per connection for a
+//! schema each, and, for a database each under a budget of 20 connections, pools that must be
+//! closed and opened as the load moves between databases.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use futures::StreamExt;
+use tenancy_core::domain::projects;
+use tenancy_core::migration::TenantMigrations;
+use tenancy_core::{ScopeMode, Tenant, TenantStore};
+use tenancy_testkit::TestDatabase;
+use uuid::Uuid;
+
+/// Reads per timed iteration.
+const BATCH: usize = 64;
+const IN_FLIGHT: usize = 8;
+const PROJECTS: usize = 10;
+
+fn tenant_spread(c: &mut Criterion) {
+    let rt = tenancy_benches::runtime();
+    let test = tenancy_benches::test_mode();
+    let mut group = c.benchmark_group("tenant_spread");
+    group
+        .throughput(Throughput::Elements(BATCH as u64))
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5));
+    for &strategy in tenancy_benches::STRATEGIES {
+        let sizes: &[usize] = if test { &[1, 3] } else { &[1, 20, 100, 1_000] };
+        // One database grows tenant by tenant: each size adds to the last.
+        let setup = rt.block_on(async {
+            let db = TestDatabase::create().await?;
+            let store =
+                tenancy_benches::open_store(strategy, &db, TenantMigrations::default()).await?;
+            anyhow::Ok((db, store))
+        });
+        let (db, store) =
+            setup.unwrap_or_else(|e| panic!("bench set-up failed (is DATABASE_URL set?): {e:#}"));
+        let mut tenants: Vec<(Tenant, Vec<Uuid>)> = Vec::new();
+        for &n in sizes {
+            let grown = rt.block_on(grow(store.clone(), tenants.len(), n));
+            tenants.extend(grown.unwrap_or_else(|e| panic!("seeding {n} tenants: {e:#}")));
+            let tenants = Arc::new(tenants[..n].to_vec());
+            let next = AtomicUsize::new(0);
+            group.bench_function(BenchmarkId::new(strategy.as_str(), n), |b| {
+                b.to_async(&rt).iter(|| {
+                    let start = next.fetch_add(BATCH, Ordering::Relaxed);
+                    let (store, tenants) = (store.clone(), tenants.clone());
+                    async move {
+                        futures::stream::iter(start..start + BATCH)
+                            .map(|k| {
+                                // A multiplicative hash spreads consecutive k over all tenants.
+                                let (t, ids) = &tenants[(k * 2_654_435_761) % tenants.len()];
+                                let (store, id) = (store.clone(), ids[k % ids.len()]);
+                                async move {
+                                    let scope = store
+                                        .scope_with(t, ScopeMode::Autocommit)
+                                        .await
+                                        .expect("scope");
+                                    projects::get(&scope, id).await.expect("read");
+                                }
+                            })
+                            .buffer_unordered(IN_FLIGHT)
+                            .collect::<Vec<()>>()
+                            .await
+                    }
+                })
+            });
+        }
+        rt.block_on(async {
+            drop(store);
+            db.drop_database().await.ok();
+        });
+    }
+    group.finish();
+}
+
+/// Creates tenants `have..want`, each with its projects.
+async fn grow(
+    store: Arc<dyn TenantStore>,
+    have: usize,
+    want: usize,
+) -> anyhow::Result<Vec<(Tenant, Vec<Uuid>)>> {
+    futures::stream::iter(have..want)
+        .map(|i| {
+            let store = store.clone();
+            async move {
+                let t = tenancy_benches::tenant(store.as_ref(), &format!("t{i}")).await?;
+                let rows = tenancy_benches::seed_projects(store.scope(&t).await?, PROJECTS).await?;
+                anyhow::Ok((t, rows.into_iter().map(|p| p.id).collect()))
+            }
+        })
+        .buffered(4)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+criterion_group!(benches, tenant_spread);
+criterion_main!(benches);
