@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Checks the book before and after `mdbook build docs`; run by .ci/run.
+
+mdbook 0.4 logs a broken include and still exits 0, and it does not check links, so this
+script fails on:
+  - a chapter file under docs/src that SUMMARY.md does not list, or a listed one that is missing;
+  - an {{#include path}} or {{#include path:anchor}} whose file or anchor does not exist;
+  - a relative link or image whose target does not exist, or a #fragment with no such heading;
+  - any ERROR or WARN line that mdbook prints while building.
+"""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+SRC = DOCS / "src"
+errors = []
+
+
+def slug(heading: str) -> str:
+    # mdbook's heading ids: lowercase, spaces to '-', keep alphanumerics, '-' and '_'.
+    text = re.sub(r"<[^>]+>", "", heading).strip().lower()
+    text = text.replace("`", "")
+    return "".join(c if c.isalnum() or c in "-_" else ("-" if c == " " else "") for c in text)
+
+
+def headings(md: Path) -> set:
+    ids, fence = set(), False
+    for line in md.read_text().splitlines():
+        if line.lstrip().startswith("```"):
+            fence = not fence
+        elif not fence and (m := re.match(r"^#{1,6}\s+(.*?)\s*#*$", line)):
+            ids.add(slug(m.group(1)))
+    return ids
+
+
+summary = (SRC / "SUMMARY.md").read_text()
+listed = {Path(p) for p in re.findall(r"\]\(([^)#]+\.md)\)", summary)}
+for p in listed:
+    if not (SRC / p).is_file():
+        errors.append(f"SUMMARY.md lists {p}, which does not exist")
+for md in SRC.rglob("*.md"):
+    rel = md.relative_to(SRC)
+    if rel != Path("SUMMARY.md") and rel not in listed:
+        errors.append(f"{rel} is not listed in SUMMARY.md")
+
+for md in SRC.rglob("*.md"):
+    text = md.read_text()
+    rel = md.relative_to(SRC)
+    for target in re.findall(r"\{\{#(?:include|rustdoc_include)\s+([^}\s]+)\s*\}\}", text):
+        path, _, anchor = target.partition(":")
+        file = (md.parent / path).resolve()
+        if not file.is_file():
+            errors.append(f"{rel}: include {target}: no file {file}")
+            continue
+        if anchor and not anchor[0].isdigit():
+            body = file.read_text()
+            if not re.search(rf"ANCHOR:\s*{re.escape(anchor)}\b", body) or not re.search(
+                rf"ANCHOR_END:\s*{re.escape(anchor)}\b", body
+            ):
+                errors.append(f"{rel}: include {target}: no anchor {anchor!r} in {path}")
+    # Links outside code blocks.
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    prose = re.sub(r"`[^`\n]*`", "", prose)
+    for link in re.findall(r"\]\(([^)\s]+)\)", prose) + re.findall(r'src="([^"]+)"', prose):
+        if re.match(r"^[a-z]+:", link):
+            continue  # external (https:, mailto:)
+        path, _, frag = link.partition("#")
+        target = (md.parent / path).resolve() if path else md
+        if not target.exists():
+            errors.append(f"{rel}: broken link {link}")
+        elif frag and target.suffix == ".md" and frag not in headings(target):
+            errors.append(f"{rel}: link {link}: no heading #{frag}")
+
+if "--build" in sys.argv:
+    out = subprocess.run(
+        [sys.argv[sys.argv.index("--build") + 1], "build", str(DOCS)],
+        capture_output=True,
+        text=True,
+    )
+    log = out.stdout + out.stderr
+    if out.returncode != 0:
+        errors.append(f"mdbook build failed:\n{log}")
+    errors += [f"mdbook: {l}" for l in log.splitlines() if "[ERROR]" in l or "[WARN]" in l]
+
+for e in errors:
+    print(f"docs: {e}", file=sys.stderr)
+sys.exit(1 if errors else 0)
