@@ -88,6 +88,7 @@ impl Server {
         }
     }
 
+    // ANCHOR: health
     /// Asks the server directly whether it answers, and remembers a "no" for `retry_after`.
     async fn probe(&self, retry_after: Duration) -> bool {
         let host = self.url.host_str().unwrap_or("localhost").to_owned();
@@ -120,6 +121,7 @@ impl Server {
             other => other,
         }
     }
+    // ANCHOR_END: health
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -130,6 +132,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 struct Pool {
     server: usize,
+    /// Tells this pool from an earlier one of the same database that was closed while a
+    /// lease on it was still alive: that lease must not count against this pool.
+    generation: u64,
     conn: DatabaseConnection,
     /// Scopes (and maintenance work) using the pool; it may close only at zero.
     active: usize,
@@ -141,6 +146,8 @@ struct State {
     pools: HashMap<(usize, String), Pool>,
     /// Connections the open pools may hold, per server.
     allotted: Vec<u32>,
+    /// The generation the next opened pool gets.
+    next_generation: u64,
 }
 
 /// The pools of every tenant database, and the budget they share.
@@ -153,17 +160,19 @@ pub(crate) struct Router {
 
 /// What [`Router::lease`] does after looking at the state.
 enum Next {
-    Use(DatabaseConnection),
+    Use(DatabaseConnection, u64),
     Open,
     Close(Pool),
     Wait,
 }
 
+// ANCHOR: guard
 /// A pool in use. While a lease lives the router will not close its pool.
 #[derive(Debug)]
 pub(crate) struct Lease {
     router: Arc<Router>,
     key: (usize, String),
+    generation: u64,
     conn: DatabaseConnection,
 }
 
@@ -180,7 +189,11 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let mut state = lock(&self.router.state);
-        if let Some(pool) = state.pools.get_mut(&self.key) {
+        if let Some(pool) = state
+            .pools
+            .get_mut(&self.key)
+            .filter(|p| p.generation == self.generation)
+        {
             pool.active = pool.active.saturating_sub(1);
             pool.last_used = Instant::now();
             if pool.active == 0 {
@@ -198,6 +211,7 @@ impl ScopeGuard for Lease {
             .await
     }
 }
+// ANCHOR_END: guard
 
 impl Router {
     pub fn new(servers: Vec<Arc<Server>>, settings: RouterSettings) -> Self {
@@ -208,6 +222,7 @@ impl Router {
             state: Mutex::new(State {
                 pools: HashMap::new(),
                 allotted,
+                next_generation: 0,
             }),
         }
     }
@@ -230,6 +245,7 @@ impl Router {
             .collect()
     }
 
+    // ANCHOR: open
     async fn open(&self, server: &Server, database: &str) -> Result<DatabaseConnection> {
         let s = &self.settings;
         let mut options = ConnectOptions::new(server.database_url(database));
@@ -250,6 +266,7 @@ impl Router {
         // A lazy pool only builds its handle here; connecting happens on first use.
         Ok(Database::connect(options).await?)
     }
+    // ANCHOR_END: open
 
     // ANCHOR: lease
     /// A lease on the pool of `database` on server `server`, opening the pool when needed.
@@ -269,7 +286,7 @@ impl Router {
                 if let Some(pool) = state.pools.get_mut(&key) {
                     pool.active += 1;
                     pool.last_used = Instant::now();
-                    Next::Use(pool.conn.clone())
+                    Next::Use(pool.conn.clone(), pool.generation)
                 } else if state.allotted[server] + self.settings.per_database <= srv.budget {
                     state.allotted[server] += self.settings.per_database;
                     Next::Open
@@ -288,7 +305,7 @@ impl Router {
                 }
             };
             match next {
-                Next::Use(conn) => return Ok(self.lease_of(key, conn)),
+                Next::Use(conn, generation) => return Ok(self.lease_of(key, generation, conn)),
                 Next::Open => return self.insert(key, &srv).await,
                 Next::Close(pool) => self.close(pool).await,
                 Next::Wait => {
@@ -302,10 +319,16 @@ impl Router {
     }
     // ANCHOR_END: lease
 
-    fn lease_of(self: &Arc<Self>, key: (usize, String), conn: DatabaseConnection) -> Lease {
+    fn lease_of(
+        self: &Arc<Self>,
+        key: (usize, String),
+        generation: u64,
+        conn: DatabaseConnection,
+    ) -> Lease {
         Lease {
             router: self.clone(),
             key,
+            generation,
             conn,
         }
     }
@@ -323,23 +346,27 @@ impl Router {
         if let Some(pool) = state.pools.get_mut(&key) {
             // Another request opened the same pool meanwhile: use theirs, give ours back.
             pool.active += 1;
-            let theirs = pool.conn.clone();
+            let (theirs, generation) = (pool.conn.clone(), pool.generation);
             drop(state);
             self.release(key.0);
-            return Ok(self.lease_of(key, theirs));
+            return Ok(self.lease_of(key, generation, theirs));
         }
+        state.next_generation += 1;
+        let generation = state.next_generation;
         state.pools.insert(
             key.clone(),
             Pool {
                 server: key.0,
+                generation,
                 conn: conn.clone(),
                 active: 1,
                 last_used: Instant::now(),
             },
         );
-        Ok(self.lease_of(key, conn))
+        Ok(self.lease_of(key, generation, conn))
     }
 
+    // ANCHOR: evict
     fn release(&self, server: usize) {
         let mut state = lock(&self.state);
         state.allotted[server] = state.allotted[server].saturating_sub(self.settings.per_database);
@@ -362,4 +389,5 @@ impl Router {
             self.close(pool).await;
         }
     }
+    // ANCHOR_END: evict
 }

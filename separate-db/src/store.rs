@@ -138,6 +138,7 @@ impl SeparateDbStore {
         let url =
             url::Url::parse(control_url).map_err(|e| invalid("control_url", e.to_string()))?;
         let control_db = url.path().trim_start_matches('/').to_owned();
+        // ANCHOR: prefix
         let prefix = match &options.database_prefix {
             Some(p) => p.clone(),
             None => format!("{control_db}_"),
@@ -152,6 +153,7 @@ impl SeparateDbStore {
                 ),
             ));
         }
+        // ANCHOR_END: prefix
         if options.connections_per_database == 0 || options.control_connections == 0 {
             return Err(invalid(
                 "connections_per_database",
@@ -234,6 +236,7 @@ impl SeparateDbStore {
         &self.inner.control
     }
 
+    // ANCHOR: database_names
     /// The database of the tenant with this slug.
     pub fn database_for(&self, slug: &Slug) -> String {
         format!("{}{slug}", self.inner.prefix)
@@ -243,6 +246,7 @@ impl SeparateDbStore {
     pub fn template_database(&self) -> String {
         format!("{}_template", self.inner.prefix)
     }
+    // ANCHOR_END: database_names
 
     /// The configured server names, the control server first.
     pub fn servers(&self) -> Vec<String> {
@@ -268,6 +272,7 @@ impl SeparateDbStore {
         )
     }
 
+    // ANCHOR: server_of
     fn server_of(&self, tenant: &Tenant) -> Result<(usize, String)> {
         let expected = self.database_for(&tenant.slug);
         match &tenant.placement {
@@ -288,7 +293,9 @@ impl SeparateDbStore {
             ))),
         }
     }
+    // ANCHOR_END: server_of
 
+    // ANCHOR: maintenance
     /// Runs a statement that cannot run in a transaction (`CREATE DATABASE`) on `server`'s
     /// maintenance database, through the router (so within the budget).
     async fn maintenance(&self, server: usize, sql: &str) -> Result<()> {
@@ -303,6 +310,7 @@ impl SeparateDbStore {
             Err(e) => Err(srv.explain(e.into(), self.inner.options.retry_after).await),
         }
     }
+    // ANCHOR_END: maintenance
 
     async fn lease(&self, server: usize, database: &str) -> Result<Lease> {
         self.inner.router.lease(server, database).await
@@ -362,6 +370,7 @@ impl SeparateDbStore {
     }
     // ANCHOR_END: ensure_template
 
+    // ANCHOR: migrate_database
     /// Brings `database` on `server` to the latest version in one transaction of its own,
     /// recording the version inside it; pins the tables to `tenant` when given. Returns
     /// (from, to). The pool is closed afterwards when the database is a template, which must
@@ -373,13 +382,26 @@ impl SeparateDbStore {
         tenant: Option<TenantId>,
     ) -> Result<(i32, i32)> {
         let lease = self.lease(server, database).await?;
-        let txn = self.begin(&lease).await?;
-        txn.execute_unprepared(&format!(
-            "CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (\
-               one boolean PRIMARY KEY DEFAULT true CHECK (one), version integer NOT NULL); \
-             INSERT INTO {VERSION_TABLE} (version) VALUES (0) ON CONFLICT DO NOTHING"
-        ))
-        .await?;
+        let result = self.migrate_leased(&lease, tenant).await;
+        if tenant.is_none() {
+            // A template must have no connections to be copied, whatever happened here.
+            drop(lease);
+            self.inner.router.evict(server, database).await;
+        }
+        result
+    }
+
+    async fn migrate_leased(&self, lease: &Lease, tenant: Option<TenantId>) -> Result<(i32, i32)> {
+        let txn = self.begin(lease).await?;
+        if tenant.is_none() {
+            // Tenant databases inherit the table from their template.
+            txn.execute_unprepared(&format!(
+                "CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (\
+                   one boolean PRIMARY KEY DEFAULT true CHECK (one), version integer NOT NULL); \
+                 INSERT INTO {VERSION_TABLE} (version) VALUES (0) ON CONFLICT DO NOTHING"
+            ))
+            .await?;
+        }
         let from = txn
             .query_one_raw(stmt(
                 &format!("SELECT version FROM {VERSION_TABLE} FOR UPDATE"),
@@ -410,13 +432,11 @@ impl SeparateDbStore {
         ))
         .await?;
         txn.commit().await?;
-        if tenant.is_none() {
-            drop(lease);
-            self.inner.router.evict(server, database).await;
-        }
         Ok((from, to))
     }
+    // ANCHOR_END: migrate_database
 
+    // ANCHOR: place
     /// The configured server with the fewest tenants (skipping servers known to be down),
     /// or the one named.
     async fn place(&self, requested: Option<&str>) -> Result<usize> {
@@ -461,6 +481,7 @@ impl SeparateDbStore {
             .min_by_key(|&i| (counts[i], i))
             .unwrap_or(0))
     }
+    // ANCHOR_END: place
 
     // ANCHOR: provision
     /// Clones the template into the tenant's database, pins its tables to the tenant and marks
@@ -514,6 +535,7 @@ impl SeparateDbStore {
     }
     // ANCHOR_END: provision
 
+    // ANCHOR: migrate_template
     async fn migrate_template(&self, server: usize) -> Result<Option<TenantMigration>> {
         let key = self.template_key(server);
         let txn = self.inner.control.begin().await?;
@@ -547,7 +569,9 @@ impl SeparateDbStore {
             },
         }))
     }
+    // ANCHOR_END: migrate_template
 
+    // ANCHOR: migrate_tenant
     async fn migrate_tenant(&self, tenant: Tenant) -> TenantMigration {
         let result: Result<MigrationOutcome> = async {
             let (server, database) = self.server_of(&tenant)?;
@@ -578,6 +602,7 @@ impl SeparateDbStore {
             outcome,
         }
     }
+    // ANCHOR_END: migrate_tenant
 }
 
 fn error_chain(e: &Error) -> String {
@@ -597,6 +622,7 @@ impl TenantStore for SeparateDbStore {
         Strategy::SeparateDb
     }
 
+    // ANCHOR: create_tenant
     async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
         if let Some(existing) = catalog::by_slug(&self.inner.control, &new.slug).await? {
             return match existing.state {
@@ -625,6 +651,7 @@ impl TenantStore for SeparateDbStore {
             TenantState::Provisioning => self.provision(&tenant).await,
         }
     }
+    // ANCHOR_END: create_tenant
 
     async fn tenant(&self, id: TenantId) -> Result<Tenant> {
         catalog::by_id(&self.inner.control, id)
@@ -660,6 +687,7 @@ impl TenantStore for SeparateDbStore {
     }
     // ANCHOR_END: delete_tenant
 
+    // ANCHOR: migrate_all
     async fn migrate_all(&self, options: MigrateOptions) -> Result<MigrationReport> {
         let latest = self.inner.options.migrations.latest();
         let mut report = MigrationReport {
@@ -716,6 +744,7 @@ impl TenantStore for SeparateDbStore {
         report.tenants.extend(lines);
         Ok(report)
     }
+    // ANCHOR_END: migrate_all
 
     // ANCHOR: scope
     async fn scope_with(&self, tenant: &Tenant, mode: ScopeMode) -> Result<TenantScope> {

@@ -23,3 +23,25 @@ async fn store(db: &TestDatabase, config: StoreConfig) -> anyhow::Result<Arc<dyn
 }
 
 tenancy_testkit::conformance_tests!(store);
+
+/// A migration run leaves no connection to the template behind: a tenant created right after
+/// it is copied from the template at once (a leftover connection makes `CREATE DATABASE ...
+/// TEMPLATE` wait and then fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_after_a_migration_run_works() -> anyhow::Result<()> {
+    use tenancy_core::{MigrateOptions, NewTenant, Slug};
+    let db = TestDatabase::create().await?;
+    let store = SeparateDbStore::connect(db.url(), SeparateDbOptions::default()).await?;
+    store
+        .create_tenant(NewTenant::new(Slug::parse("first")?, "First"))
+        .await?;
+    for _ in 0..2 {
+        let report = store.migrate_all(MigrateOptions::default()).await?;
+        anyhow::ensure!(report.is_success(), "{report:?}");
+    }
+    store
+        .create_tenant(NewTenant::new(Slug::parse("second")?, "Second"))
+        .await?;
+    drop(store);
+    db.drop_database().await
+}
