@@ -48,6 +48,7 @@ impl Default for PageRequest {
 }
 
 /// One page of results and the cursor for the next, `None` on the last page.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Page<T> {
     pub items: Vec<T>,

@@ -19,6 +19,7 @@ pub const MAX_NAME: usize = 200;
 pub const MAX_DESCRIPTION: usize = 4000;
 
 /// A project as stored.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, FromQueryResult)]
 pub struct Project {
     pub tenant_id: Uuid,
@@ -29,6 +30,7 @@ pub struct Project {
 }
 
 /// What [`create`] needs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewProject {
@@ -38,6 +40,7 @@ pub struct NewProject {
 }
 
 /// What [`update`] may change; absent fields stay as they are.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectPatch {
@@ -46,6 +49,7 @@ pub struct ProjectPatch {
 }
 
 /// A project with the number of its open and done tasks.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, FromQueryResult)]
 pub struct ProjectSummary {
     pub id: Uuid,

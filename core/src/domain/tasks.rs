@@ -25,6 +25,7 @@ const COLUMNS: [&str; 6] = [
 pub const MAX_TITLE: usize = 500;
 
 /// A task as stored.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, FromQueryResult)]
 pub struct Task {
     pub tenant_id: Uuid,
@@ -36,6 +37,7 @@ pub struct Task {
 }
 
 /// What [`create`] needs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewTask {
@@ -43,6 +45,7 @@ pub struct NewTask {
 }
 
 /// What [`update`] may change; absent fields stay as they are.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskPatch {

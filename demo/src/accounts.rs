@@ -1,0 +1,194 @@
+//! Users, their memberships in tenants, and API tokens, in the control database's catalog.
+//!
+//! Users are global: a user exists outside any tenant and is granted tenants through
+//! memberships with a role. Tokens are 32 random bytes, shown once, and stored as their
+//! SHA-256 hash, so a leaked catalog does not leak working tokens.
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Value};
+use tenancy_core::{Error, Result, TenantId};
+use uuid::Uuid;
+
+/// What a member may do in a tenant. The demo's routes treat both alike; the role is kept to
+/// show where authorisation would look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Owner,
+    Member,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Member => "member",
+        }
+    }
+}
+
+/// A user, global to the application.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+}
+
+/// What creating a user needs.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub email: String,
+    pub name: String,
+}
+
+/// A token as shown once, at creation.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct IssuedToken {
+    pub user_id: Uuid,
+    /// Send as `Authorization: Bearer <token>`. It is not stored and cannot be shown again.
+    pub token: String,
+}
+
+fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+/// The hash a token is stored and looked up by.
+pub fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// A new random token.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("tnc_{hex}")
+}
+
+/// Creates a user; `Invalid` for a bad email or name, `Conflict` when the email is taken.
+pub async fn create_user(db: &DatabaseConnection, new: NewUser) -> Result<User> {
+    let email = new.email.trim().to_lowercase();
+    let name = new.name.trim().to_owned();
+    if email.len() > 254 || !email.contains('@') || email.starts_with('@') || email.ends_with('@') {
+        return Err(Error::Invalid {
+            field: "email",
+            reason: "must be an email address of at most 254 characters".into(),
+        });
+    }
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(Error::Invalid {
+            field: "name",
+            reason: "must be 1 to 200 characters".into(),
+        });
+    }
+    let id = Uuid::now_v7();
+    db.execute_raw(stmt(
+        "INSERT INTO tenancy.users (id, email, name) VALUES ($1, $2, $3)",
+        [id.into(), email.clone().into(), name.clone().into()],
+    ))
+    .await?;
+    Ok(User { id, email, name })
+}
+
+/// Whether any user exists (the first run creates a sample one when none does).
+pub async fn any_user(db: &DatabaseConnection) -> Result<bool> {
+    Ok(db
+        .query_one_raw(stmt("SELECT 1 AS one FROM tenancy.users LIMIT 1", []))
+        .await?
+        .is_some())
+}
+
+/// Issues a token for `user`; `NotFound` when there is no such user.
+pub async fn create_token(db: &DatabaseConnection, user: Uuid) -> Result<IssuedToken> {
+    let token = new_token();
+    let inserted = db
+        .execute_raw(stmt(
+            "INSERT INTO tenancy.api_tokens (id, user_id, token_hash) \
+             SELECT $1, id, $3 FROM tenancy.users WHERE id = $2",
+            [
+                Uuid::now_v7().into(),
+                user.into(),
+                token_hash(&token).into(),
+            ],
+        ))
+        .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(Error::NotFound("user"));
+    }
+    Ok(IssuedToken {
+        user_id: user,
+        token,
+    })
+}
+
+/// The user a token belongs to.
+pub async fn user_for_token(db: &DatabaseConnection, token: &str) -> Result<Option<Uuid>> {
+    let row = db
+        .query_one_raw(stmt(
+            "SELECT user_id FROM tenancy.api_tokens WHERE token_hash = $1",
+            [token_hash(token).into()],
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get::<Uuid>("", "user_id")).transpose()?)
+}
+
+/// The user's role in the tenant, if a member.
+pub async fn role(db: &DatabaseConnection, user: Uuid, tenant: TenantId) -> Result<Option<Role>> {
+    let row = db
+        .query_one_raw(stmt(
+            "SELECT role FROM tenancy.memberships WHERE user_id = $1 AND tenant_id = $2",
+            [user.into(), tenant.as_uuid().into()],
+        ))
+        .await?;
+    Ok(match row {
+        Some(r) => match r.try_get::<String>("", "role")?.as_str() {
+            "owner" => Some(Role::Owner),
+            _ => Some(Role::Member),
+        },
+        None => None,
+    })
+}
+
+/// Grants (or changes) a membership; `NotFound` when the user does not exist.
+pub async fn set_membership(
+    db: &DatabaseConnection,
+    tenant: TenantId,
+    user: Uuid,
+    role: Role,
+) -> Result<()> {
+    let done = db
+        .execute_raw(stmt(
+            "INSERT INTO tenancy.memberships (tenant_id, user_id, role) \
+             SELECT $1, id, $3 FROM tenancy.users WHERE id = $2 \
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET role = EXCLUDED.role",
+            [tenant.as_uuid().into(), user.into(), role.as_str().into()],
+        ))
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound("user"));
+    }
+    Ok(())
+}
+
+/// Revokes a membership; `NotFound` when there was none.
+pub async fn remove_membership(
+    db: &DatabaseConnection,
+    tenant: TenantId,
+    user: Uuid,
+) -> Result<()> {
+    let done = db
+        .execute_raw(stmt(
+            "DELETE FROM tenancy.memberships WHERE tenant_id = $1 AND user_id = $2",
+            [tenant.as_uuid().into(), user.into()],
+        ))
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound("membership"));
+    }
+    Ok(())
+}

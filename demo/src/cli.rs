@@ -1,0 +1,309 @@
+//! The command line: `serve` (the default) and the operations a learner runs by hand.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use tenancy_core::domain::PageRequest;
+use tenancy_core::domain::projects::{self, NewProject};
+use tenancy_core::domain::tasks::{self, NewTask};
+use tenancy_core::{MigrateOptions, NewTenant, Slug};
+use uuid::Uuid;
+
+use crate::accounts::{self, NewUser};
+use crate::database::{DemoDatabase, wipe};
+use crate::settings::Settings;
+use crate::startup::{Application, Backend, admin_token};
+
+/// The tenancy demo: one API, three ways to keep tenants apart.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub struct Cli {
+    /// A TOML settings file (default: tenancy-demo.toml when present).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// shared-schema, separate-schema or separate-db (must be compiled in).
+    #[arg(long, global = true, env = "TENANCY_STRATEGY")]
+    pub strategy: Option<String>,
+    /// Remove the data folder first and start clean.
+    #[arg(long, global = true)]
+    pub fresh: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Create, list or delete tenants.
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// Migrate every tenant.
+    Migrate {
+        /// Tenants migrated at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+    /// Create tenants full of projects and tasks.
+    Seed {
+        #[arg(long, default_value_t = 10)]
+        tenants: usize,
+        #[arg(long, default_value_t = 10)]
+        projects: usize,
+        #[arg(long, default_value_t = 5)]
+        tasks: usize,
+    },
+    /// Create users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Issue API tokens.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    Create {
+        slug: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// separate-db: the server to place it on.
+        #[arg(long)]
+        server: Option<String>,
+    },
+    List,
+    Delete {
+        slug: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Make the user an owner of this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    Create {
+        /// The user's id.
+        #[arg(long)]
+        user: Uuid,
+    },
+}
+
+/// Runs the command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if cli.strategy.is_some() {
+        settings.strategy = cli.strategy.clone();
+    }
+    let strategy = crate::strategy::pick(settings.strategy.as_deref())?;
+    if cli.fresh {
+        wipe(&settings.data_dir)?;
+    }
+    let database = DemoDatabase::start(&settings).await?;
+    let result = async {
+        let backend = Backend::open(strategy, &database.url, &settings)
+            .await
+            .context("opening the store")?;
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(&settings, &backend, strategy).await,
+            Command::Tenants(cmd) => tenants(&backend, cmd).await,
+            Command::Migrate { concurrency } => migrate(&backend, concurrency).await,
+            Command::Seed {
+                tenants,
+                projects,
+                tasks,
+            } => seed(&backend, tenants, projects, tasks).await,
+            Command::Users(UsersCommand::Create {
+                email,
+                name,
+                tenant,
+            }) => {
+                let user = accounts::create_user(&backend.control, NewUser { email, name }).await?;
+                if let Some(slug) = tenant {
+                    let t = backend.store.tenant_by_slug(&Slug::parse(&slug)?).await?;
+                    accounts::set_membership(
+                        &backend.control,
+                        t.id,
+                        user.id,
+                        accounts::Role::Owner,
+                    )
+                    .await?;
+                }
+                println!("{}", serde_json::to_string_pretty(&user)?);
+                Ok(())
+            }
+            Command::Tokens(TokensCommand::Create { user }) => {
+                let token = accounts::create_token(&backend.control, user).await?;
+                println!("{}", token.token);
+                eprintln!("(shown once: it is stored hashed)");
+                Ok(())
+            }
+        }
+    }
+    .await;
+    database.stop().await?;
+    result
+}
+
+async fn serve(
+    settings: &Settings,
+    backend: &Backend,
+    strategy: tenancy_core::Strategy,
+) -> Result<()> {
+    backend.ensure_static_tenants(settings).await?;
+    let first = if settings.sample_data {
+        backend.first_run().await?
+    } else {
+        None
+    };
+    let (admin, new_admin) = admin_token(settings)?;
+    let app = Application::build(settings, backend, &admin)?;
+    let base = app.base_url();
+    println!("tenancy-demo: strategy {strategy}, listening on {base}");
+    println!("  API page: {base}/docs   OpenAPI: {base}/openapi.json   metrics: {base}/metrics");
+    if new_admin {
+        println!(
+            "  admin token (saved in {}): {admin}",
+            settings.data_dir.join("admin-token").display()
+        );
+    }
+    if let Some(first) = first {
+        println!(
+            "first run: created tenant {:?}, user demo@example.com (owner) and a token. Try:",
+            first.tenant
+        );
+        println!(
+            "  curl -H 'Authorization: Bearer {}' {base}/t/{}/api/projects",
+            first.token, first.tenant
+        );
+    }
+    app.run_until_stopped().await?;
+    eprintln!("tenancy-demo: stopped");
+    Ok(())
+}
+
+async fn tenants(backend: &Backend, cmd: TenantsCommand) -> Result<()> {
+    match cmd {
+        TenantsCommand::Create { slug, name, server } => {
+            let slug = Slug::parse(&slug)?;
+            let mut new = NewTenant::new(slug.clone(), name.unwrap_or_else(|| slug.to_string()));
+            new.server = server;
+            let t = backend.store.create_tenant(new).await?;
+            println!("{} {} {:?}", t.slug, t.state.as_str(), t.placement);
+        }
+        TenantsCommand::List => {
+            let mut page = PageRequest::first(500);
+            loop {
+                let got = backend.store.list_tenants(page).await?;
+                for t in &got.items {
+                    println!(
+                        "{}\t{}\t{}\t{:?}",
+                        t.slug,
+                        t.state.as_str(),
+                        t.name,
+                        t.placement
+                    );
+                }
+                match got.next {
+                    Some(next) => page.after = Some(next),
+                    None => break,
+                }
+            }
+        }
+        TenantsCommand::Delete { slug } => {
+            let t = backend.store.tenant_by_slug(&Slug::parse(&slug)?).await?;
+            backend.store.delete_tenant(t.id).await?;
+            println!("deleted {slug}");
+        }
+    }
+    Ok(())
+}
+
+async fn migrate(backend: &Backend, concurrency: usize) -> Result<()> {
+    let spinner = progress(0, "migrating");
+    let report = backend
+        .store
+        .migrate_all(MigrateOptions {
+            concurrency: concurrency.max(1),
+        })
+        .await?;
+    spinner.finish_and_clear();
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if !report.is_success() {
+        anyhow::bail!("{} tenants failed to migrate", report.failures().count());
+    }
+    Ok(())
+}
+
+/// A progress bar on a terminal; plain lines (every tenth of the way) otherwise.
+fn progress(len: u64, what: &str) -> ProgressBar {
+    if std::io::stderr().is_terminal() {
+        let bar = if len == 0 {
+            ProgressBar::new_spinner()
+        } else {
+            ProgressBar::new(len)
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_message(what.to_owned());
+        bar
+    } else {
+        ProgressBar::hidden()
+    }
+}
+
+async fn seed(backend: &Backend, n: usize, projects_each: usize, tasks_each: usize) -> Result<()> {
+    let bar = progress(n as u64, "seeding");
+    let plain = bar.is_hidden();
+    for i in 0..n {
+        let slug = Slug::parse(&format!("seed-{i}"))?;
+        let t = backend
+            .store
+            .create_tenant(NewTenant::new(slug, format!("Seed {i}")))
+            .await?;
+        let scope = backend.store.scope(&t).await?;
+        for p in 0..projects_each {
+            let project = projects::create(
+                &scope,
+                NewProject {
+                    name: format!("Project {p}"),
+                    description: String::new(),
+                },
+            )
+            .await?;
+            for k in 0..tasks_each {
+                tasks::create(
+                    &scope,
+                    project.id,
+                    NewTask {
+                        title: format!("Task {k}"),
+                    },
+                )
+                .await?;
+            }
+        }
+        scope.commit().await?;
+        bar.inc(1);
+        if plain && (n < 10 || (i + 1) % (n / 10) == 0) {
+            eprintln!("seeded {}/{n} tenants", i + 1);
+        }
+    }
+    bar.finish_and_clear();
+    println!("seeded {n} tenants with {projects_each} projects of {tasks_each} tasks each");
+    Ok(())
+}

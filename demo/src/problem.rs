@@ -1,0 +1,149 @@
+//! Errors as `application/problem+json` (RFC 9457): `type`, `title`, `status`, `detail`.
+//!
+//! Every handler returns [`ApiError`]. Internal failures become an opaque 500 while their
+//! cause chain goes to the log; nothing about another tenant ever reaches the body.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use tenancy_core::Error;
+
+/// A problem document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+}
+
+/// The error of every route.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No bearer token, or one that is not valid.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// Not there, or not yours (the two are never told apart).
+    #[error("{0}")]
+    NotFound(String),
+    /// The body is not JSON, or not the JSON expected.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Well-formed, but a value is refused.
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+    /// The database cannot be reached (or no connection came free in time).
+    #[error("the database is unavailable; retry shortly")]
+    Unavailable,
+    /// Anything else; the cause is logged, not shown.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    fn kind(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::BadRequest(_) => "bad-request",
+            ApiError::Unprocessable(_) => "invalid-value",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::TooLarge(_) => "body-too-large",
+            ApiError::Unavailable => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidSlug { .. } | Error::Invalid { .. } => {
+                ApiError::Unprocessable(e.to_string())
+            }
+            Error::TenantNotFound | Error::TenantNotReady { .. } => {
+                ApiError::NotFound("tenant not found".into())
+            }
+            Error::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            Error::TenantAlreadyExists(slug) => {
+                ApiError::Conflict(format!("tenant {slug:?} already exists"))
+            }
+            Error::Conflict(_) => {
+                ApiError::Conflict("the request conflicts with the current state".into())
+            }
+            Error::Unavailable(_) | Error::PoolTimeout => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::Unavailable
+            }
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        match e.downcast::<Error>() {
+            Ok(e) => e.into(),
+            Err(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if let ApiError::Internal(cause) = self {
+            tracing::error!(error = ?cause, "internal error");
+        }
+        let problem = Problem {
+            kind: format!("/problems/{}", self.kind()),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+        };
+        let mut res = HttpResponse::build(status);
+        res.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        match self {
+            ApiError::Unauthorized(_) => {
+                res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            ApiError::Unavailable => {
+                res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            _ => {}
+        }
+        res.body(serde_json::to_string(&problem).unwrap_or_default())
+    }
+}
+
+/// Maps actix's JSON extractor errors: syntax 400, wrong shape or unknown field 422, too big
+/// 413, wrong content type 415 (as 400 with a clear detail).
+pub fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) -> ApiError {
+    use actix_web::error::JsonPayloadError as J;
+    match err {
+        J::Overflow { .. } | J::OverflowKnownLength { .. } => ApiError::TooLarge(limit),
+        J::Deserialize(e) if e.is_data() => ApiError::Unprocessable(e.to_string()),
+        J::Deserialize(e) => ApiError::BadRequest(format!("malformed JSON: {e}")),
+        J::ContentType => ApiError::BadRequest("send Content-Type: application/json".into()),
+        other => ApiError::BadRequest(other.to_string()),
+    }
+}

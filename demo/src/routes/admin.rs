@@ -1,0 +1,248 @@
+//! The admin API under `/admin`: tenants, migrations, users, tokens, memberships. Every route
+//! needs the admin token.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tenancy_core::domain::Page;
+use tenancy_core::{Error, MigrateOptions, MigrationReport, NewTenant, Slug, Tenant};
+use uuid::Uuid;
+
+use crate::accounts::{self, IssuedToken, NewUser, Role, User};
+use crate::problem::ApiError;
+use crate::resolve::Admin;
+use crate::routes::tenant::PageQuery;
+use crate::state::AppState;
+
+/// A tenant as the admin API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TenantView {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    /// `provisioning`, `ready` or `deleting`.
+    pub state: String,
+    /// Where its rows live: `{"kind": "shared"}`, `{"kind": "schema", "schema": ...}` or
+    /// `{"kind": "database", "server": ..., "database": ...}`.
+    #[schema(value_type = Object)]
+    pub placement: serde_json::Value,
+    pub schema_version: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Tenant> for TenantView {
+    fn from(t: Tenant) -> Self {
+        TenantView {
+            id: t.id.as_uuid(),
+            slug: t.slug.to_string(),
+            name: t.name,
+            state: t.state.as_str().to_owned(),
+            placement: serde_json::to_value(&t.placement).unwrap_or_default(),
+            schema_version: t.schema_version,
+            created_at: t.created_at,
+        }
+    }
+}
+
+/// What creating a tenant needs.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    pub slug: String,
+    pub name: String,
+    /// separate-db only: the server to place it on.
+    pub server: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Membership {
+    pub role: Role,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateQuery {
+    /// Tenants migrated at once (default 4).
+    pub concurrency: Option<usize>,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/tenants")
+            .route(web::post().to(create_tenant))
+            .route(web::get().to(list_tenants)),
+    )
+    .service(
+        web::resource("/tenants/{slug}")
+            .route(web::get().to(get_tenant))
+            .route(web::delete().to(delete_tenant)),
+    )
+    .service(
+        web::resource("/tenants/{slug}/members/{user_id}")
+            .route(web::put().to(put_member))
+            .route(web::delete().to(delete_member)),
+    )
+    .service(web::resource("/migrate").route(web::post().to(migrate)))
+    .service(web::resource("/users").route(web::post().to(create_user)))
+    .service(web::resource("/users/{id}/tokens").route(web::post().to(create_token)));
+}
+
+fn name_ok(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::Unprocessable(
+            "invalid name: must be 1 to 200 characters".into(),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+async fn find(state: &AppState, slug: &str) -> Result<Tenant, ApiError> {
+    let slug = Slug::parse(slug).map_err(|_| ApiError::NotFound("tenant not found".into()))?;
+    Ok(state.store.tenant_by_slug(&slug).await?)
+}
+
+/// Create a tenant (201), or 409 when the slug is taken.
+#[utoipa::path(post, path = "/admin/tenants", tag = "admin", request_body = CreateTenant,
+    responses((status = 201, body = TenantView), (status = 409, body = crate::problem::Problem),
+              (status = 422, body = crate::problem::Problem)),
+    security(("admin" = [])))]
+pub async fn create_tenant(
+    state: web::Data<AppState>,
+    _: Admin,
+    body: web::Json<CreateTenant>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let slug = Slug::parse(&body.slug)?;
+    let name = name_ok(&body.name)?;
+    match state.store.tenant_by_slug(&slug).await {
+        Ok(_) => return Err(Error::TenantAlreadyExists(slug.to_string()).into()),
+        Err(Error::TenantNotFound) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut new = NewTenant::new(slug, name);
+    new.server = body.server;
+    let t = state.store.create_tenant(new).await?;
+    Ok(HttpResponse::Created().json(TenantView::from(t)))
+}
+
+/// List tenants.
+#[utoipa::path(get, path = "/admin/tenants", tag = "admin", params(PageQuery),
+    responses((status = 200, body = inline(Page<TenantView>))), security(("admin" = [])))]
+pub async fn list_tenants(
+    state: web::Data<AppState>,
+    _: Admin,
+    q: web::Query<PageQuery>,
+) -> Result<web::Json<Page<TenantView>>, ApiError> {
+    let page = state.store.list_tenants(q.into_inner().into()).await?;
+    Ok(web::Json(Page {
+        items: page.items.into_iter().map(TenantView::from).collect(),
+        next: page.next,
+    }))
+}
+
+/// One tenant.
+#[utoipa::path(get, path = "/admin/tenants/{slug}", tag = "admin",
+    responses((status = 200, body = TenantView), (status = 404, body = crate::problem::Problem)),
+    security(("admin" = [])))]
+pub async fn get_tenant(
+    state: web::Data<AppState>,
+    _: Admin,
+    slug: web::Path<String>,
+) -> Result<web::Json<TenantView>, ApiError> {
+    Ok(web::Json(find(&state, &slug).await?.into()))
+}
+
+/// Delete a tenant and all its data.
+#[utoipa::path(delete, path = "/admin/tenants/{slug}", tag = "admin",
+    responses((status = 204), (status = 404, body = crate::problem::Problem)),
+    security(("admin" = [])))]
+pub async fn delete_tenant(
+    state: web::Data<AppState>,
+    _: Admin,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let t = find(&state, &slug).await?;
+    state.forget_tenant(t.slug.as_str()).await;
+    state.store.delete_tenant(t.id).await?;
+    state.forget_tenant(t.slug.as_str()).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Migrate every tenant; the report has a line per tenant that had work.
+#[utoipa::path(post, path = "/admin/migrate", tag = "admin", params(MigrateQuery),
+    responses((status = 200, description = "the per-tenant report", body = Object)),
+    security(("admin" = [])))]
+pub async fn migrate(
+    state: web::Data<AppState>,
+    _: Admin,
+    q: web::Query<MigrateQuery>,
+) -> Result<web::Json<MigrationReport>, ApiError> {
+    let options = MigrateOptions {
+        concurrency: q.concurrency.unwrap_or(4).clamp(1, 64),
+    };
+    Ok(web::Json(state.store.migrate_all(options).await?))
+}
+
+/// Create a user.
+#[utoipa::path(post, path = "/admin/users", tag = "admin", request_body = NewUser,
+    responses((status = 201, body = User), (status = 409, body = crate::problem::Problem)),
+    security(("admin" = [])))]
+pub async fn create_user(
+    state: web::Data<AppState>,
+    _: Admin,
+    body: web::Json<NewUser>,
+) -> Result<HttpResponse, ApiError> {
+    let user = accounts::create_user(&state.control, body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(user))
+}
+
+/// Issue a token for a user; it is shown once.
+#[utoipa::path(post, path = "/admin/users/{id}/tokens", tag = "admin",
+    responses((status = 201, body = IssuedToken), (status = 404, body = crate::problem::Problem)),
+    security(("admin" = [])))]
+pub async fn create_token(
+    state: web::Data<AppState>,
+    _: Admin,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("user not found".into()))?;
+    let token = accounts::create_token(&state.control, user).await?;
+    Ok(HttpResponse::Created().json(token))
+}
+
+/// Grant a user a role in a tenant.
+#[utoipa::path(put, path = "/admin/tenants/{slug}/members/{user_id}", tag = "admin",
+    request_body = Membership, responses((status = 204), (status = 404, body = crate::problem::Problem)),
+    security(("admin" = [])))]
+pub async fn put_member(
+    state: web::Data<AppState>,
+    _: Admin,
+    path: web::Path<(String, String)>,
+    body: web::Json<Membership>,
+) -> Result<HttpResponse, ApiError> {
+    let (slug, user) = path.into_inner();
+    let t = find(&state, &slug).await?;
+    let user = Uuid::parse_str(&user).map_err(|_| ApiError::NotFound("user not found".into()))?;
+    accounts::set_membership(&state.control, t.id, user, body.role).await?;
+    state.forget_roles();
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Revoke a user's membership.
+#[utoipa::path(delete, path = "/admin/tenants/{slug}/members/{user_id}", tag = "admin",
+    responses((status = 204), (status = 404, body = crate::problem::Problem)),
+    security(("admin" = [])))]
+pub async fn delete_member(
+    state: web::Data<AppState>,
+    _: Admin,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (slug, user) = path.into_inner();
+    let t = find(&state, &slug).await?;
+    let user = Uuid::parse_str(&user).map_err(|_| ApiError::NotFound("user not found".into()))?;
+    accounts::remove_membership(&state.control, t.id, user).await?;
+    state.forget_roles();
+    Ok(HttpResponse::NoContent().finish())
+}

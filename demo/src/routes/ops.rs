@@ -1,0 +1,63 @@
+//! Operations: liveness, readiness, metrics, the OpenAPI document and its page.
+
+use actix_web::{HttpResponse, web};
+use tenancy_core::sea_orm::ConnectionTrait;
+use utoipa::OpenApi;
+
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/openapi.json", web::get().to(openapi))
+        .route("/docs", web::get().to(docs));
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200)))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+/// The database answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200), (status = 503, body = crate::problem::Problem)))]
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state
+        .control
+        .execute_unprepared("SELECT 1")
+        .await
+        .map_err(|e| ApiError::from(tenancy_core::Error::from(e)))
+        .map_err(|e| match e {
+            ApiError::Internal(_) => ApiError::Unavailable,
+            other => other,
+        })?;
+    Ok(HttpResponse::Ok().content_type("text/plain").body("ready"))
+}
+
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200)))]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let pool = state.control.get_postgres_connection_pool();
+    state
+        .metrics
+        .control_connections
+        .set(i64::from(pool.size()));
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+/// This API, described.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(crate::openapi::ApiDoc::openapi())
+}
+
+/// A page that lists the API from `/openapi.json`, with no network needed.
+pub async fn docs() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("../../static/docs.html"))
+}

@@ -1,0 +1,251 @@
+//! The tenant API, under `/api` (tenant from header or subdomain) and `/t/{tenant}/api`.
+//! Every handler binds a scope to the caller's tenant and runs the domain code from core.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use tenancy_core::ScopeMode;
+use tenancy_core::domain::projects::{self, NewProject, Project, ProjectPatch, ProjectSummary};
+use tenancy_core::domain::tasks::{self, NewTask, Task, TaskPatch};
+use tenancy_core::domain::{Page, PageRequest};
+use uuid::Uuid;
+
+use crate::problem::ApiError;
+use crate::resolve::Member;
+use crate::state::AppState;
+
+/// `?limit=&after=` for keyset paging.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// 1 to 500, default 50.
+    pub limit: Option<u32>,
+    /// The `next` cursor of the previous page.
+    pub after: Option<Uuid>,
+}
+
+impl From<PageQuery> for PageRequest {
+    fn from(q: PageQuery) -> Self {
+        PageRequest {
+            limit: q.limit.unwrap_or(50),
+            after: q.after,
+        }
+    }
+}
+
+/// An id from the path; one that is not a UUID names nothing.
+fn id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(format!("{what} not found")))
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/projects")
+            .route(web::get().to(list_projects))
+            .route(web::post().to(create_project)),
+    )
+    .service(
+        web::resource("/projects/{id}")
+            .route(web::get().to(get_project))
+            .route(web::patch().to(update_project))
+            .route(web::delete().to(delete_project)),
+    )
+    .service(
+        web::resource("/projects/{id}/tasks")
+            .route(web::get().to(list_tasks))
+            .route(web::post().to(create_task)),
+    )
+    .service(
+        web::resource("/tasks/{id}")
+            .route(web::get().to(get_task))
+            .route(web::patch().to(update_task))
+            .route(web::delete().to(delete_task)),
+    )
+    .service(web::resource("/summary").route(web::get().to(summary)));
+}
+
+/// List the tenant's projects.
+#[utoipa::path(get, path = "/api/projects", tag = "tenant", params(PageQuery),
+    responses((status = 200, body = inline(Page<Project>)), (status = 401, body = crate::problem::Problem)),
+    security(("bearer" = [])))]
+pub async fn list_projects(
+    state: web::Data<AppState>,
+    m: Member,
+    q: web::Query<PageQuery>,
+) -> Result<web::Json<Page<Project>>, ApiError> {
+    let scope = state
+        .store
+        .scope_with(&m.tenant, ScopeMode::Autocommit)
+        .await?;
+    Ok(web::Json(
+        projects::list(&scope, q.into_inner().into()).await?,
+    ))
+}
+
+/// Create a project.
+#[utoipa::path(post, path = "/api/projects", tag = "tenant", request_body = NewProject,
+    responses((status = 201, body = Project), (status = 422, body = crate::problem::Problem)),
+    security(("bearer" = [])))]
+pub async fn create_project(
+    state: web::Data<AppState>,
+    m: Member,
+    body: web::Json<NewProject>,
+) -> Result<HttpResponse, ApiError> {
+    let scope = state.store.scope(&m.tenant).await?;
+    let p = projects::create(&scope, body.into_inner()).await?;
+    scope.commit().await?;
+    Ok(HttpResponse::Created().json(p))
+}
+
+/// One project.
+#[utoipa::path(get, path = "/api/projects/{id}", tag = "tenant",
+    responses((status = 200, body = Project), (status = 404, body = crate::problem::Problem)),
+    security(("bearer" = [])))]
+pub async fn get_project(
+    state: web::Data<AppState>,
+    m: Member,
+    path: web::Path<String>,
+) -> Result<web::Json<Project>, ApiError> {
+    let id = id(&path, "project")?;
+    let scope = state
+        .store
+        .scope_with(&m.tenant, ScopeMode::Autocommit)
+        .await?;
+    Ok(web::Json(projects::get(&scope, id).await?))
+}
+
+/// Change a project's name or description.
+#[utoipa::path(patch, path = "/api/projects/{id}", tag = "tenant", request_body = ProjectPatch,
+    responses((status = 200, body = Project), (status = 404, body = crate::problem::Problem)),
+    security(("bearer" = [])))]
+pub async fn update_project(
+    state: web::Data<AppState>,
+    m: Member,
+    path: web::Path<String>,
+    body: web::Json<ProjectPatch>,
+) -> Result<web::Json<Project>, ApiError> {
+    let id = id(&path, "project")?;
+    let scope = state.store.scope(&m.tenant).await?;
+    let p = projects::update(&scope, id, body.into_inner()).await?;
+    scope.commit().await?;
+    Ok(web::Json(p))
+}
+
+/// Delete a project and its tasks.
+#[utoipa::path(delete, path = "/api/projects/{id}", tag = "tenant",
+    responses((status = 204), (status = 404, body = crate::problem::Problem)),
+    security(("bearer" = [])))]
+pub async fn delete_project(
+    state: web::Data<AppState>,
+    m: Member,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id(&path, "project")?;
+    let scope = state.store.scope(&m.tenant).await?;
+    projects::delete(&scope, id).await?;
+    scope.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A project's tasks.
+#[utoipa::path(get, path = "/api/projects/{id}/tasks", tag = "tenant", params(PageQuery),
+    responses((status = 200, body = inline(Page<Task>)), (status = 404, body = crate::problem::Problem)),
+    security(("bearer" = [])))]
+pub async fn list_tasks(
+    state: web::Data<AppState>,
+    m: Member,
+    path: web::Path<String>,
+    q: web::Query<PageQuery>,
+) -> Result<web::Json<Page<Task>>, ApiError> {
+    let id = id(&path, "project")?;
+    let scope = state.store.scope(&m.tenant).await?;
+    // The project must be the tenant's: an unknown one is a 404, not an empty list.
+    projects::get(&scope, id).await?;
+    let page = tasks::list(&scope, id, q.into_inner().into()).await?;
+    scope.commit().await?;
+    Ok(web::Json(page))
+}
+
+/// Add a task to a project.
+#[utoipa::path(post, path = "/api/projects/{id}/tasks", tag = "tenant", request_body = NewTask,
+    responses((status = 201, body = Task), (status = 404, body = crate::problem::Problem)),
+    security(("bearer" = [])))]
+pub async fn create_task(
+    state: web::Data<AppState>,
+    m: Member,
+    path: web::Path<String>,
+    body: web::Json<NewTask>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id(&path, "project")?;
+    let scope = state.store.scope(&m.tenant).await?;
+    let t = tasks::create(&scope, id, body.into_inner()).await?;
+    scope.commit().await?;
+    Ok(HttpResponse::Created().json(t))
+}
+
+/// One task.
+#[utoipa::path(get, path = "/api/tasks/{id}", tag = "tenant",
+    responses((status = 200, body = Task), (status = 404, body = crate::problem::Problem)),
+    security(("bearer" = [])))]
+pub async fn get_task(
+    state: web::Data<AppState>,
+    m: Member,
+    path: web::Path<String>,
+) -> Result<web::Json<Task>, ApiError> {
+    let id = id(&path, "task")?;
+    let scope = state
+        .store
+        .scope_with(&m.tenant, ScopeMode::Autocommit)
+        .await?;
+    Ok(web::Json(tasks::get(&scope, id).await?))
+}
+
+/// Change a task's title or mark it done.
+#[utoipa::path(patch, path = "/api/tasks/{id}", tag = "tenant", request_body = TaskPatch,
+    responses((status = 200, body = Task), (status = 404, body = crate::problem::Problem)),
+    security(("bearer" = [])))]
+pub async fn update_task(
+    state: web::Data<AppState>,
+    m: Member,
+    path: web::Path<String>,
+    body: web::Json<TaskPatch>,
+) -> Result<web::Json<Task>, ApiError> {
+    let id = id(&path, "task")?;
+    let scope = state.store.scope(&m.tenant).await?;
+    let t = tasks::update(&scope, id, body.into_inner()).await?;
+    scope.commit().await?;
+    Ok(web::Json(t))
+}
+
+/// Delete a task.
+#[utoipa::path(delete, path = "/api/tasks/{id}", tag = "tenant",
+    responses((status = 204), (status = 404, body = crate::problem::Problem)),
+    security(("bearer" = [])))]
+pub async fn delete_task(
+    state: web::Data<AppState>,
+    m: Member,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id(&path, "task")?;
+    let scope = state.store.scope(&m.tenant).await?;
+    tasks::delete(&scope, id).await?;
+    scope.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Projects with their open and done task counts.
+#[utoipa::path(get, path = "/api/summary", tag = "tenant", params(PageQuery),
+    responses((status = 200, body = inline(Page<ProjectSummary>))),
+    security(("bearer" = [])))]
+pub async fn summary(
+    state: web::Data<AppState>,
+    m: Member,
+    q: web::Query<PageQuery>,
+) -> Result<web::Json<Page<ProjectSummary>>, ApiError> {
+    let scope = state
+        .store
+        .scope_with(&m.tenant, ScopeMode::Autocommit)
+        .await?;
+    Ok(web::Json(
+        projects::summary(&scope, q.into_inner().into()).await?,
+    ))
+}

@@ -1,0 +1,124 @@
+//! Typed settings, loaded in layers: built-in defaults, then a TOML file (`tenancy-demo.toml`
+//! in the working folder, or `--config FILE`), then environment variables
+//! (`TENANCY__HTTP__PORT=9000`; `DATABASE_URL` and `TENANCY_STRATEGY` also work as is).
+//! Secrets (the database URL's password, the admin token) are [`SecretString`]s: their
+//! `Debug` prints a placeholder, so logging the settings never leaks them.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Everything the demo can be told.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// `shared-schema`, `separate-schema` or `separate-db`; `None` picks the first compiled in.
+    pub strategy: Option<String>,
+    /// A running PostgreSQL; `None` starts an embedded one in `data_dir`.
+    pub database_url: Option<SecretString>,
+    /// Where the embedded server keeps its data and the demo its admin token.
+    pub data_dir: PathBuf,
+    /// The database the demo uses on the embedded server.
+    pub database_name: String,
+    pub http: HttpSettings,
+    /// The admin API's bearer token; `None` uses (or creates) `data_dir/admin-token`.
+    pub admin_token: Option<SecretString>,
+    pub resolution: ResolutionSettings,
+    /// Tenants created at start when missing.
+    pub tenants: Vec<StaticTenant>,
+    /// The most connections the store holds (per server for separate-db).
+    pub max_connections: u32,
+    /// Seconds a request waits for a database connection.
+    pub acquire_timeout_secs: u64,
+    /// Extra servers for separate-db.
+    pub servers: Vec<ServerSettings>,
+    /// Create the sample tenant, user and token on first run.
+    pub sample_data: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    pub host: String,
+    /// `0` picks a free port.
+    pub port: u16,
+    /// The largest JSON body accepted, in bytes.
+    pub body_limit: usize,
+}
+
+/// Where a request's tenant comes from, tried in `order`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResolutionSettings {
+    /// Any of `path` (`/t/{slug}/api/...`), `header` (`X-Tenant: {slug}`) and `subdomain`
+    /// (`{slug}.{base_domain}`).
+    pub order: Vec<ResolveBy>,
+    pub base_domain: String,
+    pub header: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResolveBy {
+    Path,
+    Header,
+    Subdomain,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StaticTenant {
+    pub slug: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub name: String,
+    pub url: SecretString,
+}
+
+const DEFAULTS: &str = r#"
+data_dir = ".tenancy-demo"
+database_name = "tenancy_demo"
+max_connections = 10
+acquire_timeout_secs = 5
+tenants = []
+servers = []
+sample_data = true
+
+[http]
+host = "127.0.0.1"
+port = 8080
+body_limit = 65536
+
+[resolution]
+order = ["path", "header", "subdomain"]
+base_domain = "localhost"
+header = "X-Tenant"
+"#;
+
+impl Settings {
+    /// Loads the layers. `file` is required when given; otherwise `tenancy-demo.toml` is read
+    /// when it exists.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        use config::{Config, Environment, File, FileFormat};
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        builder = match file {
+            Some(path) => builder.add_source(File::from(path).required(true)),
+            None => builder.add_source(File::with_name("tenancy-demo.toml").required(false)),
+        };
+        builder = builder.add_source(
+            Environment::with_prefix("TENANCY")
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("resolution.order")
+                .try_parsing(true),
+        );
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            builder = builder.set_override("database_url", url)?;
+        }
+        if let Ok(strategy) = std::env::var("TENANCY_STRATEGY") {
+            builder = builder.set_override("strategy", strategy)?;
+        }
+        Ok(builder.build()?.try_deserialize()?)
+    }
+}

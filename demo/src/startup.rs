@@ -1,0 +1,257 @@
+//! Builds the app: store, catalog pool, caches, routes; and the first-run sample data.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, Service};
+use actix_web::{App, HttpServer, web};
+use anyhow::{Context, Result};
+use futures::FutureExt;
+use secrecy::ExposeSecret;
+use tenancy_core::domain::projects::{self, NewProject};
+use tenancy_core::domain::tasks::{self, NewTask};
+use tenancy_core::sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use tenancy_core::{NewTenant, Slug, Strategy, TenantStore};
+use tracing::Instrument;
+
+use crate::accounts::{self, NewUser, Role};
+use crate::metrics::Metrics;
+use crate::problem::{ApiError, json_error};
+use crate::routes::{admin, ops, tenant};
+use crate::settings::Settings;
+use crate::state::AppState;
+
+/// What the first run created, so it can be shown.
+#[derive(Debug, Clone)]
+pub struct FirstRun {
+    pub tenant: String,
+    pub token: String,
+}
+
+/// The store and the catalog pool, opened once per process.
+#[derive(Clone)]
+pub struct Backend {
+    pub store: Arc<dyn TenantStore>,
+    pub control: DatabaseConnection,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("strategy", &self.store.strategy())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backend {
+    /// Opens the store of `strategy` (installing its catalog) and a small catalog pool.
+    pub async fn open(strategy: Strategy, url: &str, settings: &Settings) -> Result<Self> {
+        let store = crate::strategy::open(strategy, url, settings).await?;
+        let mut options = ConnectOptions::new(url);
+        options
+            .max_connections(4)
+            .min_connections(0)
+            .acquire_timeout(std::time::Duration::from_secs(
+                settings.acquire_timeout_secs,
+            ))
+            .sqlx_logging(false);
+        let control = Database::connect(options).await?;
+        Ok(Backend { store, control })
+    }
+
+    /// Creates the configuration's static tenants that are missing.
+    pub async fn ensure_static_tenants(&self, settings: &Settings) -> Result<()> {
+        for t in &settings.tenants {
+            let slug = Slug::parse(&t.slug)
+                .with_context(|| format!("static tenant {:?} in the configuration", t.slug))?;
+            self.store
+                .create_tenant(NewTenant::new(slug, t.name.clone()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// On a database with no users: a sample tenant `acme` with a project and a task, a user
+    /// who owns it, and a token for that user.
+    pub async fn first_run(&self) -> Result<Option<FirstRun>> {
+        if accounts::any_user(&self.control).await? {
+            return Ok(None);
+        }
+        let acme = self
+            .store
+            .create_tenant(NewTenant::new(Slug::parse("acme")?, "Acme Inc."))
+            .await?;
+        let scope = self.store.scope(&acme).await?;
+        if projects::list(&scope, Default::default())
+            .await?
+            .items
+            .is_empty()
+        {
+            let p = projects::create(
+                &scope,
+                NewProject {
+                    name: "Welcome".into(),
+                    description: "Created on the first run".into(),
+                },
+            )
+            .await?;
+            tasks::create(
+                &scope,
+                p.id,
+                NewTask {
+                    title: "Try the API".into(),
+                },
+            )
+            .await?;
+        }
+        scope.commit().await?;
+        let user = accounts::create_user(
+            &self.control,
+            NewUser {
+                email: "demo@example.com".into(),
+                name: "Demo User".into(),
+            },
+        )
+        .await?;
+        accounts::set_membership(&self.control, acme.id, user.id, Role::Owner).await?;
+        let token = accounts::create_token(&self.control, user.id).await?;
+        Ok(Some(FirstRun {
+            tenant: acme.slug.to_string(),
+            token: token.token,
+        }))
+    }
+}
+
+/// The admin token: from the settings, else from `data_dir/admin-token`, created on first use.
+/// Returns the token and whether it was just created (and so must be shown).
+pub fn admin_token(settings: &Settings) -> Result<(String, bool)> {
+    if let Some(t) = &settings.admin_token {
+        return Ok((t.expose_secret().to_owned(), false));
+    }
+    let path = settings.data_dir.join("admin-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        return Ok((t.trim().to_owned(), false));
+    }
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let token = accounts::new_token();
+    write_private(&path, &token)?;
+    Ok((token, true))
+}
+
+fn write_private(path: &Path, content: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(content.as_bytes())?;
+    Ok(())
+}
+
+/// A running HTTP server and the port it listens on.
+pub struct Application {
+    port: u16,
+    host: String,
+    server: Server,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish()
+    }
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks one) and builds the server; it runs when awaited.
+    pub fn build(settings: &Settings, backend: &Backend, admin_token: &str) -> Result<Self> {
+        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
+            .with_context(|| format!("binding {}:{}", settings.http.host, settings.http.port))?;
+        let port = listener.local_addr()?.port();
+        let state = AppState::new(
+            backend.store.clone(),
+            backend.control.clone(),
+            settings.resolution.clone(),
+            admin_token,
+            Metrics::new()?,
+        );
+        let limit = settings.http.body_limit;
+        let server = HttpServer::new(move || {
+            let state = state.clone();
+            let metrics = state.metrics.clone();
+            let strategy = state.strategy.as_str();
+            App::new()
+                .app_data(web::Data::new(state))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(limit)
+                        .error_handler(move |e, _| json_error(e, limit).into()),
+                )
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    ApiError::Unprocessable(format!("invalid query: {e}")).into()
+                }))
+                .app_data(
+                    web::PathConfig::default()
+                        .error_handler(|_, _| ApiError::NotFound("not found".into()).into()),
+                )
+                .wrap_fn(move |req, srv| {
+                    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+                    let span = tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        route = %route,
+                        strategy,
+                        tenant = tracing::field::Empty,
+                    );
+                    let metrics = metrics.clone();
+                    srv.call(req).instrument(span).map(move |res| {
+                        if let Ok(res) = &res {
+                            metrics
+                                .requests
+                                .with_label_values(&[
+                                    route.as_str(),
+                                    res.status().as_str(),
+                                    strategy,
+                                ])
+                                .inc();
+                        }
+                        res
+                    })
+                })
+                .service(web::scope("/t/{tenant}/api").configure(tenant::routes))
+                .service(web::scope("/api").configure(tenant::routes))
+                .service(web::scope("/admin").configure(admin::routes))
+                .configure(ops::routes)
+                .default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(ApiError::NotFound("no such route".into()))
+                }))
+        })
+        .listen(listener)?
+        .shutdown_timeout(30)
+        .run();
+        Ok(Application {
+            port,
+            host: settings.http.host.clone(),
+            server,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The base URL, for messages.
+    pub fn base_url(&self) -> String {
+        format!("http://{}:{}", self.host, self.port)
+    }
+
+    /// Serves until SIGINT or SIGTERM; in-flight requests finish first.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
