@@ -86,7 +86,7 @@ async fn seed(target: &Target) -> anyhow::Result<Vec<Uuid>> {
 async fn variant(name: &str, db: &TestDatabase) -> anyhow::Result<Target> {
     let store: Arc<dyn TenantStore> = match name {
         "baseline" => {
-            let conn = Database::connect(db.url()).await?;
+            let conn = Database::connect(tenancy_core::loopback_without_tls(db.url())).await?;
             let txn = conn.begin().await?;
             TenantMigrations::default().apply(&txn, None, 0).await?;
             txn.commit().await?;

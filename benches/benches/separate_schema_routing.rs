@@ -30,7 +30,7 @@ fn routing(c: &mut Criterion) {
         let rows = tenancy_benches::seed_projects(store.scope(&t).await?, 1_000).await?;
 
         // The baseline: the domain's tables in a plain database, read through the same code.
-        let plain = Database::connect(plain_db.url()).await?;
+        let plain = Database::connect(tenancy_core::loopback_without_tls(plain_db.url())).await?;
         let txn = plain.begin().await?;
         tenancy_core::migration::TenantMigrations::default()
             .apply(&txn, None, 0)

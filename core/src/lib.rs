@@ -10,6 +10,7 @@
 //! Core depends on no strategy crate.
 
 pub mod catalog;
+mod connect;
 pub mod domain;
 #[cfg(feature = "embedded")]
 pub mod embedded;
@@ -19,6 +20,7 @@ mod scope;
 mod store;
 mod tenant;
 
+pub use connect::loopback_without_tls;
 pub use error::{Error, Result, SlugError, sqlstate};
 pub use scope::{ScopeGuard, ScopeMode, TENANT_ID, TableNamespace, TenantScope};
 pub use store::{

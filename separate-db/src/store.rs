@@ -13,7 +13,7 @@ use tenancy_core::sea_orm_migration::MigratorTrait;
 use tenancy_core::{
     Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, Result,
     ScopeMode, Slug, Strategy, TableNamespace, Tenant, TenantId, TenantMigration, TenantScope,
-    TenantState, TenantStore, UnscopedView, catalog, quote_ident,
+    TenantState, TenantStore, UnscopedView, catalog, loopback_without_tls, quote_ident,
 };
 
 use crate::router::{Lease, Router, RouterSettings, Server};
@@ -135,6 +135,7 @@ impl SeparateDbStore {
     /// the router for the control server and `options.servers`. Template databases are
     /// created on each server when its first tenant arrives.
     pub async fn connect(control_url: &str, options: SeparateDbOptions) -> Result<Self> {
+        let control_url = &loopback_without_tls(control_url);
         let url =
             url::Url::parse(control_url).map_err(|e| invalid("control_url", e.to_string()))?;
         let control_db = url.path().trim_start_matches('/').to_owned();
@@ -181,7 +182,8 @@ impl SeparateDbStore {
                     format!("server name {:?} is invalid or used twice", s.name),
                 ));
             }
-            let u = url::Url::parse(&s.url).map_err(|e| invalid("servers", e.to_string()))?;
+            let u = url::Url::parse(&loopback_without_tls(&s.url))
+                .map_err(|e| invalid("servers", e.to_string()))?;
             servers.push(Arc::new(Server::new(
                 s.name.clone(),
                 u,
@@ -549,6 +551,21 @@ impl SeparateDbStore {
             // No tenant was ever placed here; the template is made, current, on first use.
             txn.commit().await?;
             return Ok(None);
+        }
+        let latest = self.inner.options.migrations.latest();
+        if recorded >= latest {
+            // The fast path: the catalog's record, no connection to the template. (The
+            // record is written after the template's own commit, so it can lag, never lead.)
+            txn.commit().await?;
+            return Ok(Some(TenantMigration {
+                tenant_id: None,
+                name: format!(
+                    "{}/{}",
+                    self.inner.router.servers[server].name,
+                    self.template_database()
+                ),
+                outcome: MigrationOutcome::UpToDate { version: recorded },
+            }));
         }
         let (from, to) = self
             .migrate_database(server, &self.template_database(), None)

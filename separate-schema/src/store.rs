@@ -101,7 +101,7 @@ async fn pool(
     options: &SeparateSchemaOptions,
     through_pooler: bool,
 ) -> Result<DatabaseConnection> {
-    let mut connect = ConnectOptions::new(url);
+    let mut connect = ConnectOptions::new(tenancy_core::loopback_without_tls(url));
     connect
         .max_connections(options.max_connections)
         .min_connections(0)

@@ -99,7 +99,7 @@ impl SharedSchemaStore {
                 reason: "must be lowercase letters, digits and '_', not starting with pg_".into(),
             });
         }
-        let mut connect = ConnectOptions::new(database_url);
+        let mut connect = ConnectOptions::new(tenancy_core::loopback_without_tls(database_url));
         connect
             .max_connections(options.max_connections)
             .min_connections(0)

@@ -43,7 +43,7 @@ fn with_database(url: &str, database: &str) -> Result<String> {
     let mut u =
         url::Url::parse(url).with_context(|| format!("DATABASE_URL is not a URL: {url:?}"))?;
     u.set_path(database);
-    Ok(u.to_string())
+    Ok(tenancy_core::loopback_without_tls(u.as_str()))
 }
 
 impl TestDatabase {
@@ -119,7 +119,8 @@ impl TestDatabase {
 }
 
 async fn connect(url: &str) -> Result<DatabaseConnection> {
-    let mut opts = tenancy_core::sea_orm::ConnectOptions::new(url);
+    let mut opts =
+        tenancy_core::sea_orm::ConnectOptions::new(tenancy_core::loopback_without_tls(url));
     opts.max_connections(2)
         .min_connections(0)
         .sqlx_logging(false);
