@@ -96,6 +96,18 @@ pub fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Writes a file only its owner can read (the superuser password).
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(content.as_bytes())
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EmbeddedError + '_ {
     move |source| EmbeddedError::Io {
         path: path.to_path_buf(),
@@ -122,31 +134,30 @@ impl EmbeddedPostgres {
             None if cfg!(feature = "embedded-download") => {}
             None => return Err(EmbeddedError::NoBinaries),
         }
-        let root = match &options.root {
-            Some(root) => root.clone(),
-            None => {
-                settings.temporary = true;
-                settings
-                    .data_dir
-                    .parent()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_else(std::env::temp_dir)
-            }
-        };
+        settings.temporary = options.root.is_none();
         if let Some(root) = &options.root {
             std::fs::create_dir_all(root).map_err(io(root))?;
+            // PostgreSQL changes into its data folder before it uses these paths.
+            let root = &std::path::absolute(root).map_err(io(root))?;
             settings.temporary = false;
             settings.data_dir = root.join("data");
             settings.password_file = root.join("password");
             // Keep the password with the data, so a restart can log in again.
             match std::fs::read_to_string(&settings.password_file) {
                 Ok(pw) => settings.password = pw.trim().to_owned(),
-                Err(_) => std::fs::write(&settings.password_file, &settings.password)
+                Err(_) => write_private(&settings.password_file, &settings.password)
                     .map_err(io(&settings.password_file))?,
             }
         }
-        // A socket folder the process owns: the system default (/var/run/postgresql) is not.
-        let sockets = root.join(format!("sockets-{}", std::process::id()));
+        // A socket folder the process owns (the system default, /var/run/postgresql, is not),
+        // short and absolute: a socket path may not exceed 107 bytes.
+        let sockets = std::env::temp_dir().join(format!(
+            "tenancy-pg-{}-{}",
+            std::fs::metadata("/proc/self")
+                .map(|m| m.uid())
+                .unwrap_or(0),
+            std::process::id()
+        ));
         std::fs::create_dir_all(&sockets).map_err(io(&sockets))?;
         settings.socket_dir = Some(sockets.clone());
         settings.configuration.insert(

@@ -46,11 +46,20 @@ pub struct NewUser {
 }
 
 /// A token as shown once, at creation.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 pub struct IssuedToken {
     pub user_id: Uuid,
     /// Send as `Authorization: Bearer <token>`. It is not stored and cannot be shown again.
     pub token: String,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("user_id", &self.user_id)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {

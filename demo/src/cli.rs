@@ -234,6 +234,11 @@ async fn tenants(backend: &Backend, cmd: TenantsCommand) -> Result<()> {
 
 async fn migrate(backend: &Backend, concurrency: usize) -> Result<()> {
     let spinner = progress(0, "migrating");
+    if spinner.is_hidden() {
+        eprintln!("migrating every tenant, {} at a time", concurrency.max(1));
+    } else {
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    }
     let report = backend
         .store
         .migrate_all(MigrateOptions {
@@ -241,6 +246,17 @@ async fn migrate(backend: &Backend, concurrency: usize) -> Result<()> {
         })
         .await?;
     spinner.finish_and_clear();
+    eprintln!(
+        "migrated: {} tenants changed, {} already current, {} failed",
+        report
+            .tenants
+            .iter()
+            .filter(|t| t.tenant_id.is_some()
+                && matches!(t.outcome, tenancy_core::MigrationOutcome::Migrated { .. }))
+            .count(),
+        report.up_to_date,
+        report.failures().count()
+    );
     println!("{}", serde_json::to_string_pretty(&report)?);
     if !report.is_success() {
         anyhow::bail!("{} tenants failed to migrate", report.failures().count());
@@ -299,7 +315,7 @@ async fn seed(backend: &Backend, n: usize, projects_each: usize, tasks_each: usi
         }
         scope.commit().await?;
         bar.inc(1);
-        if plain && (n < 10 || (i + 1) % (n / 10) == 0) {
+        if plain && (n < 10 || (i + 1).is_multiple_of(n / 10)) {
             eprintln!("seeded {}/{n} tenants", i + 1);
         }
     }

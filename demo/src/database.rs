@@ -11,10 +11,19 @@ use tenancy_core::sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use crate::settings::Settings;
 
 /// The database in use, and the embedded server behind it if the demo started one.
-#[derive(Debug)]
 pub struct DemoDatabase {
+    /// Holds a password: never log it.
     pub url: String,
     embedded: Option<EmbeddedPostgres>,
+}
+
+impl std::fmt::Debug for DemoDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoDatabase")
+            .field("url", &"<redacted>")
+            .field("embedded", &self.embedded.is_some())
+            .finish()
+    }
 }
 
 impl DemoDatabase {
@@ -27,7 +36,7 @@ impl DemoDatabase {
                 embedded: None,
             });
         }
-        let root = settings.data_dir.join("postgres");
+        let root = std::path::absolute(settings.data_dir.join("postgres"))?;
         eprintln!(
             "no DATABASE_URL: starting an embedded PostgreSQL with its data in {}",
             root.display()

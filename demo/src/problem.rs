@@ -38,6 +38,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
+    #[error("this route does not take that method")]
+    MethodNotAllowed,
     /// The database cannot be reached (or no connection came free in time).
     #[error("the database is unavailable; retry shortly")]
     Unavailable,
@@ -55,6 +57,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => "invalid-value",
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge(_) => "body-too-large",
+            ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -104,6 +107,7 @@ impl ResponseError for ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -146,4 +150,9 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) -> ApiE
         J::ContentType => ApiError::BadRequest("send Content-Type: application/json".into()),
         other => ApiError::BadRequest(other.to_string()),
     }
+}
+
+/// The answer of a route asked with a method it does not take.
+pub async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
 }

@@ -8,8 +8,10 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use tenancy_core::Tenant;
 use uuid::Uuid;
 
@@ -59,37 +61,55 @@ pub fn tenant_slug(req: &HttpRequest, state: &AppState) -> Option<String> {
     None
 }
 
-/// A member of the tenant the request names.
-#[derive(Debug)]
+/// A member of the tenant the request names, established by [`authorize`] before the
+/// handler's other extractors (a JSON body, a query) run: so a request without a valid token
+/// gets 401 and a non-member 404, whatever else is wrong with it.
+#[derive(Debug, Clone)]
 pub struct Member {
     pub tenant: Tenant,
     pub user: Uuid,
     pub role: Role,
 }
 
+async fn member(req: &HttpRequest) -> Result<Member, ApiError> {
+    let state = state(req)?;
+    let token = bearer(req).ok_or(ApiError::Unauthorized("a bearer token is required"))?;
+    let user = state
+        .user_for_token(token)
+        .await?
+        .ok_or(ApiError::Unauthorized("the bearer token is not valid"))?;
+    let not_found = || ApiError::NotFound("tenant not found".into());
+    let slug = tenant_slug(req, &state).ok_or_else(not_found)?;
+    tracing::Span::current().record("tenant", slug.as_str());
+    let tenant = state.tenant(&slug).await.map_err(|e| match e {
+        tenancy_core::Error::TenantNotFound => not_found(),
+        other => other.into(),
+    })?;
+    let role = state.role(user, &tenant).await?.ok_or_else(not_found)?;
+    Ok(Member { tenant, user, role })
+}
+
+/// Middleware on the tenant routes: authenticates, resolves the tenant, checks the
+/// membership, and hands the [`Member`] to the handler.
+pub async fn authorize(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let member = member(req.request()).await?;
+    req.extensions_mut().insert(member);
+    next.call(req).await
+}
+
 impl FromRequest for Member {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let state = state(&req)?;
-            let token = bearer(&req).ok_or(ApiError::Unauthorized("a bearer token is required"))?;
-            let user = state
-                .user_for_token(token)
-                .await?
-                .ok_or(ApiError::Unauthorized("the bearer token is not valid"))?;
-            let not_found = || ApiError::NotFound("tenant not found".into());
-            let slug = tenant_slug(&req, &state).ok_or_else(not_found)?;
-            tracing::Span::current().record("tenant", slug.as_str());
-            let tenant = state.tenant(&slug).await.map_err(|e| match e {
-                tenancy_core::Error::TenantNotFound => not_found(),
-                other => other.into(),
-            })?;
-            let role = state.role(user, &tenant).await?.ok_or_else(not_found)?;
-            Ok(Member { tenant, user, role })
-        })
+        std::future::ready(req.extensions().get::<Member>().cloned().ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!(
+                "a tenant route without the authorize middleware"
+            ))
+        }))
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use actix_web::dev::{Server, Service};
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context, Result};
 use futures::FutureExt;
@@ -18,15 +19,25 @@ use tracing::Instrument;
 use crate::accounts::{self, NewUser, Role};
 use crate::metrics::Metrics;
 use crate::problem::{ApiError, json_error};
+use crate::resolve::authorize;
 use crate::routes::{admin, ops, tenant};
 use crate::settings::Settings;
 use crate::state::AppState;
 
-/// What the first run created, so it can be shown.
-#[derive(Debug, Clone)]
+/// What the first run created, so it can be shown (once).
+#[derive(Clone)]
 pub struct FirstRun {
     pub tenant: String,
     pub token: String,
+}
+
+impl std::fmt::Debug for FirstRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FirstRun")
+            .field("tenant", &self.tenant)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The store and the catalog pool, opened once per process.
@@ -48,7 +59,7 @@ impl Backend {
     /// Opens the store of `strategy` (installing its catalog) and a small catalog pool.
     pub async fn open(strategy: Strategy, url: &str, settings: &Settings) -> Result<Self> {
         let store = crate::strategy::open(strategy, url, settings).await?;
-        let mut options = ConnectOptions::new(url);
+        let mut options = ConnectOptions::new(tenancy_core::loopback_without_tls(url));
         options
             .max_connections(4)
             .min_connections(0)
@@ -152,6 +163,22 @@ fn write_private(path: &Path, content: &str) -> Result<()> {
     Ok(())
 }
 
+/// Waits for Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
 /// A running HTTP server and the port it listens on.
 pub struct Application {
     port: u16,
@@ -223,8 +250,16 @@ impl Application {
                         res
                     })
                 })
-                .service(web::scope("/t/{tenant}/api").configure(tenant::routes))
-                .service(web::scope("/api").configure(tenant::routes))
+                .service(
+                    web::scope("/t/{tenant}/api")
+                        .wrap(from_fn(authorize))
+                        .configure(tenant::routes),
+                )
+                .service(
+                    web::scope("/api")
+                        .wrap(from_fn(authorize))
+                        .configure(tenant::routes),
+                )
                 .service(web::scope("/admin").configure(admin::routes))
                 .configure(ops::routes)
                 .default_service(web::to(|| async {
@@ -233,7 +268,16 @@ impl Application {
         })
         .listen(listener)?
         .shutdown_timeout(30)
+        // Our own signal handling: actix treats Ctrl-C as a forced stop, which would drop
+        // in-flight requests.
+        .disable_signals()
         .run();
+        let handle = server.handle();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            handle.stop(true).await;
+        });
         Ok(Application {
             port,
             host: settings.http.host.clone(),

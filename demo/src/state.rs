@@ -23,7 +23,8 @@ pub struct AppState {
     /// SHA-256 of the admin token.
     pub admin_hash: Vec<u8>,
     pub metrics: Metrics,
-    /// Tenants by slug: a hot tenant costs no catalog query. Invalidated on delete.
+    /// Tenants by slug: a hot tenant costs no catalog query. Invalidated on delete here, and
+    /// expires after 30 s for deletes made elsewhere.
     tenants: Cache<String, Tenant>,
     /// Token hash to user. Tokens are never revoked through the API.
     users: Cache<Vec<u8>, Uuid>,
@@ -54,9 +55,11 @@ impl AppState {
             resolution,
             admin_hash: accounts::token_hash(admin_token),
             metrics,
+            // Deletes through this process invalidate at once; a delete by another process
+            // (the CLI, another instance) is seen within the time to live.
             tenants: Cache::builder()
                 .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(300))
+                .time_to_live(Duration::from_secs(30))
                 .build(),
             users: Cache::builder().max_capacity(100_000).build(),
             roles: Cache::builder()

@@ -70,22 +70,37 @@ pub struct MigrateQuery {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/tenants")
+            .default_service(web::to(crate::problem::method_not_allowed))
             .route(web::post().to(create_tenant))
             .route(web::get().to(list_tenants)),
     )
     .service(
         web::resource("/tenants/{slug}")
+            .default_service(web::to(crate::problem::method_not_allowed))
             .route(web::get().to(get_tenant))
             .route(web::delete().to(delete_tenant)),
     )
     .service(
         web::resource("/tenants/{slug}/members/{user_id}")
+            .default_service(web::to(crate::problem::method_not_allowed))
             .route(web::put().to(put_member))
             .route(web::delete().to(delete_member)),
     )
-    .service(web::resource("/migrate").route(web::post().to(migrate)))
-    .service(web::resource("/users").route(web::post().to(create_user)))
-    .service(web::resource("/users/{id}/tokens").route(web::post().to(create_token)));
+    .service(
+        web::resource("/migrate")
+            .default_service(web::to(crate::problem::method_not_allowed))
+            .route(web::post().to(migrate)),
+    )
+    .service(
+        web::resource("/users")
+            .default_service(web::to(crate::problem::method_not_allowed))
+            .route(web::post().to(create_user)),
+    )
+    .service(
+        web::resource("/users/{id}/tokens")
+            .default_service(web::to(crate::problem::method_not_allowed))
+            .route(web::post().to(create_token)),
+    );
 }
 
 fn name_ok(name: &str) -> Result<String, ApiError> {

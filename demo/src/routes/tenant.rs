@@ -32,35 +32,57 @@ impl From<PageQuery> for PageRequest {
     }
 }
 
+/// The `{id}` segment of the path, as written. (Not `web::Path`: under `/t/{tenant}/api` the
+/// path holds the tenant too.)
+#[derive(Debug)]
+pub struct PathId(String);
+
+impl actix_web::FromRequest for PathId {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(Ok(PathId(req.match_info().query("id").to_owned())))
+    }
+}
+
 /// An id from the path; one that is not a UUID names nothing.
-fn id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(format!("{what} not found")))
+fn id(raw: &PathId, what: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(&raw.0).map_err(|_| ApiError::NotFound(format!("{what} not found")))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/projects")
+            .default_service(web::to(crate::problem::method_not_allowed))
             .route(web::get().to(list_projects))
             .route(web::post().to(create_project)),
     )
     .service(
         web::resource("/projects/{id}")
+            .default_service(web::to(crate::problem::method_not_allowed))
             .route(web::get().to(get_project))
             .route(web::patch().to(update_project))
             .route(web::delete().to(delete_project)),
     )
     .service(
         web::resource("/projects/{id}/tasks")
+            .default_service(web::to(crate::problem::method_not_allowed))
             .route(web::get().to(list_tasks))
             .route(web::post().to(create_task)),
     )
     .service(
         web::resource("/tasks/{id}")
+            .default_service(web::to(crate::problem::method_not_allowed))
             .route(web::get().to(get_task))
             .route(web::patch().to(update_task))
             .route(web::delete().to(delete_task)),
     )
-    .service(web::resource("/summary").route(web::get().to(summary)));
+    .service(
+        web::resource("/summary")
+            .default_service(web::to(crate::problem::method_not_allowed))
+            .route(web::get().to(summary)),
+    );
 }
 
 /// List the tenant's projects.
@@ -103,7 +125,7 @@ pub async fn create_project(
 pub async fn get_project(
     state: web::Data<AppState>,
     m: Member,
-    path: web::Path<String>,
+    path: PathId,
 ) -> Result<web::Json<Project>, ApiError> {
     let id = id(&path, "project")?;
     let scope = state
@@ -120,7 +142,7 @@ pub async fn get_project(
 pub async fn update_project(
     state: web::Data<AppState>,
     m: Member,
-    path: web::Path<String>,
+    path: PathId,
     body: web::Json<ProjectPatch>,
 ) -> Result<web::Json<Project>, ApiError> {
     let id = id(&path, "project")?;
@@ -137,7 +159,7 @@ pub async fn update_project(
 pub async fn delete_project(
     state: web::Data<AppState>,
     m: Member,
-    path: web::Path<String>,
+    path: PathId,
 ) -> Result<HttpResponse, ApiError> {
     let id = id(&path, "project")?;
     let scope = state.store.scope(&m.tenant).await?;
@@ -153,7 +175,7 @@ pub async fn delete_project(
 pub async fn list_tasks(
     state: web::Data<AppState>,
     m: Member,
-    path: web::Path<String>,
+    path: PathId,
     q: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<Task>>, ApiError> {
     let id = id(&path, "project")?;
@@ -172,7 +194,7 @@ pub async fn list_tasks(
 pub async fn create_task(
     state: web::Data<AppState>,
     m: Member,
-    path: web::Path<String>,
+    path: PathId,
     body: web::Json<NewTask>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id(&path, "project")?;
@@ -189,7 +211,7 @@ pub async fn create_task(
 pub async fn get_task(
     state: web::Data<AppState>,
     m: Member,
-    path: web::Path<String>,
+    path: PathId,
 ) -> Result<web::Json<Task>, ApiError> {
     let id = id(&path, "task")?;
     let scope = state
@@ -206,7 +228,7 @@ pub async fn get_task(
 pub async fn update_task(
     state: web::Data<AppState>,
     m: Member,
-    path: web::Path<String>,
+    path: PathId,
     body: web::Json<TaskPatch>,
 ) -> Result<web::Json<Task>, ApiError> {
     let id = id(&path, "task")?;
@@ -223,7 +245,7 @@ pub async fn update_task(
 pub async fn delete_task(
     state: web::Data<AppState>,
     m: Member,
-    path: web::Path<String>,
+    path: PathId,
 ) -> Result<HttpResponse, ApiError> {
     let id = id(&path, "task")?;
     let scope = state.store.scope(&m.tenant).await?;

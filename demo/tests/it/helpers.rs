@@ -1,0 +1,260 @@
+//! `spawn_app`: the real app on port 0 against a fresh database, and a client with typed
+//! helpers.
+
+use anyhow::{Context, Result, ensure};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use tenancy_core::Strategy;
+use tenancy_demo::settings::Settings;
+use tenancy_demo::startup::{Application, Backend, FirstRun};
+use tenancy_testkit::TestDatabase;
+
+pub const ADMIN: &str = "test-admin-token";
+
+/// One running app.
+#[derive(Debug)]
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub first_run: Option<FirstRun>,
+    pub db: Option<TestDatabase>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// The settings a test runs with: defaults, the given database, port 0, a known admin token.
+pub fn settings(strategy: Strategy, url: &str) -> Result<Settings> {
+    let mut s = Settings::load(None)?;
+    s.strategy = Some(strategy.as_str().into());
+    s.database_url = Some(url.to_owned().into());
+    s.http.port = 0;
+    s.admin_token = Some(ADMIN.to_owned().into());
+    s.data_dir = std::env::temp_dir().join(format!("tenancy-demo-test-{}", uuid::Uuid::now_v7()));
+    Ok(s)
+}
+
+pub async fn spawn_app(strategy: Strategy) -> Result<TestApp> {
+    let db = TestDatabase::create().await?;
+    let mut app = spawn_on(strategy, db.url()).await?;
+    app.db = Some(db);
+    Ok(app)
+}
+
+/// The app on the database at `url` (which the caller owns).
+pub async fn spawn_on(strategy: Strategy, url: &str) -> Result<TestApp> {
+    let settings = settings(strategy, url)?;
+    let backend = Backend::open(strategy, url, &settings).await?;
+    let first_run = backend.first_run().await?;
+    let app = Application::build(&settings, &backend, ADMIN)?;
+    let port = app.port();
+    let server = tokio::spawn(app.run_until_stopped());
+    Ok(TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: reqwest::Client::new(),
+        first_run,
+        db: None,
+        server,
+    })
+}
+
+impl TestApp {
+    /// Stops the server and drops the database (call at the end of a passing test).
+    pub async fn finish(self) -> Result<()> {
+        self.server.abort();
+        if let Some(db) = self.db {
+            db.drop_database().await?;
+        }
+        Ok(())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> Result<Response> {
+        Ok(self
+            .client
+            .post(self.url(path))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await?)
+    }
+
+    /// Creates a tenant, a user who owns it and a token; returns the token.
+    pub async fn tenant_with_owner(&self, slug: &str) -> Result<String> {
+        let res = self
+            .admin_post("/admin/tenants", json!({"slug": slug, "name": slug}))
+            .await?;
+        ensure!(
+            res.status() == StatusCode::CREATED,
+            "create tenant: {}",
+            res.status()
+        );
+        let user = self.user(&format!("{slug}@example.com")).await?;
+        self.grant(slug, &user, "owner").await?;
+        self.token(&user).await
+    }
+
+    pub async fn user(&self, email: &str) -> Result<String> {
+        let res = self
+            .admin_post("/admin/users", json!({"email": email, "name": "Someone"}))
+            .await?;
+        ensure!(
+            res.status() == StatusCode::CREATED,
+            "create user: {}",
+            res.status()
+        );
+        let body: Value = res.json().await?;
+        Ok(body["id"].as_str().context("user id")?.to_owned())
+    }
+
+    pub async fn token(&self, user: &str) -> Result<String> {
+        let res = self
+            .admin_post(&format!("/admin/users/{user}/tokens"), json!({}))
+            .await?;
+        ensure!(
+            res.status() == StatusCode::CREATED,
+            "create token: {}",
+            res.status()
+        );
+        let body: Value = res.json().await?;
+        Ok(body["token"].as_str().context("token")?.to_owned())
+    }
+
+    pub async fn grant(&self, slug: &str, user: &str, role: &str) -> Result<()> {
+        let res = self
+            .client
+            .put(self.url(&format!("/admin/tenants/{slug}/members/{user}")))
+            .bearer_auth(ADMIN)
+            .json(&json!({"role": role}))
+            .send()
+            .await?;
+        ensure!(
+            res.status() == StatusCode::NO_CONTENT,
+            "grant: {}",
+            res.status()
+        );
+        Ok(())
+    }
+
+    /// A request to tenant route `path` (after `/api`) of `slug`, by path prefix.
+    pub fn tenant(
+        &self,
+        method: reqwest::Method,
+        slug: &str,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(&format!("/t/{slug}/api{path}")))
+            .bearer_auth(token)
+    }
+
+    /// Names of the tenant's projects, read through the API.
+    pub async fn project_names(&self, slug: &str, token: &str) -> Result<Vec<String>> {
+        let res = self
+            .tenant(reqwest::Method::GET, slug, "/projects?limit=500", token)
+            .send()
+            .await?;
+        ensure!(res.status() == StatusCode::OK, "list: {}", res.status());
+        let body: Value = res.json().await?;
+        Ok(body["items"]
+            .as_array()
+            .context("items")?
+            .iter()
+            .filter_map(|p| p["name"].as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// Creates a project; returns its id.
+    pub async fn project(&self, slug: &str, token: &str, name: &str) -> Result<String> {
+        let res = self
+            .tenant(reqwest::Method::POST, slug, "/projects", token)
+            .json(&json!({"name": name}))
+            .send()
+            .await?;
+        ensure!(
+            res.status() == StatusCode::CREATED,
+            "create project: {}",
+            res.status()
+        );
+        let body: Value = res.json().await?;
+        Ok(body["id"].as_str().context("id")?.to_owned())
+    }
+
+    /// Slugs of all tenants, through the admin API.
+    pub async fn tenant_slugs(&self) -> Result<Vec<String>> {
+        let res = self
+            .client
+            .get(self.url("/admin/tenants?limit=500"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await?;
+        ensure!(res.status() == StatusCode::OK);
+        let body: Value = res.json().await?;
+        Ok(body["items"]
+            .as_array()
+            .context("items")?
+            .iter()
+            .filter_map(|t| t["slug"].as_str().map(str::to_owned))
+            .collect())
+    }
+}
+
+/// Checks that a response is a problem document with `status`; returns the body.
+pub async fn problem(res: Response, status: StatusCode) -> Result<Value> {
+    let got = res.status();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body: Value = res.json().await.context("a JSON body")?;
+    ensure!(got == status, "expected {status}, got {got}: {body}");
+    ensure!(
+        content_type == "application/problem+json",
+        "content type {content_type:?}"
+    );
+    for field in ["type", "title", "status", "detail"] {
+        ensure!(!body[field].is_null(), "problem without {field}: {body}");
+    }
+    ensure!(body["status"] == status.as_u16(), "{body}");
+    Ok(body)
+}
+
+/// Generates one test per compiled strategy for each named async fn taking a `Strategy`.
+#[macro_export]
+macro_rules! per_strategy {
+    ($($name:ident),+ $(,)?) => {
+        #[cfg(feature = "shared-schema")]
+        mod shared_schema {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name(tenancy_core::Strategy::SharedSchema).await
+                }
+            )+
+        }
+        #[cfg(feature = "separate-schema")]
+        mod separate_schema {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name(tenancy_core::Strategy::SeparateSchema).await
+                }
+            )+
+        }
+        #[cfg(feature = "separate-db")]
+        mod separate_db {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name(tenancy_core::Strategy::SeparateDb).await
+                }
+            )+
+        }
+    };
+}

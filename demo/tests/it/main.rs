@@ -1,0 +1,9 @@
+//! Integration tests of the demo: the real app on a free port, against a fresh database,
+//! once per compiled strategy.
+
+mod helpers;
+
+mod api;
+mod denial;
+mod input;
+mod operations;

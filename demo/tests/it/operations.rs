@@ -1,0 +1,108 @@
+//! Health, readiness, metrics, the API description; and an outage: 503, then recovery.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tenancy_core::Strategy;
+use tenancy_testkit::TestServer;
+
+use crate::helpers::{problem, spawn_app, spawn_on};
+
+crate::per_strategy!(operations_endpoints, database_outage_is_503_then_recovers);
+
+async fn operations_endpoints(strategy: Strategy) -> Result<()> {
+    let app = spawn_app(strategy).await?;
+    let first = app.first_run.clone().context("sample data")?;
+    for _ in 0..3 {
+        let res = app
+            .tenant(Method::GET, &first.tenant, "/projects", &first.token)
+            .send()
+            .await?;
+        ensure!(res.status() == StatusCode::OK);
+    }
+    ensure!(app.client.get(app.url("/healthz")).send().await?.status() == StatusCode::OK);
+    ensure!(app.client.get(app.url("/readyz")).send().await?.status() == StatusCode::OK);
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let wanted = format!(
+        "http_requests_total{{route=\"/t/{{tenant}}/api/projects\",status=\"200\",strategy=\"{strategy}\"}} 3"
+    );
+    ensure!(metrics.contains(&wanted), "no {wanted} in\n{metrics}");
+    ensure!(
+        metrics.contains("tenant_cache_lookups_total{result=\"hit\"} 2"),
+        "two of three lookups hit the cache:\n{metrics}"
+    );
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    for path in [
+        "/api/projects",
+        "/api/tasks/{id}",
+        "/admin/tenants",
+        "/admin/migrate",
+    ] {
+        ensure!(
+            !doc["paths"][path].is_null(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    let page = app
+        .client
+        .get(app.url("/docs"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    ensure!(
+        page.contains("/openapi.json") && !page.contains("src=\"http"),
+        "the page loads nothing from elsewhere"
+    );
+    let res = app.client.get(app.url("/nowhere")).send().await?;
+    problem(res, StatusCode::NOT_FOUND).await?;
+    app.finish().await
+}
+
+/// The database goes away: 503 with Retry-After, readiness fails; it comes back: the same
+/// process serves again.
+async fn database_outage_is_503_then_recovers(strategy: Strategy) -> Result<()> {
+    let server = TestServer::start()?;
+    let app = spawn_on(strategy, &server.url("postgres")).await?;
+    let first = app.first_run.clone().context("sample data")?;
+    let get = || {
+        app.tenant(Method::GET, &first.tenant, "/projects", &first.token)
+            .send()
+    };
+    ensure!(get().await?.status() == StatusCode::OK);
+
+    server.stop()?;
+    let res = get().await?;
+    let retry = res.headers().get("retry-after").cloned();
+    problem(res, StatusCode::SERVICE_UNAVAILABLE).await?;
+    ensure!(retry.is_some(), "503 carries Retry-After");
+    let res = app.client.get(app.url("/readyz")).send().await?;
+    problem(res, StatusCode::SERVICE_UNAVAILABLE).await?;
+
+    server.start_again()?;
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..50 {
+        status = get().await?.status();
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ensure!(status == StatusCode::OK, "after the restart: {status}");
+    app.finish().await?;
+    server.remove()
+}
