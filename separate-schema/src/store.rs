@@ -205,8 +205,10 @@ impl SeparateSchemaStore {
     }
 
     // ANCHOR: clone_script
-    /// Reads the template's tables and foreign keys and builds the script that copies them.
-    /// Refuses templates holding what the copy would miss (sequences, views, functions).
+    /// Reads the template's tables, keys and indexes and builds the script that copies them,
+    /// every constraint and index under the template's own name (so that a later migration
+    /// naming one, `DROP INDEX tasks_project_idx`, works on every tenant). Refuses templates
+    /// holding what the copy would miss (sequences, views).
     async fn build_clone_script(&self, conn: &impl ConnectionTrait) -> Result<CloneScript> {
         let template = &self.options.template_schema;
         let version = catalog::template_version(conn, &self.template_key()).await?;
@@ -239,7 +241,7 @@ impl SeparateSchemaStore {
         for row in &tables {
             let table: String = row.try_get("", "t")?;
             body.push_str(&format!(
-                "CREATE TABLE {t} (LIKE {tmpl}.{t} INCLUDING ALL);\n",
+                "CREATE TABLE {t} (LIKE {tmpl}.{t} INCLUDING ALL EXCLUDING INDEXES);\n",
                 t = quote_ident(&table),
                 tmpl = quote_ident(template)
             ));
@@ -247,25 +249,43 @@ impl SeparateSchemaStore {
                 tenant_tables.push(table);
             }
         }
-        // LIKE copies columns, defaults, checks and indexes but not foreign keys. Their
-        // definitions are read with search_path on the template, so references come out
-        // unqualified and resolve to the new schema when replayed there.
+        // LIKE copies columns, defaults and checks. Keys, foreign keys and indexes are replayed
+        // under their names; their definitions are read with search_path on the template, so
+        // names come out unqualified and resolve to the new schema when replayed there.
         let txn = self.control.begin().await?;
         txn.execute_unprepared(&format!(
             "SET LOCAL search_path TO {}",
             quote_ident(template)
         ))
         .await?;
-        let fks = txn
+        let constraints = txn
             .query_all_raw(stmt(
                 "SELECT c.conrelid::regclass::text AS t, c.conname AS name, pg_get_constraintdef(c.oid) AS def \
                  FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace \
-                 WHERE n.nspname = $1 AND c.contype = 'f' ORDER BY c.oid",
+                 WHERE n.nspname = $1 AND c.contype IN ('p', 'u', 'x', 'f') \
+                 ORDER BY c.contype = 'f', c.oid",
+                [template.as_str().into()],
+            ))
+            .await?;
+        let indexes = txn
+            .query_all_raw(stmt(
+                // pg_get_indexdef qualifies the table whatever the search_path: unqualify it.
+                "SELECT replace(pg_get_indexdef(i.indexrelid), ' ON ' || quote_ident($1) || '.', ' ON ') AS def \
+                 FROM pg_index i \
+                 JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_namespace n ON n.oid = ic.relnamespace \
+                 WHERE n.nspname = $1 AND NOT EXISTS (SELECT 1 FROM pg_constraint k \
+                   WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x')) \
+                 ORDER BY i.indexrelid",
                 [template.as_str().into()],
             ))
             .await?;
         txn.rollback().await?;
-        for row in &fks {
+        for row in &indexes {
+            let def: String = row.try_get("", "def")?;
+            body.push_str(&def);
+            body.push_str(";\n");
+        }
+        for row in &constraints {
             let table: String = row.try_get("", "t")?;
             let name: String = row.try_get("", "name")?;
             let def: String = row.try_get("", "def")?;

@@ -216,3 +216,47 @@ async fn delete_drops_the_schema() -> Result<()> {
     admin.close().await.ok();
     db.drop_database().await
 }
+
+/// A tenant's schema carries the template's index and constraint names, so a migration that
+/// names one (`DROP INDEX ...`, `ALTER TABLE ... DROP CONSTRAINT ...`) works on every tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_schemas_keep_the_template_names() -> Result<()> {
+    let db = TestDatabase::create().await?;
+    let store = SeparateSchemaStore::connect(db.url(), SeparateSchemaOptions::default()).await?;
+    let acme = store
+        .create_tenant(NewTenant::new(Slug::parse("acme")?, "Acme"))
+        .await?;
+    let names = |schema: String| {
+        let conn = store.connection().clone();
+        async move {
+            let rows = conn
+                .query_all_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT 'index ' || c.relname AS name FROM pg_class c \
+                       JOIN pg_namespace n ON n.oid = c.relnamespace \
+                       WHERE n.nspname = $1 AND c.relkind = 'i' \
+                     UNION ALL SELECT 'constraint ' || k.conname FROM pg_constraint k \
+                       JOIN pg_namespace n ON n.oid = k.connamespace \
+                       WHERE n.nspname = $1 AND k.conname <> 'tenancy_pinned_tenant' \
+                     ORDER BY 1",
+                    [schema.into()],
+                ))
+                .await?;
+            rows.iter()
+                .map(|r| r.try_get::<String>("", "name").map_err(anyhow::Error::from))
+                .collect::<Result<Vec<_>>>()
+        }
+    };
+    let template = names("tenant_template".into()).await?;
+    let tenant = names(store.schema_for(&acme.slug)).await?;
+    ensure!(
+        template.len() >= 5,
+        "the template has keys and indexes: {template:?}"
+    );
+    ensure!(
+        tenant == template,
+        "tenant {tenant:?} differs from template {template:?}"
+    );
+    drop(store);
+    db.drop_database().await
+}
