@@ -186,7 +186,11 @@ impl EmbeddedPostgres {
 
     /// Stops the server cleanly (a fast shutdown: sessions end, data is flushed).
     pub async fn stop(self) -> Result<(), EmbeddedError> {
+        let sockets = self.server.settings().socket_dir.clone();
         self.server.stop().await?;
+        if let Some(dir) = sockets {
+            std::fs::remove_dir_all(&dir).ok();
+        }
         Ok(())
     }
 }

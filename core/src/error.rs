@@ -84,6 +84,20 @@ pub enum Error {
     Backend(#[source] DbErr),
 }
 
+impl Error {
+    /// The error and its causes on one line (`a: b: c`), for reports and logs.
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            source = s.source();
+        }
+        out
+    }
+}
+
 /// Shorthand used across the workspace.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -24,8 +24,8 @@ pub use connect::loopback_without_tls;
 pub use error::{Error, Result, SlugError, sqlstate};
 pub use scope::{ScopeGuard, ScopeMode, TENANT_ID, TableNamespace, TenantScope};
 pub use store::{
-    MigrateOptions, MigrationOutcome, MigrationReport, Strategy, TenantMigration, TenantStore,
-    UnscopedView,
+    Connections, MigrateOptions, MigrationOutcome, MigrationReport, Strategy, TenantMigration,
+    TenantStore, UnscopedView,
 };
 pub use tenant::{NewTenant, Placement, Slug, Tenant, TenantId, TenantState, quote_ident};
 

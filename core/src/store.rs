@@ -191,4 +191,37 @@ pub trait TenantStore: Send + Sync + std::fmt::Debug {
     /// tenant is bound: the path code would take if it forgot to bind one. Must never see a
     /// tenant's rows. `table` must be one of the domain's table names.
     async fn unscoped_view(&self, table: &str) -> Result<UnscopedView>;
+
+    /// The connections the store holds right now, over all its pools (for metrics).
+    fn connections(&self) -> Connections;
+}
+
+/// The connections a store holds, from [`TenantStore::connections`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connections {
+    /// Open connections, in use or idle.
+    pub open: u32,
+    /// Of those, the idle ones.
+    pub idle: u32,
+}
+
+impl Connections {
+    /// The connections of one sea-orm pool.
+    pub fn of(pool: &sea_orm::DatabaseConnection) -> Self {
+        let p = pool.get_postgres_connection_pool();
+        Connections {
+            open: p.size(),
+            idle: u32::try_from(p.num_idle()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+impl std::ops::Add for Connections {
+    type Output = Connections;
+    fn add(self, other: Connections) -> Connections {
+        Connections {
+            open: self.open + other.open,
+            idle: self.idle + other.idle,
+        }
+    }
 }

@@ -7,7 +7,7 @@
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Value};
+use tenancy_core::sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
 use tenancy_core::{Error, Result, TenantId};
 use uuid::Uuid;
 
@@ -80,7 +80,7 @@ pub fn new_token() -> String {
 }
 
 /// Creates a user; `Invalid` for a bad email or name, `Conflict` when the email is taken.
-pub async fn create_user(db: &DatabaseConnection, new: NewUser) -> Result<User> {
+pub async fn create_user(db: &impl ConnectionTrait, new: NewUser) -> Result<User> {
     let email = new.email.trim().to_lowercase();
     let name = new.name.trim().to_owned();
     if email.len() > 254 || !email.contains('@') || email.starts_with('@') || email.ends_with('@') {
@@ -105,7 +105,7 @@ pub async fn create_user(db: &DatabaseConnection, new: NewUser) -> Result<User> 
 }
 
 /// Whether any user exists (the first run creates a sample one when none does).
-pub async fn any_user(db: &DatabaseConnection) -> Result<bool> {
+pub async fn any_user(db: &impl ConnectionTrait) -> Result<bool> {
     Ok(db
         .query_one_raw(stmt("SELECT 1 AS one FROM tenancy.users LIMIT 1", []))
         .await?
@@ -113,7 +113,7 @@ pub async fn any_user(db: &DatabaseConnection) -> Result<bool> {
 }
 
 /// Issues a token for `user`; `NotFound` when there is no such user.
-pub async fn create_token(db: &DatabaseConnection, user: Uuid) -> Result<IssuedToken> {
+pub async fn create_token(db: &impl ConnectionTrait, user: Uuid) -> Result<IssuedToken> {
     let token = new_token();
     let inserted = db
         .execute_raw(stmt(
@@ -136,7 +136,7 @@ pub async fn create_token(db: &DatabaseConnection, user: Uuid) -> Result<IssuedT
 }
 
 /// The user a token belongs to.
-pub async fn user_for_token(db: &DatabaseConnection, token: &str) -> Result<Option<Uuid>> {
+pub async fn user_for_token(db: &impl ConnectionTrait, token: &str) -> Result<Option<Uuid>> {
     let row = db
         .query_one_raw(stmt(
             "SELECT user_id FROM tenancy.api_tokens WHERE token_hash = $1",
@@ -147,7 +147,7 @@ pub async fn user_for_token(db: &DatabaseConnection, token: &str) -> Result<Opti
 }
 
 /// The user's role in the tenant, if a member.
-pub async fn role(db: &DatabaseConnection, user: Uuid, tenant: TenantId) -> Result<Option<Role>> {
+pub async fn role(db: &impl ConnectionTrait, user: Uuid, tenant: TenantId) -> Result<Option<Role>> {
     let row = db
         .query_one_raw(stmt(
             "SELECT role FROM tenancy.memberships WHERE user_id = $1 AND tenant_id = $2",
@@ -165,7 +165,7 @@ pub async fn role(db: &DatabaseConnection, user: Uuid, tenant: TenantId) -> Resu
 
 /// Grants (or changes) a membership; `NotFound` when the user does not exist.
 pub async fn set_membership(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     tenant: TenantId,
     user: Uuid,
     role: Role,
@@ -186,7 +186,7 @@ pub async fn set_membership(
 
 /// Revokes a membership; `NotFound` when there was none.
 pub async fn remove_membership(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     tenant: TenantId,
     user: Uuid,
 ) -> Result<()> {

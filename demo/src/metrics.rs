@@ -12,6 +12,8 @@ pub struct Metrics {
     pub tenant_cache: IntCounterVec,
     /// Connections open in the demo's catalog pool.
     pub control_connections: IntGauge,
+    /// Connections the store holds, by `state` (`open`, `idle`).
+    pub store_connections: prometheus::IntGaugeVec,
 }
 
 impl Metrics {
@@ -37,12 +39,21 @@ impl Metrics {
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(tenant_cache.clone()))?;
+        let store_connections = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "db_store_pool_connections",
+                "Connections the tenant store holds, by state",
+            ),
+            &["state"],
+        )?;
         registry.register(Box::new(control_connections.clone()))?;
+        registry.register(Box::new(store_connections.clone()))?;
         Ok(Metrics {
             registry,
             requests,
             tenant_cache,
             control_connections,
+            store_connections,
         })
     }
 

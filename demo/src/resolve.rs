@@ -71,6 +71,7 @@ pub struct Member {
     pub role: Role,
 }
 
+// ANCHOR: member
 async fn member(req: &HttpRequest) -> Result<Member, ApiError> {
     let state = state(req)?;
     let token = bearer(req).ok_or(ApiError::Unauthorized("a bearer token is required"))?;
@@ -99,6 +100,7 @@ pub async fn authorize(
     req.extensions_mut().insert(member);
     next.call(req).await
 }
+// ANCHOR_END: member
 
 impl FromRequest for Member {
     type Error = ApiError;

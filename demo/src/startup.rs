@@ -12,7 +12,7 @@ use futures::FutureExt;
 use secrecy::ExposeSecret;
 use tenancy_core::domain::projects::{self, NewProject};
 use tenancy_core::domain::tasks::{self, NewTask};
-use tenancy_core::sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use tenancy_core::sea_orm::{ConnectOptions, Database, DatabaseConnection, TransactionTrait};
 use tenancy_core::{NewTenant, Slug, Strategy, TenantStore};
 use tracing::Instrument;
 
@@ -68,7 +68,38 @@ impl Backend {
             ))
             .sqlx_logging(false);
         let control = Database::connect(options).await?;
-        Ok(Backend { store, control })
+        let backend = Backend { store, control };
+        backend.refuse_other_strategies(strategy).await?;
+        Ok(backend)
+    }
+
+    /// A database whose tenants were placed by another strategy cannot be served by this one
+    /// (their rows are elsewhere): say so at start rather than fail request by request.
+    async fn refuse_other_strategies(&self, strategy: Strategy) -> Result<()> {
+        use tenancy_core::sea_orm::{ConnectionTrait, DbBackend, Statement};
+        let expected = match strategy {
+            Strategy::SharedSchema => "shared",
+            Strategy::SeparateSchema => "schema",
+            Strategy::SeparateDb => "database",
+        };
+        let rows = self
+            .control
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT DISTINCT placement->>'kind' AS kind FROM tenancy.tenants",
+            ))
+            .await?;
+        for row in rows {
+            let kind: Option<String> = row.try_get("", "kind")?;
+            if let Some(kind) = kind.filter(|k| k != expected) {
+                anyhow::bail!(
+                    "this database holds tenants placed by another strategy ({kind:?}, not \
+                     {expected:?} as {strategy} places them). Start with --fresh (embedded \
+                     database) or point DATABASE_URL at another database"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Creates the configuration's static tenants that are missing.
@@ -117,16 +148,20 @@ impl Backend {
             .await?;
         }
         scope.commit().await?;
+        // The user, the membership and the token commit together: a run interrupted before
+        // the commit leaves no user behind, so the next run does the first run again.
+        let txn = self.control.begin().await?;
         let user = accounts::create_user(
-            &self.control,
+            &txn,
             NewUser {
                 email: "demo@example.com".into(),
                 name: "Demo User".into(),
             },
         )
         .await?;
-        accounts::set_membership(&self.control, acme.id, user.id, Role::Owner).await?;
-        let token = accounts::create_token(&self.control, user.id).await?;
+        accounts::set_membership(&txn, acme.id, user.id, Role::Owner).await?;
+        let token = accounts::create_token(&txn, user.id).await?;
+        txn.commit().await?;
         Ok(Some(FirstRun {
             tenant: acme.slug.to_string(),
             token: token.token,

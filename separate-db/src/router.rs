@@ -232,6 +232,15 @@ impl Router {
         self.servers.iter().position(|s| s.name == name)
     }
 
+    /// The connections all tenant pools hold.
+    pub fn connections(&self) -> tenancy_core::Connections {
+        lock(&self.state)
+            .pools
+            .values()
+            .map(|p| tenancy_core::Connections::of(&p.conn))
+            .fold(tenancy_core::Connections::default(), |a, b| a + b)
+    }
+
     /// How many pools are open, and how many connections they may hold, per server name.
     pub fn open_pools(&self) -> Vec<(String, usize, u32)> {
         let state = lock(&self.state);

@@ -314,6 +314,26 @@ impl SeparateDbStore {
     }
     // ANCHOR_END: maintenance
 
+    /// Drops `database` on `server` if it exists (whatever an interrupted attempt left) and
+    /// creates it again as a copy of `template`.
+    async fn recreate_database(&self, server: usize, database: &str, template: &str) -> Result<()> {
+        let quoted = quote_ident(database);
+        self.inner.router.evict(server, database).await;
+        self.maintenance(
+            server,
+            &format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"),
+        )
+        .await?;
+        self.maintenance(
+            server,
+            &format!(
+                "CREATE DATABASE {quoted} TEMPLATE {}",
+                quote_ident(template)
+            ),
+        )
+        .await
+    }
+
     async fn lease(&self, server: usize, database: &str) -> Result<Lease> {
         self.inner.router.lease(server, database).await
     }
@@ -352,18 +372,8 @@ impl SeparateDbStore {
         }
         // Whatever an interrupted attempt left is rebuilt from scratch.
         let template = self.template_database();
-        let quoted = quote_ident(&template);
-        self.inner.router.evict(server, &template).await;
-        self.maintenance(
-            server,
-            &format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"),
-        )
-        .await?;
-        self.maintenance(
-            server,
-            &format!("CREATE DATABASE {quoted} TEMPLATE template0"),
-        )
-        .await?;
+        self.recreate_database(server, &template, "template0")
+            .await?;
         let version = self.migrate_database(server, &template, None).await?;
         catalog::set_template_version(&txn, &key, version.1).await?;
         txn.commit().await?;
@@ -509,21 +519,8 @@ impl SeparateDbStore {
         ))
         .await?;
         let version = catalog::template_version(&txn, &key).await?;
-        let quoted = quote_ident(&database);
-        self.inner.router.evict(server, &database).await;
-        self.maintenance(
-            server,
-            &format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"),
-        )
-        .await?;
-        self.maintenance(
-            server,
-            &format!(
-                "CREATE DATABASE {quoted} TEMPLATE {}",
-                quote_ident(&self.template_database())
-            ),
-        )
-        .await?;
+        self.recreate_database(server, &database, &self.template_database())
+            .await?;
         {
             let lease = self.lease(server, &database).await?;
             lease
@@ -610,7 +607,7 @@ impl SeparateDbStore {
             tracing::warn!(tenant = %tenant.slug, error = %e, "tenant migration failed");
             MigrationOutcome::Failed {
                 version: tenant.schema_version,
-                error: error_chain(&e),
+                error: e.chain(),
             }
         });
         TenantMigration {
@@ -620,17 +617,6 @@ impl SeparateDbStore {
         }
     }
     // ANCHOR_END: migrate_tenant
-}
-
-fn error_chain(e: &Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[async_trait]
@@ -725,7 +711,7 @@ impl TenantStore for SeparateDbStore {
                     ),
                     outcome: MigrationOutcome::Failed {
                         version: 0,
-                        error: error_chain(&e),
+                        error: e.chain(),
                     },
                 }),
             }
@@ -790,6 +776,10 @@ impl TenantStore for SeparateDbStore {
         .with_guard(lease))
     }
     // ANCHOR_END: scope
+
+    fn connections(&self) -> tenancy_core::Connections {
+        tenancy_core::Connections::of(&self.inner.control) + self.inner.router.connections()
+    }
 
     async fn unscoped_view(&self, table: &str) -> Result<UnscopedView> {
         // Without a tenant there is only the control database, which holds no tenant table.

@@ -405,7 +405,7 @@ impl SeparateSchemaStore {
             tracing::warn!(tenant = %tenant.slug, error = %e, "tenant migration failed");
             MigrationOutcome::Failed {
                 version: from,
-                error: error_chain(&e),
+                error: e.chain(),
             }
         });
         TenantMigration {
@@ -415,17 +415,6 @@ impl SeparateSchemaStore {
         }
     }
     // ANCHOR_END: migrate_tenant
-}
-
-fn error_chain(e: &Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[async_trait]
@@ -551,6 +540,14 @@ impl TenantStore for SeparateSchemaStore {
         }
     }
     // ANCHOR_END: scope
+
+    fn connections(&self) -> tenancy_core::Connections {
+        let control = tenancy_core::Connections::of(&self.control);
+        match &self.options.tenant_url {
+            Some(_) => control + tenancy_core::Connections::of(&self.tenants),
+            None => control,
+        }
+    }
 
     async fn unscoped_view(&self, table: &str) -> Result<UnscopedView> {
         // Unqualified: whatever the connection's default search_path finds, as forgetful

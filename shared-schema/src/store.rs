@@ -19,6 +19,7 @@ const SHARED_TABLES: &str = "shared";
 /// Serialises installs and migrations of one database (an arbitrary constant key).
 const MIGRATION_LOCK: i64 = 0x7465_6e61_6e63_7901;
 
+// ANCHOR: isolation
 /// Which layers isolate tenant traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Isolation {
@@ -33,7 +34,9 @@ pub enum Isolation {
     /// the predicate layer on its own.
     PredicateOnly,
 }
+// ANCHOR_END: isolation
 
+// ANCHOR: options
 /// How a [`SharedSchemaStore`] connects and behaves.
 #[derive(Debug, Clone)]
 pub struct SharedSchemaOptions {
@@ -64,6 +67,7 @@ impl Default for SharedSchemaOptions {
         }
     }
 }
+// ANCHOR_END: options
 
 /// The shared-schema strategy. See the crate documentation.
 #[derive(Debug, Clone)]
@@ -204,6 +208,7 @@ END $$;
         catalog::template_version(&self.db, SHARED_TABLES).await
     }
 
+    // ANCHOR: purge
     async fn purge(&self, tenant: &Tenant) -> Result<()> {
         let batch = i64::from(self.options.purge_batch.max(1));
         // Children first, so each batch is a plain delete, not a cascade of unknown size.
@@ -234,6 +239,7 @@ END $$;
         }
         Ok(())
     }
+    // ANCHOR_END: purge
 }
 
 #[async_trait]
@@ -242,6 +248,7 @@ impl TenantStore for SharedSchemaStore {
         Strategy::SharedSchema
     }
 
+    // ANCHOR: create_tenant
     async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
         let (tenant, _inserted) =
             catalog::insert_provisioning(&self.db, &new.slug, &new.name, &Placement::Shared)
@@ -260,6 +267,7 @@ impl TenantStore for SharedSchemaStore {
             }
         }
     }
+    // ANCHOR_END: create_tenant
 
     async fn tenant(&self, id: TenantId) -> Result<Tenant> {
         catalog::by_id(&self.db, id)
@@ -277,13 +285,16 @@ impl TenantStore for SharedSchemaStore {
         catalog::list(&self.db, page).await
     }
 
+    // ANCHOR: delete_tenant
     async fn delete_tenant(&self, id: TenantId) -> Result<()> {
         let tenant = self.tenant(id).await?;
         catalog::set_state(&self.db, id, TenantState::Deleting).await?;
         self.purge(&tenant).await?;
         catalog::remove(&self.db, id).await
     }
+    // ANCHOR_END: delete_tenant
 
+    // ANCHOR: migrate_all
     async fn migrate_all(&self, _options: MigrateOptions) -> Result<MigrationReport> {
         let latest = self.options.migrations.latest();
         let txn = self.db.begin().await?;
@@ -319,6 +330,7 @@ impl TenantStore for SharedSchemaStore {
             up_to_date: ready,
         })
     }
+    // ANCHOR_END: migrate_all
 
     // ANCHOR: scope
     async fn scope_with(&self, tenant: &Tenant, mode: ScopeMode) -> Result<TenantScope> {
@@ -363,6 +375,11 @@ impl TenantStore for SharedSchemaStore {
     }
     // ANCHOR_END: scope
 
+    fn connections(&self) -> tenancy_core::Connections {
+        tenancy_core::Connections::of(&self.db)
+    }
+
+    // ANCHOR: unscoped_view
     async fn unscoped_view(&self, table: &str) -> Result<UnscopedView> {
         let txn = self.db.begin().await?;
         if self.options.isolation == Isolation::PredicateAndRls {
@@ -370,4 +387,5 @@ impl TenantStore for SharedSchemaStore {
         }
         UnscopedView::count(txn, Some("public"), table).await
     }
+    // ANCHOR_END: unscoped_view
 }

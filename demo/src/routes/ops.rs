@@ -45,6 +45,14 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .metrics
         .control_connections
         .set(i64::from(pool.size()));
+    let store = state.store.connections();
+    let gauge = &state.metrics.store_connections;
+    gauge
+        .with_label_values(&["open"])
+        .set(i64::from(store.open));
+    gauge
+        .with_label_values(&["idle"])
+        .set(i64::from(store.idle));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())

@@ -122,6 +122,7 @@ pub async fn create_project(
 #[utoipa::path(get, path = "/api/projects/{id}", tag = "tenant",
     responses((status = 200, body = Project), (status = 404, body = crate::problem::Problem)),
     security(("bearer" = [])))]
+// ANCHOR: get_project
 pub async fn get_project(
     state: web::Data<AppState>,
     m: Member,
@@ -134,6 +135,7 @@ pub async fn get_project(
         .await?;
     Ok(web::Json(projects::get(&scope, id).await?))
 }
+// ANCHOR_END: get_project
 
 /// Change a project's name or description.
 #[utoipa::path(patch, path = "/api/projects/{id}", tag = "tenant", request_body = ProjectPatch,

@@ -279,3 +279,17 @@ async fn admin_routes(strategy: Strategy) -> Result<()> {
     ensure!(!app.tenant_slugs().await?.contains(&"initech".to_owned()));
     app.finish().await
 }
+
+/// A database whose tenants another strategy placed is refused at start, with a clear reason.
+#[cfg(all(feature = "shared-schema", feature = "separate-schema"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_strategys_database_is_refused() -> Result<()> {
+    let app = spawn_app(Strategy::SharedSchema).await?;
+    let url = app.db.as_ref().context("db")?.url().to_owned();
+    let settings = crate::helpers::settings(Strategy::SeparateSchema, &url)?;
+    let refused =
+        tenancy_demo::startup::Backend::open(Strategy::SeparateSchema, &url, &settings).await;
+    let message = format!("{:#}", refused.err().context("must be refused")?);
+    ensure!(message.contains("another strategy"), "{message}");
+    app.finish().await
+}

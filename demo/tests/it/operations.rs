@@ -36,6 +36,10 @@ async fn operations_endpoints(strategy: Strategy) -> Result<()> {
     );
     ensure!(metrics.contains(&wanted), "no {wanted} in\n{metrics}");
     ensure!(
+        metrics.contains("db_store_pool_connections{state=\"open\"}"),
+        "the store's pool is reported:\n{metrics}"
+    );
+    ensure!(
         metrics.contains("tenant_cache_lookups_total{result=\"hit\"} 2"),
         "two of three lookups hit the cache:\n{metrics}"
     );
