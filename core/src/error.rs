@@ -34,6 +34,7 @@ impl std::fmt::Display for SlugError {
     }
 }
 
+// ANCHOR: error
 /// The error of every fallible operation in the workspace.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -83,6 +84,7 @@ pub enum Error {
     #[error("database error")]
     Backend(#[source] DbErr),
 }
+// ANCHOR_END: error
 
 impl Error {
     /// The error and its causes on one line (`a: b: c`), for reports and logs.
@@ -101,6 +103,7 @@ impl Error {
 /// Shorthand used across the workspace.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+// ANCHOR: from_db_err
 impl From<DbErr> for Error {
     fn from(err: DbErr) -> Self {
         match err.sql_err() {
@@ -117,6 +120,7 @@ impl From<DbErr> for Error {
         Error::Backend(err)
     }
 }
+// ANCHOR_END: from_db_err
 
 fn sqlx_error(err: &DbErr) -> Option<&sea_orm::sqlx::Error> {
     use sea_orm::RuntimeErr;

@@ -215,6 +215,7 @@ impl TenantScope {
         Ok(q)
     }
 
+    // ANCHOR: update
     /// `UPDATE <table> SET ... WHERE tenant_id = <this tenant>`; the changes are given as
     /// pairs, and a `tenant_id` among them is refused: a row never changes tenant.
     pub fn update(&self, table: &str, changes: Vec<(&str, Value)>) -> Result<UpdateStatement> {
@@ -229,6 +230,7 @@ impl TenantScope {
         }
         Ok(q)
     }
+    // ANCHOR_END: update
 
     /// `DELETE FROM <table> WHERE tenant_id = <this tenant>`; add conditions to it.
     pub fn delete(&self, table: &str) -> DeleteStatement {

@@ -53,6 +53,7 @@ impl fmt::Display for TenantId {
 #[serde(transparent)]
 pub struct Slug(String);
 
+// ANCHOR: reserved
 /// Names PostgreSQL or this workspace already use for something else.
 const RESERVED: &[&str] = &[
     "public",
@@ -66,6 +67,7 @@ const RESERVED: &[&str] = &[
     "template",
     "www",
 ];
+// ANCHOR_END: reserved
 
 impl Slug {
     /// The longest slug accepted.
@@ -81,6 +83,7 @@ impl Slug {
             })
     }
 
+    // ANCHOR: slug_check
     fn check(input: &str) -> Result<(), SlugError> {
         let first = input.chars().next().ok_or(SlugError::Empty)?;
         if input.len() > Self::MAX_LEN {
@@ -100,6 +103,7 @@ impl Slug {
         }
         Ok(())
     }
+    // ANCHOR_END: slug_check
 
     /// The slug as text.
     pub fn as_str(&self) -> &str {
@@ -127,6 +131,7 @@ impl<'de> Deserialize<'de> for Slug {
     }
 }
 
+// ANCHOR: quote_ident
 /// Quotes an identifier for PostgreSQL: wraps it in double quotes and doubles any inside.
 ///
 /// Identifiers in this workspace are derived from validated slugs, so the doubling never
@@ -134,6 +139,7 @@ impl<'de> Deserialize<'de> for Slug {
 pub fn quote_ident(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
+// ANCHOR_END: quote_ident
 
 /// Where a tenant's rows live. Recorded in the catalog when the tenant is created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -66,6 +66,7 @@ fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
+// ANCHOR: tokens
 /// The hash a token is stored and looked up by.
 pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
@@ -78,6 +79,7 @@ pub fn new_token() -> String {
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("tnc_{hex}")
 }
+// ANCHOR_END: tokens
 
 /// Creates a user; `Invalid` for a bad email or name, `Conflict` when the email is taken.
 pub async fn create_user(db: &impl ConnectionTrait, new: NewUser) -> Result<User> {

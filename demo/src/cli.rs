@@ -17,6 +17,7 @@ use crate::database::{DemoDatabase, wipe};
 use crate::settings::Settings;
 use crate::startup::{Application, Backend, admin_token};
 
+// ANCHOR: commands
 /// The tenancy demo: one API, three ways to keep tenants apart.
 #[derive(Debug, Parser)]
 #[command(version)]
@@ -101,6 +102,7 @@ pub enum TokensCommand {
         user: Uuid,
     },
 }
+// ANCHOR_END: commands
 
 /// Runs the command line.
 pub async fn run(cli: Cli) -> Result<()> {

@@ -64,6 +64,7 @@ impl ApiError {
     }
 }
 
+// ANCHOR: from_error
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         match e {
@@ -88,6 +89,7 @@ impl From<Error> for ApiError {
         }
     }
 }
+// ANCHOR_END: from_error
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {

@@ -115,6 +115,7 @@ impl FromRequest for Member {
     }
 }
 
+// ANCHOR: admin
 /// A caller holding the admin token.
 #[derive(Debug)]
 pub struct Admin;
@@ -137,3 +138,4 @@ impl FromRequest for Admin {
         })
     }
 }
+// ANCHOR_END: admin

@@ -75,6 +75,7 @@ pub struct ServerSettings {
     pub url: SecretString,
 }
 
+// ANCHOR: defaults
 const DEFAULTS: &str = r#"
 data_dir = ".tenancy-demo"
 database_name = "tenancy_demo"
@@ -94,6 +95,7 @@ order = ["path", "header", "subdomain"]
 base_domain = "localhost"
 header = "X-Tenant"
 "#;
+// ANCHOR_END: defaults
 
 impl Settings {
     /// Loads the layers. `file` is required when given; otherwise `tenancy-demo.toml` is read

@@ -285,6 +285,7 @@ impl Application {
                         res
                     })
                 })
+                // ANCHOR: routes
                 .service(
                     web::scope("/t/{tenant}/api")
                         .wrap(from_fn(authorize))
@@ -296,6 +297,7 @@ impl Application {
                         .configure(tenant::routes),
                 )
                 .service(web::scope("/admin").configure(admin::routes))
+                // ANCHOR_END: routes
                 .configure(ops::routes)
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(ApiError::NotFound("no such route".into()))

@@ -55,6 +55,7 @@ impl AppState {
             resolution,
             admin_hash: accounts::token_hash(admin_token),
             metrics,
+            // ANCHOR: caches
             // Deletes through this process invalidate at once; a delete by another process
             // (the CLI, another instance) is seen within the time to live.
             tenants: Cache::builder()
@@ -66,6 +67,7 @@ impl AppState {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
+            // ANCHOR_END: caches
         }
     }
 

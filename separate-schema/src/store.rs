@@ -142,11 +142,21 @@ impl SeparateSchemaStore {
             ("schema_prefix", &options.schema_prefix),
             ("template_schema", &options.template_schema),
         ] {
-            if !valid_schema_name(name) {
+            let room = if field == "schema_prefix" {
+                Slug::MAX_LEN
+            } else {
+                0
+            };
+            if !valid_schema_name(name) || name.len() + room > 63 {
                 return Err(Error::Invalid {
                     field,
-                    reason: "must be lowercase letters, digits, '_' and '-', not starting with pg_"
-                        .into(),
+                    reason: format!(
+                        "must be lowercase letters, digits, '_' and '-', not starting with pg_, \
+                         and short enough for PostgreSQL's 63-byte names (a prefix at most {} \
+                         characters, to leave room for a {}-character slug)",
+                        63 - Slug::MAX_LEN,
+                        Slug::MAX_LEN
+                    ),
                 });
             }
         }

@@ -157,12 +157,16 @@ impl SharedSchemaStore {
     /// every migration, so a table added later cannot be left without a policy.
     async fn secure_tables(&self, conn: &impl ConnectionTrait) -> Result<()> {
         let role = quote_ident(&self.options.app_role);
+        let role_literal = format!("'{}'", self.options.app_role.replace('\'', "''"));
         // The role is cluster-wide: two databases installing at once may race to create it.
         conn.execute_unprepared(&format!(
             r#"
 DO $$
 BEGIN
-    CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT;
+    -- Only when missing: CREATE ROLE needs the CREATEROLE privilege even for a duplicate.
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {role_literal}) THEN
+        CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT;
+    END IF;
 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
 END $$;
 DO $$
@@ -317,7 +321,15 @@ impl TenantStore for SharedSchemaStore {
             MigrationOutcome::Migrated { from, to: latest }
         };
         let touched = catalog::set_all_schema_versions(&txn, latest).await?;
-        let ready = catalog::all_in_state(&txn, TenantState::Ready).await?.len();
+        let ready = txn
+            .query_one_raw(stmt(
+                "SELECT count(*) AS n FROM tenancy.tenants WHERE state = 'ready'",
+                [],
+            ))
+            .await?
+            .map(|r| r.try_get::<i64>("", "n"))
+            .transpose()?
+            .map_or(0, |n| usize::try_from(n).unwrap_or(0));
         txn.commit().await?;
         tracing::info!(from, latest, tenants = touched, "shared tables migrated");
         Ok(MigrationReport {
