@@ -204,7 +204,12 @@ async fn tenants(backend: &Backend, cmd: TenantsCommand) -> Result<()> {
             let mut new = NewTenant::new(slug.clone(), name.unwrap_or_else(|| slug.to_string()));
             new.server = server;
             let t = backend.store.create_tenant(new).await?;
-            println!("{} {} {:?}", t.slug, t.state.as_str(), t.placement);
+            println!(
+                "{} {} {}",
+                t.slug,
+                t.state.as_str(),
+                serde_json::to_string(&t.placement)?
+            );
         }
         TenantsCommand::List => {
             let mut page = PageRequest::first(500);
@@ -212,11 +217,11 @@ async fn tenants(backend: &Backend, cmd: TenantsCommand) -> Result<()> {
                 let got = backend.store.list_tenants(page).await?;
                 for t in &got.items {
                     println!(
-                        "{}\t{}\t{}\t{:?}",
+                        "{}\t{}\t{}\t{}",
                         t.slug,
                         t.state.as_str(),
                         t.name,
-                        t.placement
+                        serde_json::to_string(&t.placement)?
                     );
                 }
                 match got.next {

@@ -352,6 +352,12 @@ impl TenantStore for SharedSchemaStore {
                 state: tenant.state,
             });
         }
+        if tenant.placement != Placement::Shared {
+            return Err(Error::Conflict(format!(
+                "tenant {} is not placed in the shared tables of this store",
+                tenant.slug
+            )));
+        }
         match (self.options.isolation, mode) {
             (Isolation::PredicateOnly, ScopeMode::Autocommit) => Ok(TenantScope::autocommit(
                 tenant.id,

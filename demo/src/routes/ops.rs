@@ -8,11 +8,32 @@ use crate::problem::ApiError;
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
-        .route("/openapi.json", web::get().to(openapi))
-        .route("/docs", web::get().to(docs));
+    let not_allowed = || web::to(crate::problem::method_not_allowed);
+    cfg.service(
+        web::resource("/healthz")
+            .route(web::get().to(healthz))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(readyz))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(metrics))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/openapi.json")
+            .route(web::get().to(openapi))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/docs")
+            .route(web::get().to(docs))
+            .default_service(not_allowed()),
+    );
 }
 
 /// The process is up.

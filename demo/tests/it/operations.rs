@@ -74,6 +74,8 @@ async fn operations_endpoints(strategy: Strategy) -> Result<()> {
     );
     let res = app.client.get(app.url("/nowhere")).send().await?;
     problem(res, StatusCode::NOT_FOUND).await?;
+    let res = app.client.post(app.url("/healthz")).send().await?;
+    problem(res, StatusCode::METHOD_NOT_ALLOWED).await?;
     app.finish().await
 }
 
