@@ -1,0 +1,440 @@
+//! The scale runner: grows each strategy to many tenants and records what it costs.
+//!
+//! Run with `cargo run --release -p tenancy-benches --bin scale -- --tenants 1000`
+//! (`--strategy shared-schema` to pick one; `--help` for the rest). Against `DATABASE_URL`, on
+//! the same machine as PostgreSQL (backend memory is read from `/proc`). Per strategy it
+//! records tenants created per second, `migrate_all` with nothing pending and with one new
+//! column, p50/p99 scoped read latency under concurrent load spread over every tenant, the
+//! connections held on the server, backend memory after the load touched every tenant, and
+//! disk per tenant; writes `scale-<strategy>-<tenants>.json` into the output folder and SVG
+//! charts of every result file there.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use tenancy_core::domain::projects;
+use tenancy_core::sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use tenancy_core::{MigrateOptions, ScopeMode, Strategy, Tenant};
+use tenancy_testkit::TestDatabase;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+struct Args {
+    strategies: Vec<Strategy>,
+    tenants: usize,
+    projects: usize,
+    reads: usize,
+    concurrency: usize,
+    out: PathBuf,
+    charts: bool,
+}
+
+const USAGE: &str = "scale [--strategy NAME]... [--tenants N=1000] [--projects N=5] \
+[--reads N=20000] [--concurrency N=16] [--out DIR=docs/src/scale] [--no-charts]";
+
+fn parse() -> Result<Args> {
+    let mut args = Args {
+        strategies: Vec::new(),
+        tenants: 1_000,
+        projects: 5,
+        reads: 20_000,
+        concurrency: 16,
+        out: PathBuf::from("docs/src/scale"),
+        charts: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = || {
+            it.next()
+                .with_context(|| format!("{a} needs a value; {USAGE}"))
+        };
+        match a.as_str() {
+            "--strategy" => {
+                let v = value()?;
+                let s = tenancy_benches::STRATEGIES
+                    .iter()
+                    .find(|s| s.as_str() == v)
+                    .with_context(|| format!("unknown strategy {v}"))?;
+                args.strategies.push(*s);
+            }
+            "--tenants" => args.tenants = value()?.parse()?,
+            "--projects" => args.projects = value()?.parse()?,
+            "--reads" => args.reads = value()?.parse()?,
+            "--concurrency" => args.concurrency = value()?.parse()?,
+            "--out" => args.out = PathBuf::from(value()?),
+            "--no-charts" => args.charts = false,
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}; {USAGE}"),
+        }
+    }
+    if args.strategies.is_empty() {
+        args.strategies = tenancy_benches::STRATEGIES.to_vec();
+    }
+    if args.tenants > 1_000 && args.strategies.contains(&Strategy::SeparateDb) {
+        bail!("separate-db is run at up to 1,000 tenants (each is a database of ~7.5 MB)");
+    }
+    Ok(args)
+}
+
+/// One strategy's results.
+#[derive(Debug, Serialize, Deserialize)]
+struct Results {
+    date: String,
+    machine: String,
+    postgres: String,
+    strategy: String,
+    tenants: usize,
+    projects_per_tenant: usize,
+    tenants_created_per_second: f64,
+    migrate_nothing_pending_ms: f64,
+    migrate_one_column_ms: f64,
+    reads: usize,
+    concurrency: usize,
+    read_p50_us: f64,
+    read_p99_us: f64,
+    reads_per_second: f64,
+    /// Most connections the store held on the server during the load.
+    server_connections: i64,
+    /// Proportional set size of the store's backends after the load, in MB (None when
+    /// `/proc` is not readable).
+    backend_memory_mb: Option<f64>,
+    disk_per_tenant_kb: f64,
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>24} {wide_bar} {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    format!("{cores} cores, {mem_gib:.0} GiB")
+}
+
+async fn scalar<T: tenancy_core::sea_orm::TryGetable>(
+    conn: &impl ConnectionTrait,
+    sql: &str,
+    values: Vec<tenancy_core::sea_orm::Value>,
+) -> Result<T> {
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?
+        .context("no row")?;
+    Ok(row.try_get_by_index::<T>(0)?)
+}
+
+/// Databases of this run: the control database and any tenant databases named after it.
+const OURS: &str = "(datname = $1 OR starts_with(datname, $1 || '_'))";
+
+async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
+    let db = TestDatabase::create().await?;
+    let admin = Database::connect(tenancy_core::loopback_without_tls(db.admin_url())).await?;
+    let store =
+        tenancy_benches::open_store(strategy, &db, tenancy_benches::migrations_with_columns(0))
+            .await?;
+
+    // Grow.
+    let progress = bar(args.tenants as u64, &format!("{strategy}: tenants"));
+    let started = Instant::now();
+    let tenants: Vec<(Tenant, Vec<Uuid>)> = futures::stream::iter(0..args.tenants)
+        .map(|i| {
+            let (store, progress) = (store.clone(), progress.clone());
+            async move {
+                let t = tenancy_benches::tenant(store.as_ref(), &format!("t{i}")).await?;
+                let rows =
+                    tenancy_benches::seed_projects(store.scope(&t).await?, args.projects).await?;
+                progress.inc(1);
+                anyhow::Ok((t, rows.into_iter().map(|p| p.id).collect()))
+            }
+        })
+        .buffered(4)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    let grown = started.elapsed();
+    progress.finish_and_clear();
+
+    // Migrate.
+    let started = Instant::now();
+    let report = store.migrate_all(MigrateOptions::default()).await?;
+    let nothing = started.elapsed();
+    anyhow::ensure!(report.is_success(), "{report:?}");
+    let column_store =
+        tenancy_benches::open_store(strategy, &db, tenancy_benches::migrations_with_columns(1))
+            .await?;
+    let started = Instant::now();
+    let report = column_store.migrate_all(MigrateOptions::default()).await?;
+    let one_column = started.elapsed();
+    anyhow::ensure!(report.is_success(), "{report:?}");
+    drop(column_store);
+
+    // Read under load, spread over every tenant, watching the server's connections.
+    let most = Arc::new(AtomicI64::new(0));
+    let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = tokio::spawn({
+        let (most, watching, admin, name) = (
+            most.clone(),
+            watching.clone(),
+            admin.clone(),
+            db.name().to_owned(),
+        );
+        async move {
+            while watching.load(Ordering::Relaxed) {
+                let n: i64 = scalar(
+                    &admin,
+                    &format!("SELECT count(*) FROM pg_stat_activity WHERE {OURS} AND pid <> pg_backend_pid()"),
+                    vec![name.clone().into()],
+                )
+                .await?;
+                most.fetch_max(n, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            anyhow::Ok(())
+        }
+    });
+    let tenants = Arc::new(tenants);
+    let progress = bar(args.reads as u64, &format!("{strategy}: reads"));
+    let started = Instant::now();
+    let mut latencies: Vec<Duration> = futures::stream::iter(0..args.reads)
+        .map(|k| {
+            let (store, tenants, progress) = (store.clone(), tenants.clone(), progress.clone());
+            async move {
+                let (t, ids) = &tenants[(k * 2_654_435_761) % tenants.len()];
+                let id = ids[k % ids.len().max(1)];
+                let t0 = Instant::now();
+                let scope = store.scope_with(t, ScopeMode::Autocommit).await?;
+                projects::get(&scope, id).await?;
+                drop(scope);
+                progress.inc(1);
+                anyhow::Ok(t0.elapsed())
+            }
+        })
+        .buffer_unordered(args.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    let load = started.elapsed();
+    progress.finish_and_clear();
+    watching.store(false, Ordering::Relaxed);
+    watcher.await??;
+    latencies.sort();
+    let pct = |p: f64| {
+        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+
+    // What the server holds now.
+    let pids = admin
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!("SELECT pid FROM pg_stat_activity WHERE {OURS} AND pid <> pg_backend_pid()"),
+            [db.name().to_owned().into()],
+        ))
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i32>("", "pid"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let memory = pids
+        .iter()
+        .map(|pid| pss_kb(*pid))
+        .collect::<Option<Vec<f64>>>()
+        .map(|kbs| kbs.iter().sum::<f64>() / 1024.0);
+    let disk: i64 = scalar(
+        &admin,
+        &format!("SELECT sum(pg_database_size(datname))::bigint FROM pg_database WHERE {OURS}"),
+        vec![db.name().to_owned().into()],
+    )
+    .await?;
+    let postgres: String =
+        scalar(&admin, "SELECT current_setting('server_version')", vec![]).await?;
+
+    drop(store);
+    admin.close().await.ok();
+    db.drop_database().await?;
+    Ok(Results {
+        date: chrono::Utc::now().format("%Y-%m-%d").to_string(),
+        machine: machine(),
+        postgres,
+        strategy: strategy.as_str().into(),
+        tenants: args.tenants,
+        projects_per_tenant: args.projects,
+        tenants_created_per_second: args.tenants as f64 / grown.as_secs_f64(),
+        migrate_nothing_pending_ms: nothing.as_secs_f64() * 1e3,
+        migrate_one_column_ms: one_column.as_secs_f64() * 1e3,
+        reads: args.reads,
+        concurrency: args.concurrency,
+        read_p50_us: pct(0.50),
+        read_p99_us: pct(0.99),
+        reads_per_second: args.reads as f64 / load.as_secs_f64(),
+        server_connections: most.load(Ordering::Relaxed),
+        backend_memory_mb: memory,
+        disk_per_tenant_kb: disk as f64 / 1024.0 / args.tenants.max(1) as f64,
+    })
+}
+
+/// A process's proportional set size in kB, from `/proc/<pid>/smaps_rollup`.
+fn pss_kb(pid: i32) -> Option<f64> {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("Pss:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// One SVG bar chart of `metric` over every result file, grouped by tenant count.
+fn chart(
+    results: &[Results],
+    out: &Path,
+    file: &str,
+    title: &str,
+    metric: impl Fn(&Results) -> Option<f64>,
+) -> Result<()> {
+    use plotters::prelude::*;
+    let bars: Vec<(String, f64)> = results
+        .iter()
+        .filter_map(|r| metric(r).map(|v| (format!("{} ({})", r.strategy, r.tenants), v)))
+        .collect();
+    if bars.is_empty() {
+        return Ok(());
+    }
+    let top = bars.iter().map(|(_, v)| *v).fold(0.0, f64::max) * 1.15;
+    let title = match results.first() {
+        Some(r) => format!(
+            "{title} ({}, {}, PostgreSQL {})",
+            r.date,
+            r.machine,
+            r.postgres.split(' ').next().unwrap_or("")
+        ),
+        None => title.to_owned(),
+    };
+    let path = out.join(file);
+    let root = SVGBackend::new(&path, (760, 380)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut c = ChartBuilder::on(&root)
+        .caption(&title, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(70)
+        .y_label_area_size(70)
+        .build_cartesian_2d(
+            (0..bars.len().saturating_sub(1)).into_segmented(),
+            0.0..top.max(1e-9),
+        )?;
+    c.configure_mesh()
+        .disable_x_mesh()
+        .x_labels(bars.len())
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .x_label_formatter(&|x| match x {
+            SegmentValue::CenterOf(i) => bars.get(*i).map(|b| b.0.clone()).unwrap_or_default(),
+            _ => String::new(),
+        })
+        .draw()?;
+    c.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+        Rectangle::new(
+            [
+                (SegmentValue::Exact(i), 0.0),
+                (SegmentValue::Exact(i + 1), *v),
+            ],
+            Palette99::pick(i).filled(),
+        )
+    }))?;
+    root.present()?;
+    Ok(())
+}
+
+fn charts(out: &Path) -> Result<()> {
+    let mut results: Vec<Results> = Vec::new();
+    for entry in std::fs::read_dir(out)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            results.push(serde_json::from_str(&std::fs::read_to_string(&path)?)?);
+        }
+    }
+    results.sort_by(|a, b| (a.tenants, &a.strategy).cmp(&(b.tenants, &b.strategy)));
+    chart(
+        &results,
+        out,
+        "tenants-per-second.svg",
+        "Tenants created per second",
+        |r| Some(r.tenants_created_per_second),
+    )?;
+    chart(
+        &results,
+        out,
+        "migrate-one-column.svg",
+        "migrate_all, one new column (ms)",
+        |r| Some(r.migrate_one_column_ms),
+    )?;
+    chart(
+        &results,
+        out,
+        "read-p99.svg",
+        "Scoped read under load, p99 (µs)",
+        |r| Some(r.read_p99_us),
+    )?;
+    chart(
+        &results,
+        out,
+        "backend-memory.svg",
+        "Server backend memory after the load (MB)",
+        |r| r.backend_memory_mb,
+    )?;
+    chart(
+        &results,
+        out,
+        "disk-per-tenant.svg",
+        "Disk per tenant (kB)",
+        |r| Some(r.disk_per_tenant_kb),
+    )?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args = parse()?;
+    std::fs::create_dir_all(&args.out)?;
+    let rt = tenancy_benches::runtime();
+    for &strategy in &args.strategies {
+        let results = rt.block_on(run(strategy, &args))?;
+        let file = args
+            .out
+            .join(format!("scale-{strategy}-{}.json", args.tenants));
+        std::fs::write(&file, serde_json::to_string_pretty(&results)? + "\n")?;
+        println!("{}", serde_json::to_string(&results)?);
+        eprintln!("wrote {}", file.display());
+    }
+    if args.charts {
+        charts(&args.out)?;
+        eprintln!("charts in {}", args.out.display());
+    }
+    Ok(())
+}
