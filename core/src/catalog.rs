@@ -161,21 +161,18 @@ pub async fn list(conn: &impl ConnectionTrait, page: PageRequest) -> Result<Page
     }))
 }
 
-/// Every tenant in `state`, with its placement and version (for migration runs and purges).
-pub async fn all_in_state(conn: &impl ConnectionTrait, state: TenantState) -> Result<Vec<Tenant>> {
-    let rows = conn
-        .query_all_raw(stmt(
-            &format!("SELECT {COLUMNS} FROM tenancy.tenants WHERE state = $1 ORDER BY id"),
-            [state.as_str().into()],
+/// How many tenants are `ready` (a migration report's "up to date" is this minus those behind).
+pub async fn count_ready(conn: &impl ConnectionTrait) -> Result<usize> {
+    let n = conn
+        .query_one_raw(stmt(
+            "SELECT count(*) AS n FROM tenancy.tenants WHERE state = 'ready'",
+            [],
         ))
-        .await?;
-    rows.iter()
-        .map(|r| {
-            TenantRow::from_query_result(r, "")
-                .map_err(Error::from)
-                .and_then(Tenant::try_from)
-        })
-        .collect()
+        .await?
+        .map(|r| r.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0);
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// Ready tenants whose version is below `latest`: the work of a migration run. Uses a partial

@@ -718,19 +718,8 @@ impl TenantStore for SeparateDbStore {
         }
         // The fast path: one indexed query finds that nobody is behind.
         let behind = catalog::behind(&self.inner.control, latest).await?;
-        let ready = self
-            .inner
-            .control
-            .query_one_raw(stmt(
-                "SELECT count(*) AS n FROM tenancy.tenants WHERE state = 'ready'",
-                [],
-            ))
+        report.up_to_date = catalog::count_ready(&self.inner.control)
             .await?
-            .map(|r| r.try_get::<i64>("", "n"))
-            .transpose()?
-            .unwrap_or(0);
-        report.up_to_date = usize::try_from(ready)
-            .unwrap_or(0)
             .saturating_sub(behind.len());
         // More at once than the budget has pools would only queue in the router.
         let o = &self.inner.options;

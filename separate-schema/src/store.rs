@@ -490,18 +490,8 @@ impl TenantStore for SeparateSchemaStore {
         };
         // The fast path: one indexed query finds that nobody is behind.
         let behind = catalog::behind(&self.control, latest).await?;
-        let ready = self
-            .control
-            .query_one_raw(stmt(
-                "SELECT count(*) AS n FROM tenancy.tenants WHERE state = 'ready'",
-                [],
-            ))
+        report.up_to_date = catalog::count_ready(&self.control)
             .await?
-            .map(|r| r.try_get::<i64>("", "n"))
-            .transpose()?
-            .unwrap_or(0);
-        report.up_to_date = usize::try_from(ready)
-            .unwrap_or(0)
             .saturating_sub(behind.len());
         let lines: Vec<TenantMigration> = futures::stream::iter(behind)
             .map(|t| self.migrate_tenant(t))

@@ -321,15 +321,7 @@ impl TenantStore for SharedSchemaStore {
             MigrationOutcome::Migrated { from, to: latest }
         };
         let touched = catalog::set_all_schema_versions(&txn, latest).await?;
-        let ready = txn
-            .query_one_raw(stmt(
-                "SELECT count(*) AS n FROM tenancy.tenants WHERE state = 'ready'",
-                [],
-            ))
-            .await?
-            .map(|r| r.try_get::<i64>("", "n"))
-            .transpose()?
-            .map_or(0, |n| usize::try_from(n).unwrap_or(0));
+        let ready = catalog::count_ready(&txn).await?;
         txn.commit().await?;
         tracing::info!(from, latest, tenants = touched, "shared tables migrated");
         Ok(MigrationReport {
