@@ -84,6 +84,26 @@ pub struct MigrationReport {
     pub up_to_date: usize,
 }
 
+impl TenantMigration {
+    /// The line for `tenant` after a migration attempt: its outcome, or, when the attempt
+    /// failed, `Failed` at the version it had (with the error's whole chain, which is also
+    /// logged).
+    pub fn of_tenant(tenant: &crate::Tenant, result: Result<MigrationOutcome>) -> Self {
+        let outcome = result.unwrap_or_else(|e| {
+            tracing::warn!(tenant = %tenant.slug, error = %e, "tenant migration failed");
+            MigrationOutcome::Failed {
+                version: tenant.schema_version,
+                error: e.chain(),
+            }
+        });
+        TenantMigration {
+            tenant_id: Some(tenant.id),
+            name: tenant.slug.to_string(),
+            outcome,
+        }
+    }
+}
+
 impl MigrationReport {
     /// The lines that failed.
     pub fn failures(&self) -> impl Iterator<Item = &TenantMigration> {

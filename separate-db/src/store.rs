@@ -603,18 +603,7 @@ impl SeparateDbStore {
             })
         }
         .await;
-        let outcome = result.unwrap_or_else(|e| {
-            tracing::warn!(tenant = %tenant.slug, error = %e, "tenant migration failed");
-            MigrationOutcome::Failed {
-                version: tenant.schema_version,
-                error: e.chain(),
-            }
-        });
-        TenantMigration {
-            tenant_id: Some(tenant.id),
-            name: tenant.slug.to_string(),
-            outcome,
-        }
+        TenantMigration::of_tenant(&tenant, result)
     }
     // ANCHOR_END: migrate_tenant
 }
@@ -627,24 +616,20 @@ impl TenantStore for SeparateDbStore {
 
     // ANCHOR: create_tenant
     async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
-        if let Some(existing) = catalog::by_slug(&self.inner.control, &new.slug).await? {
-            return match existing.state {
-                TenantState::Ready => Ok(existing),
-                TenantState::Deleting => Err(Error::TenantNotReady {
-                    slug: existing.slug.to_string(),
-                    state: existing.state,
-                }),
-                TenantState::Provisioning => self.provision(&existing).await,
-            };
-        }
-        let server = self.place(new.server.as_deref()).await?;
-        let placement = Placement::Database {
-            server: self.inner.router.servers[server].name.clone(),
-            database: self.database_for(&new.slug),
+        // An existing tenant keeps the server it was placed on; only a new one is placed.
+        let tenant = match catalog::by_slug(&self.inner.control, &new.slug).await? {
+            Some(existing) => existing,
+            None => {
+                let server = self.place(new.server.as_deref()).await?;
+                let placement = Placement::Database {
+                    server: self.inner.router.servers[server].name.clone(),
+                    database: self.database_for(&new.slug),
+                };
+                catalog::insert_provisioning(&self.inner.control, &new.slug, &new.name, &placement)
+                    .await?
+                    .0
+            }
         };
-        let (tenant, _inserted) =
-            catalog::insert_provisioning(&self.inner.control, &new.slug, &new.name, &placement)
-                .await?;
         match tenant.state {
             TenantState::Ready => Ok(tenant),
             TenantState::Deleting => Err(Error::TenantNotReady {

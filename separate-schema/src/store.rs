@@ -382,7 +382,6 @@ impl SeparateSchemaStore {
     // ANCHOR: migrate_tenant
     async fn migrate_tenant(&self, tenant: Tenant) -> TenantMigration {
         let schema = self.schema_for(&tenant.slug);
-        let from = tenant.schema_version;
         let result: Result<MigrationOutcome> = async {
             let txn = self.control.begin().await?;
             let Some(current) = catalog::lock(&txn, tenant.id).await? else {
@@ -411,18 +410,7 @@ impl SeparateSchemaStore {
             })
         }
         .await;
-        let outcome = result.unwrap_or_else(|e| {
-            tracing::warn!(tenant = %tenant.slug, error = %e, "tenant migration failed");
-            MigrationOutcome::Failed {
-                version: from,
-                error: e.chain(),
-            }
-        });
-        TenantMigration {
-            tenant_id: Some(tenant.id),
-            name: tenant.slug.to_string(),
-            outcome,
-        }
+        TenantMigration::of_tenant(&tenant, result)
     }
     // ANCHOR_END: migrate_tenant
 }
