@@ -709,10 +709,10 @@ impl TenantStore for SeparateDbStore {
         // More at once than the budget has pools would only queue in the router.
         let o = &self.inner.options;
         let pools = (o.connections_per_server - o.control_connections) / o.connections_per_database;
-        let concurrency = options.concurrency.clamp(
-            1,
-            usize::try_from(pools.max(1)).unwrap_or(1) * self.inner.router.servers.len(),
-        );
+        // Per server, not times the servers: the pending tenants may all sit on one.
+        let concurrency = options
+            .concurrency
+            .clamp(1, usize::try_from(pools.max(1)).unwrap_or(1));
         let lines: Vec<TenantMigration> = futures::stream::iter(behind)
             .map(|t| self.migrate_tenant(t))
             .buffer_unordered(concurrency)
