@@ -96,8 +96,9 @@ pub fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Writes a file only its owner can read (the superuser password).
-fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+/// Creates a file only its owner can read, failing if it exists: for secrets kept beside the
+/// data (the embedded superuser's password, the demo's admin token).
+pub fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()

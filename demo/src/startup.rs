@@ -1,7 +1,6 @@
 //! Builds the app: store, catalog pool, caches, routes; and the first-run sample data.
 
 use std::net::TcpListener;
-use std::path::Path;
 use std::sync::Arc;
 
 use actix_web::dev::{Server, Service};
@@ -181,21 +180,9 @@ pub fn admin_token(settings: &Settings) -> Result<(String, bool)> {
     }
     std::fs::create_dir_all(&settings.data_dir)?;
     let token = accounts::new_token();
-    write_private(&path, &token)?;
-    Ok((token, true))
-}
-
-fn write_private(path: &Path, content: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
+    tenancy_core::embedded::write_private(&path, &token)
         .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(content.as_bytes())?;
-    Ok(())
+    Ok((token, true))
 }
 
 /// Waits for Ctrl-C or SIGTERM.
