@@ -14,9 +14,9 @@ use actix_web::{App, HttpServer, web};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tenancy_core::domain::tasks;
-use tenancy_core::migration::TenantMigrations;
-use tenancy_core::sea_orm::{Database, DatabaseConnection, TransactionTrait};
+use tenancy_core::domain::projects::{self, NewProject};
+use tenancy_core::domain::tasks::{self, NewTask};
+use tenancy_core::sea_orm::{DatabaseConnection, TransactionTrait};
 use tenancy_core::{Strategy, TableNamespace, TenantId, TenantScope};
 use tenancy_demo::startup::{Application, Backend};
 use tenancy_testkit::TestDatabase;
@@ -46,29 +46,8 @@ async fn demo(strategy: Strategy, db: &TestDatabase) -> anyhow::Result<Target> {
     let app = Application::build(&settings, &backend, "bench-admin")?;
     let base = format!("{}/t/{}/api", app.base_url(), first.tenant);
     tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::new();
-    let projects: Value = client
-        .get(format!("{base}/projects"))
-        .bearer_auth(&first.token)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let project = projects["items"][0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let tasks: Value = client
-        .get(format!("{base}/projects/{project}/tasks"))
-        .bearer_auth(&first.token)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let task = tasks["items"][0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let project = first_id(&format!("{base}/projects"), &first.token).await?;
+    let task = first_id(&format!("{base}/projects/{project}/tasks"), &first.token).await?;
     Ok(Target {
         name: strategy.as_str(),
         base,
@@ -76,6 +55,21 @@ async fn demo(strategy: Strategy, db: &TestDatabase) -> anyhow::Result<Target> {
         task,
         project,
     })
+}
+
+/// The id of the first item of the page at `url`.
+async fn first_id(url: &str, token: &str) -> anyhow::Result<String> {
+    let page: Value = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(page["items"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
 }
 
 async fn bare_task(
@@ -95,31 +89,14 @@ async fn bare_task(
 }
 
 async fn bare(db: &TestDatabase) -> anyhow::Result<Target> {
-    let conn = Database::connect(tenancy_core::loopback_without_tls(db.url())).await?;
-    let txn = conn.begin().await?;
-    TenantMigrations::default().apply(&txn, None, 0).await?;
-    txn.commit().await?;
+    let conn = tenancy_benches::plain_database(db).await?;
     let scope = TenantScope::in_transaction(
         TenantId::from_uuid(Uuid::nil()),
         TableNamespace::Unqualified,
         conn.begin().await?,
     );
-    let project = tenancy_core::domain::projects::create(
-        &scope,
-        tenancy_core::domain::projects::NewProject {
-            name: "Welcome".into(),
-            description: String::new(),
-        },
-    )
-    .await?;
-    let task = tasks::create(
-        &scope,
-        project.id,
-        tasks::NewTask {
-            title: "Try".into(),
-        },
-    )
-    .await?;
+    let project = projects::create(&scope, NewProject::named("Welcome")).await?;
+    let task = tasks::create(&scope, project.id, NewTask::titled("Try")).await?;
     scope.commit().await?;
     let data = web::Data::new(conn);
     let server = HttpServer::new(move || {

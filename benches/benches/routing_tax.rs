@@ -14,11 +14,11 @@
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use tenancy_core::domain::PageRequest;
+use tenancy_core::PageRequest;
 use tenancy_core::domain::projects::{self, NewProject};
-use tenancy_core::domain::tasks::{self, NewTask};
+use tenancy_core::domain::seed;
 use tenancy_core::migration::TenantMigrations;
-use tenancy_core::sea_orm::{Database, DatabaseConnection, TransactionTrait};
+use tenancy_core::sea_orm::{DatabaseConnection, TransactionTrait};
 use tenancy_core::{
     ScopeMode, Strategy, TableNamespace, Tenant, TenantId, TenantScope, TenantStore,
 };
@@ -53,43 +53,21 @@ impl Target {
     }
 }
 
+/// The data: `PROJECTS` projects, the first `WITH_TASKS` (and so the summary's first page)
+/// with three tasks each.
 async fn seed(target: &Target) -> anyhow::Result<Vec<Uuid>> {
+    const WITH_TASKS: usize = 50;
     let scope = target.scope(ScopeMode::Transaction).await;
-    let mut ids = Vec::with_capacity(PROJECTS);
-    for i in 0..PROJECTS {
-        let p = projects::create(
-            &scope,
-            NewProject {
-                name: format!("p{i}"),
-                description: String::new(),
-            },
-        )
-        .await?;
-        if i < 50 {
-            for k in 0..3 {
-                tasks::create(
-                    &scope,
-                    p.id,
-                    NewTask {
-                        title: format!("t{k}"),
-                    },
-                )
-                .await?;
-            }
-        }
-        ids.push(p.id);
-    }
+    let mut made = seed::projects_with_tasks(&scope, "p", WITH_TASKS, 3).await?;
+    made.extend(seed::projects_with_tasks(&scope, "q", PROJECTS - WITH_TASKS, 0).await?);
     scope.commit().await?;
-    Ok(ids)
+    Ok(made.into_iter().map(|p| p.id).collect())
 }
 
 async fn variant(name: &str, db: &TestDatabase) -> anyhow::Result<Target> {
     let store: Arc<dyn TenantStore> = match name {
         "baseline" => {
-            let conn = Database::connect(tenancy_core::loopback_without_tls(db.url())).await?;
-            let txn = conn.begin().await?;
-            TenantMigrations::default().apply(&txn, None, 0).await?;
-            txn.commit().await?;
+            let conn = tenancy_benches::plain_database(db).await?;
             return Ok(Target::Baseline(conn, TenantId::new()));
         }
         "shared-schema-predicate-only" => Arc::new(
@@ -166,15 +144,9 @@ fn routing_tax(c: &mut Criterion) {
                 let target = target.clone();
                 async move {
                     let scope = target.scope(ScopeMode::Autocommit).await;
-                    let p = projects::create(
-                        &scope,
-                        NewProject {
-                            name: "new".into(),
-                            description: String::new(),
-                        },
-                    )
-                    .await
-                    .expect("insert");
+                    let p = projects::create(&scope, NewProject::named("new"))
+                        .await
+                        .expect("insert");
                     scope.commit().await.expect("commit");
                     p
                 }

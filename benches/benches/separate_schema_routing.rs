@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use tenancy_core::domain::projects;
-use tenancy_core::sea_orm::{ConnectionTrait, Database, TransactionTrait};
+use tenancy_core::sea_orm::{ConnectionTrait, TransactionTrait};
 use tenancy_core::{ScopeMode, TableNamespace, TenantId, TenantScope, TenantStore, quote_ident};
 use tenancy_separate_schema::{SeparateSchemaOptions, SeparateSchemaStore};
 use tenancy_testkit::TestDatabase;
@@ -30,12 +30,7 @@ fn routing(c: &mut Criterion) {
         let rows = tenancy_benches::seed_projects(store.scope(&t).await?, 1_000).await?;
 
         // The baseline: the domain's tables in a plain database, read through the same code.
-        let plain = Database::connect(tenancy_core::loopback_without_tls(plain_db.url())).await?;
-        let txn = plain.begin().await?;
-        tenancy_core::migration::TenantMigrations::default()
-            .apply(&txn, None, 0)
-            .await?;
-        txn.commit().await?;
+        let plain = tenancy_benches::plain_database(&plain_db).await?;
         let plain_id = TenantId::from_uuid(t.id.as_uuid());
         let plain_rows = tenancy_benches::seed_projects(
             TenantScope::in_transaction(

@@ -1,18 +1,19 @@
 //! Shared set-up for the criterion benches: databases on a real PostgreSQL (`DATABASE_URL`,
-//! or the embedded server of the testkit), stores of every strategy, seeded outside the timed
-//! part.
+//! or the embedded server of the testkit), stores of every strategy (opened as the demo opens
+//! them) and plain single-tenant baselines, seeded outside the timed part.
 
 use std::sync::Arc;
 
 use anyhow::Result;
-use tenancy_core::domain::projects::{self, NewProject, Project};
+use tenancy_core::domain::projects::Project;
+use tenancy_core::domain::seed;
 use tenancy_core::migration::TenantMigrations;
-use tenancy_core::sea_orm::{ConnectionTrait, DbErr};
+use tenancy_core::sea_orm::{
+    ConnectionTrait, Database, DatabaseConnection, DbErr, TransactionTrait,
+};
 use tenancy_core::sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager};
 use tenancy_core::{NewTenant, Slug, Strategy, Tenant, TenantScope, TenantStore};
-use tenancy_separate_db::{SeparateDbOptions, SeparateDbStore};
-use tenancy_separate_schema::{SeparateSchemaOptions, SeparateSchemaStore};
-use tenancy_shared_schema::{SharedSchemaOptions, SharedSchemaStore};
+use tenancy_demo::strategy::StoreSettings;
 use tenancy_testkit::TestDatabase;
 
 /// The strategies the benches compare, in the order they appear in reports.
@@ -33,45 +34,29 @@ pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().expect("a tokio runtime")
 }
 
-/// Opens a store of `strategy` on `db` with `migrations`, in each strategy's recommended
-/// configuration (separate-db: a budget of 20 connections).
+/// Opens a store of `strategy` on `db` with `migrations`, through the demo's
+/// [`tenancy_demo::strategy::open`], in each strategy's recommended configuration (the
+/// libraries' defaults; separate-db: a budget of 20 connections).
 pub async fn open_store(
     strategy: Strategy,
     db: &TestDatabase,
     migrations: TenantMigrations,
 ) -> Result<Arc<dyn TenantStore>> {
-    Ok(match strategy {
-        Strategy::SharedSchema => Arc::new(
-            SharedSchemaStore::connect(
-                db.url(),
-                SharedSchemaOptions {
-                    migrations,
-                    ..SharedSchemaOptions::default()
-                },
-            )
-            .await?,
-        ),
-        Strategy::SeparateSchema => Arc::new(
-            SeparateSchemaStore::connect(
-                db.url(),
-                SeparateSchemaOptions {
-                    migrations,
-                    ..SeparateSchemaOptions::default()
-                },
-            )
-            .await?,
-        ),
-        Strategy::SeparateDb => Arc::new(
-            SeparateDbStore::connect(
-                db.url(),
-                SeparateDbOptions {
-                    migrations,
-                    ..SeparateDbOptions::default()
-                },
-            )
-            .await?,
-        ),
-    })
+    let settings = StoreSettings {
+        migrations,
+        ..StoreSettings::default()
+    };
+    tenancy_demo::strategy::open(strategy, db.url(), &settings).await
+}
+
+/// The baseline's database: the domain's tables, unqualified, in `db` with no tenancy
+/// around them.
+pub async fn plain_database(db: &TestDatabase) -> Result<DatabaseConnection> {
+    let conn = Database::connect(tenancy_core::loopback_without_tls(db.url())).await?;
+    let txn = conn.begin().await?;
+    TenantMigrations::default().apply(&txn, None, 0).await?;
+    txn.commit().await?;
+    Ok(conn)
 }
 
 /// A migration that adds one nullable column to `projects`: what a routine schema change
@@ -115,21 +100,9 @@ pub fn migrations_with_columns(extra: usize) -> TenantMigrations {
     TenantMigrations::new(list)
 }
 
-/// Creates `n` projects through `scope` and commits; returns them.
+/// Creates `n` projects (`p0`, `p1`, ...) through `scope` and commits; returns them.
 pub async fn seed_projects(scope: TenantScope, n: usize) -> Result<Vec<Project>> {
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        out.push(
-            projects::create(
-                &scope,
-                NewProject {
-                    name: format!("p{i}"),
-                    description: String::new(),
-                },
-            )
-            .await?,
-        );
-    }
+    let out = seed::projects_with_tasks(&scope, "p", n, 0).await?;
     scope.commit().await?;
     Ok(out)
 }

@@ -1,15 +1,20 @@
-//! The catalog of tenants in the control database, shared by every strategy.
+//! The catalog of tenants in the control database, shared by every strategy: the only module
+//! whose SQL touches `tenancy.tenants`. For strategy crates; applications go through
+//! [`TenantStore`](crate::TenantStore).
 //!
 //! A strategy decides where a tenant's rows go; the catalog records it, with the tenant's
 //! state. The states make creation and deletion crash-safe: a tenant is served only when
 //! `ready`, and a `provisioning` or `deleting` row tells a retry what is left to do.
 
+use std::future::Future;
+
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, FromQueryResult, Statement, Value};
 use uuid::Uuid;
 
-use crate::domain::{Page, PageRequest};
 use crate::error::{Error, Result};
+use crate::page::{Page, PageRequest};
+use crate::sql::stmt;
 use crate::tenant::{Placement, Slug, Tenant, TenantId, TenantState};
 
 #[derive(Debug, FromQueryResult)]
@@ -42,10 +47,6 @@ impl TryFrom<TenantRow> for Tenant {
 }
 
 const COLUMNS: &str = "id, slug, name, placement, state, schema_version, created_at";
-
-fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
-}
 
 async fn one(conn: &impl ConnectionTrait, s: Statement) -> Result<Option<Tenant>> {
     match conn.query_one_raw(s).await? {
@@ -106,6 +107,88 @@ pub async fn by_id(conn: &impl ConnectionTrait, id: TenantId) -> Result<Option<T
         ),
     )
     .await
+}
+
+/// The tenant with this id, or [`Error::TenantNotFound`].
+pub async fn get(conn: &impl ConnectionTrait, id: TenantId) -> Result<Tenant> {
+    by_id(conn, id).await?.ok_or(Error::TenantNotFound)
+}
+
+/// The tenant with this slug, or [`Error::TenantNotFound`].
+pub async fn get_by_slug(conn: &impl ConnectionTrait, slug: &Slug) -> Result<Tenant> {
+    by_slug(conn, slug).await?.ok_or(Error::TenantNotFound)
+}
+
+// ANCHOR: resume_creation
+/// What [`TenantStore::create_tenant`](crate::TenantStore::create_tenant) does with the
+/// catalog row of a slug: a `ready` tenant is returned as it is, a `deleting` one refused, and
+/// a `provisioning` one (new, or left by an interrupted attempt) handed to `provision`.
+pub async fn resume_creation<F, Fut>(tenant: Tenant, provision: F) -> Result<Tenant>
+where
+    F: FnOnce(Tenant) -> Fut,
+    Fut: Future<Output = Result<Tenant>>,
+{
+    match tenant.state {
+        TenantState::Ready => Ok(tenant),
+        TenantState::Deleting => Err(Error::not_ready(&tenant)),
+        TenantState::Provisioning => provision(tenant).await,
+    }
+}
+// ANCHOR_END: resume_creation
+
+// ANCHOR: delete_in_two_phases
+/// The two phases of a deletion: marks `tenant` `deleting` (no store serves it from then
+/// on), runs `purge` (which removes its rows, schema or database and must be idempotent, so
+/// that a retry after a crash finishes the job), then removes it from the catalog.
+pub async fn delete_in_two_phases<F, Fut>(
+    conn: &impl ConnectionTrait,
+    tenant: &Tenant,
+    purge: F,
+) -> Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    set_state(conn, tenant.id, TenantState::Deleting).await?;
+    purge().await?;
+    remove(conn, tenant.id).await
+}
+// ANCHOR_END: delete_in_two_phases
+
+/// The distinct placement kinds (`shared`, `schema`, `database`) of the catalog's tenants:
+/// how an application finds that a database was laid out by another strategy.
+pub async fn placement_kinds(conn: &impl ConnectionTrait) -> Result<Vec<String>> {
+    let rows = conn
+        .query_all_raw(stmt(
+            "SELECT DISTINCT placement->>'kind' AS kind FROM tenancy.tenants ORDER BY 1",
+            [],
+        ))
+        .await?;
+    let mut kinds = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let Some(kind) = row.try_get::<Option<String>>("", "kind")? {
+            kinds.push(kind);
+        }
+    }
+    Ok(kinds)
+}
+
+/// How many tenants each server holds (placement kind `database`), for placing a new one.
+pub async fn tenants_per_server(conn: &impl ConnectionTrait) -> Result<Vec<(String, i64)>> {
+    let rows = conn
+        .query_all_raw(stmt(
+            "SELECT placement->>'server' AS server, count(*) AS n FROM tenancy.tenants \
+             WHERE placement->>'kind' = 'database' GROUP BY 1",
+            [],
+        ))
+        .await?;
+    let mut counts = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let Some(server) = row.try_get::<Option<String>>("", "server")? {
+            counts.push((server, row.try_get::<i64>("", "n")?));
+        }
+    }
+    Ok(counts)
 }
 
 /// The tenant with this id, locked `FOR UPDATE` until the transaction ends, so two

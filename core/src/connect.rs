@@ -1,4 +1,78 @@
-//! Connection URLs as the stores use them.
+//! Connection URLs and pools as the stores use them.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+
+use crate::error::Result;
+
+// ANCHOR: pool_settings
+/// How a store's pool connects: the settings every strategy shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Most connections the pool holds.
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before
+    /// [`Error::PoolTimeout`](crate::Error::PoolTimeout).
+    pub acquire_timeout: Duration,
+    /// A connection is closed after this long (bounds the server's per-connection caches);
+    /// `None` keeps connections forever.
+    pub max_lifetime: Option<Duration>,
+    /// A connection idle this long is closed; `None` keeps idle connections.
+    pub idle_timeout: Option<Duration>,
+    /// The `application_name` the server shows in `pg_stat_activity`; `None` leaves sqlx's.
+    pub application_name: Option<String>,
+    /// Whether named statements are cached per connection. Off for a transaction pooler
+    /// older than PgBouncer 1.21, which cannot keep a named statement across transactions.
+    pub statement_cache: bool,
+    /// Whether opening the pool only builds its handle (connections open on first use).
+    pub lazy: bool,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            max_lifetime: None,
+            idle_timeout: None,
+            application_name: None,
+            statement_cache: true,
+            lazy: false,
+        }
+    }
+}
+
+/// Opens a pool on `url` (after [`loopback_without_tls`]) with `settings`. Connections are
+/// opened on demand (`min_connections` 0), and sqlx's statement logging is off.
+pub async fn connect_pool(url: &str, settings: &PoolSettings) -> Result<DatabaseConnection> {
+    let mut connect = ConnectOptions::new(loopback_without_tls(url));
+    connect
+        .max_connections(settings.max_connections)
+        .min_connections(0)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_lazy(settings.lazy)
+        .sqlx_logging(false);
+    if let Some(lifetime) = settings.max_lifetime {
+        connect.max_lifetime(lifetime);
+    }
+    if let Some(idle) = settings.idle_timeout {
+        connect.idle_timeout(idle);
+    }
+    let app = settings.application_name.clone();
+    let cache = settings.statement_cache;
+    connect.map_sqlx_postgres_opts(move |mut o| {
+        if let Some(app) = &app {
+            o = o.application_name(app);
+        }
+        if !cache {
+            o = o.statement_cache_capacity(0);
+        }
+        o
+    });
+    Ok(Database::connect(connect).await?)
+}
+// ANCHOR_END: pool_settings
 
 /// Adds `sslmode=disable` to a URL whose host is the loopback interface and that does not
 /// choose an `sslmode` itself; returns other URLs unchanged.

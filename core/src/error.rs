@@ -63,7 +63,25 @@ pub enum Error {
         state: crate::TenantState,
     },
 
-    /// The operation collides with the current state (a duplicate key, a concurrent change).
+    /// A row with the same key exists already (SQLSTATE 23505): a duplicate slug, email or
+    /// id. `constraint` names the unique constraint or index when the server reported it.
+    #[error("unique violation ({}): {message}", constraint.as_deref().unwrap_or("unnamed"))]
+    UniqueViolation {
+        constraint: Option<String>,
+        message: String,
+    },
+
+    /// A row refers to one that does not exist, or one that others still refer to would be
+    /// removed (SQLSTATE 23503): a task whose project is gone. `constraint` names the foreign
+    /// key when the server reported it.
+    #[error("foreign key violation ({}): {message}", constraint.as_deref().unwrap_or("unnamed"))]
+    ForeignKeyViolation {
+        constraint: Option<String>,
+        message: String,
+    },
+
+    /// The operation collides with the current state in another way (a tenant placed by
+    /// another store, a catalog row that cannot be read).
     #[error("conflict: {0}")]
     Conflict(String),
 
@@ -87,6 +105,37 @@ pub enum Error {
 // ANCHOR_END: error
 
 impl Error {
+    /// [`Error::TenantNotReady`] for `tenant` in its current state.
+    pub fn not_ready(tenant: &crate::Tenant) -> Self {
+        Error::TenantNotReady {
+            slug: tenant.slug.to_string(),
+            state: tenant.state,
+        }
+    }
+
+    /// [`Error::Invalid`] for `field`.
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// [`Error::Conflict`]: `tenant` is placed somewhere this store does not serve (`where_`
+    /// says what the store serves, "a schema of this store" say).
+    pub fn misplaced(tenant: &crate::Tenant, where_: &str) -> Self {
+        Error::Conflict(format!("tenant {} is not placed in {where_}", tenant.slug))
+    }
+
+    /// Whether this is a unique or foreign-key violation (both mean "the rows you named do
+    /// not fit the rows that are there").
+    pub fn is_constraint_violation(&self) -> bool {
+        matches!(
+            self,
+            Error::UniqueViolation { .. } | Error::ForeignKeyViolation { .. }
+        )
+    }
+
     /// The error and its causes on one line (`a: b: c`), for reports and logs.
     pub fn chain(&self) -> String {
         let mut out = self.to_string();
@@ -107,8 +156,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl From<DbErr> for Error {
     fn from(err: DbErr) -> Self {
         match err.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(msg)) => return Error::Conflict(msg),
-            Some(SqlErr::ForeignKeyConstraintViolation(msg)) => return Error::Conflict(msg),
+            Some(SqlErr::UniqueConstraintViolation(message)) => {
+                return Error::UniqueViolation {
+                    constraint: constraint_name(&err),
+                    message,
+                };
+            }
+            Some(SqlErr::ForeignKeyConstraintViolation(message)) => {
+                return Error::ForeignKeyViolation {
+                    constraint: constraint_name(&err),
+                    message,
+                };
+            }
             _ => {}
         }
         if is_unavailable(&err) {
@@ -133,11 +192,25 @@ fn sqlx_error(err: &DbErr) -> Option<&sea_orm::sqlx::Error> {
 }
 
 /// The SQLSTATE of a database error, when the server sent one.
-pub fn sqlstate(err: &DbErr) -> Option<String> {
+fn sqlstate(err: &DbErr) -> Option<String> {
     match sqlx_error(err)? {
         sea_orm::sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
         _ => None,
     }
+}
+
+/// The constraint a violation names, when the server sent one.
+fn constraint_name(err: &DbErr) -> Option<String> {
+    match sqlx_error(err)? {
+        sea_orm::sqlx::Error::Database(db) => db.constraint().map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// Whether the database refused a statement because a relation it names does not exist
+/// (SQLSTATE 42P01, `undefined_table`).
+pub fn is_undefined_table(err: &DbErr) -> bool {
+    sqlstate(err).as_deref() == Some("42P01")
 }
 
 fn is_pool_timeout(err: &DbErr) -> bool {

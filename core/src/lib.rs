@@ -5,7 +5,12 @@
 //! - the one [`Error`] type;
 //! - the example [`domain`] (projects and tasks), written once against the scope;
 //! - the [`migration`]s: the control-plane catalog and the tenant tables;
-//! - the [`catalog`] queries the strategies share.
+//! - keyset paging ([`Page`], [`PageRequest`]) for every list.
+//!
+//! For strategy crates only (an application never needs them): the [`catalog`] queries, the
+//! [`sql`] helpers (statements, advisory locks by name), [`connect_pool`] with
+//! [`PoolSettings`], and the constructors of [`TenantScope`] (`in_transaction`, `autocommit`,
+//! `with_guard`).
 //!
 //! Core depends on no strategy crate.
 
@@ -16,21 +21,24 @@ pub mod domain;
 pub mod embedded;
 mod error;
 pub mod migration;
+mod page;
 mod scope;
+pub mod sql;
 mod store;
 mod tenant;
 
-pub use connect::loopback_without_tls;
-pub use error::{Error, Result, SlugError, sqlstate};
+pub use connect::{PoolSettings, connect_pool, loopback_without_tls};
+pub use domain::TENANT_TABLES;
+pub use error::{Error, Result, SlugError, is_undefined_table};
+pub use page::{Page, PageRequest};
 pub use scope::{ScopeGuard, ScopeMode, TENANT_ID, TableNamespace, TenantScope};
 pub use store::{
     Connections, MigrateOptions, MigrationOutcome, MigrationReport, Strategy, TenantMigration,
     TenantStore, UnscopedView,
 };
-pub use tenant::{NewTenant, Placement, Slug, Tenant, TenantId, TenantState, quote_ident};
-
-/// The domain's tenant tables, in creation order. Every one has a `tenant_id` column.
-pub const TENANT_TABLES: [&str; 2] = ["projects", "tasks"];
+pub use tenant::{
+    NewTenant, Placement, Slug, Tenant, TenantId, TenantState, check_identifier, quote_ident,
+};
 
 pub use sea_orm;
 pub use sea_orm_migration;

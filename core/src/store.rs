@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Page, PageRequest};
 use crate::error::Result;
+use crate::page::{Page, PageRequest};
 use crate::scope::{ScopeMode, TenantScope};
 use crate::tenant::{NewTenant, Slug, Tenant, TenantId};
 
@@ -105,6 +105,37 @@ impl TenantMigration {
 }
 
 impl MigrationReport {
+    // ANCHOR: migrate_behind
+    /// The per-tenant part of a migration run, for strategies that migrate tenant by tenant:
+    /// finds the ready tenants below [`MigrationReport::target_version`] (one indexed catalog
+    /// query, so "nothing pending" is cheap however many tenants there are), migrates them
+    /// `concurrency` at a time with `migrate`, adds a line for each, and counts the other
+    /// ready tenants as up to date.
+    pub async fn migrate_behind<F, Fut>(
+        &mut self,
+        catalog: &impl sea_orm::ConnectionTrait,
+        concurrency: usize,
+        migrate: F,
+    ) -> Result<()>
+    where
+        F: Fn(crate::Tenant) -> Fut,
+        Fut: std::future::Future<Output = TenantMigration>,
+    {
+        use futures::StreamExt;
+        let behind = crate::catalog::behind(catalog, self.target_version).await?;
+        self.up_to_date = crate::catalog::count_ready(catalog)
+            .await?
+            .saturating_sub(behind.len());
+        let lines: Vec<TenantMigration> = futures::stream::iter(behind)
+            .map(migrate)
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        self.tenants.extend(lines);
+        Ok(())
+    }
+    // ANCHOR_END: migrate_behind
+
     /// The lines that failed.
     pub fn failures(&self) -> impl Iterator<Item = &TenantMigration> {
         self.tenants
@@ -140,10 +171,10 @@ impl UnscopedView {
     ) -> Result<UnscopedView> {
         use sea_orm::ConnectionTrait;
         if !crate::TENANT_TABLES.contains(&table) {
-            return Err(crate::Error::Invalid {
-                field: "table",
-                reason: format!("{table:?} is not a tenant table"),
-            });
+            return Err(crate::Error::invalid(
+                "table",
+                format!("{table:?} is not a tenant table"),
+            ));
         }
         let name = match schema {
             Some(s) => format!("{}.{}", crate::quote_ident(s), crate::quote_ident(table)),
@@ -161,9 +192,7 @@ impl UnscopedView {
                 let n: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
                 Ok(UnscopedView::Rows(u64::try_from(n).unwrap_or(0)))
             }
-            Err(e) if crate::sqlstate(&e).as_deref() == Some("42P01") => {
-                Ok(UnscopedView::NoSuchTable)
-            }
+            Err(e) if crate::is_undefined_table(&e) => Ok(UnscopedView::NoSuchTable),
             Err(e) => Err(e.into()),
         }
     }
@@ -180,14 +209,23 @@ pub trait TenantStore: Send + Sync + std::fmt::Debug {
     /// this again with the same slug, and a half-built tenant is never served.
     async fn create_tenant(&self, new: NewTenant) -> Result<Tenant>;
 
+    /// The pool on the control database that holds the catalog (`tenancy.tenants`).
+    fn catalog(&self) -> &sea_orm::DatabaseConnection;
+
     /// The tenant with this id, or [`crate::Error::TenantNotFound`].
-    async fn tenant(&self, id: TenantId) -> Result<Tenant>;
+    async fn tenant(&self, id: TenantId) -> Result<Tenant> {
+        crate::catalog::get(self.catalog(), id).await
+    }
 
     /// The tenant with this slug, or [`crate::Error::TenantNotFound`].
-    async fn tenant_by_slug(&self, slug: &Slug) -> Result<Tenant>;
+    async fn tenant_by_slug(&self, slug: &Slug) -> Result<Tenant> {
+        crate::catalog::get_by_slug(self.catalog(), slug).await
+    }
 
     /// A page of tenants in creation order.
-    async fn list_tenants(&self, page: PageRequest) -> Result<Page<Tenant>>;
+    async fn list_tenants(&self, page: PageRequest) -> Result<Page<Tenant>> {
+        crate::catalog::list(self.catalog(), page).await
+    }
 
     /// Deletes a tenant in two phases: marks it `deleting` (it stops being served), purges its
     /// data, then removes it from the catalog. An interrupted deletion is finished by calling

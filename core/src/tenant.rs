@@ -141,6 +141,33 @@ pub fn quote_ident(ident: &str) -> String {
 }
 // ANCHOR_END: quote_ident
 
+// ANCHOR: check_identifier
+/// Checks a name a store puts into SQL as an identifier (a schema prefix, a role, a database
+/// prefix, a server name): a lowercase ASCII letter or `_` first, then lowercase letters,
+/// digits, `_` and `-`; not `pg_...` (reserved by PostgreSQL); and at most 63 bytes with
+/// `room` bytes to spare (a prefix leaves room for the slug that follows it). The name is
+/// quoted with [`quote_ident`] wherever it is used all the same.
+pub fn check_identifier(field: &'static str, name: &str, room: usize) -> Result<(), Error> {
+    let mut chars = name.chars();
+    let well_formed = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        && !name.starts_with("pg_");
+    if well_formed && name.len() + room <= 63 {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        field,
+        format!(
+            "{name:?} must be lowercase letters, digits, '_' and '-', start with a letter or '_', \
+             not start with pg_, and be at most {} characters",
+            63usize.saturating_sub(room)
+        ),
+    ))
+}
+// ANCHOR_END: check_identifier
+
 /// Where a tenant's rows live. Recorded in the catalog when the tenant is created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -204,6 +231,19 @@ pub struct Tenant {
     /// How many tenant migrations have been applied to this tenant's tables.
     pub schema_version: i32,
     pub created_at: DateTime<Utc>,
+}
+
+impl Tenant {
+    // ANCHOR: ensure_ready
+    /// The guard every store runs before it binds a scope: only a `ready` tenant is served;
+    /// a `provisioning` or `deleting` one is [`Error::TenantNotReady`].
+    pub fn ensure_ready(&self) -> Result<(), Error> {
+        match self.state {
+            TenantState::Ready => Ok(()),
+            _ => Err(Error::not_ready(self)),
+        }
+    }
+    // ANCHOR_END: ensure_ready
 }
 
 /// What [`crate::TenantStore::create_tenant`] needs.

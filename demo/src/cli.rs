@@ -6,10 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use tenancy_core::domain::PageRequest;
-use tenancy_core::domain::projects::{self, NewProject};
-use tenancy_core::domain::tasks::{self, NewTask};
-use tenancy_core::{MigrateOptions, NewTenant, Slug};
+use tenancy_core::domain::seed;
+use tenancy_core::{MigrateOptions, NewTenant, PageRequest, Slug};
 use uuid::Uuid;
 
 use crate::accounts::{self, NewUser};
@@ -300,26 +298,7 @@ async fn seed(backend: &Backend, n: usize, projects_each: usize, tasks_each: usi
             .create_tenant(NewTenant::new(slug, format!("Seed {i}")))
             .await?;
         let scope = backend.store.scope(&t).await?;
-        for p in 0..projects_each {
-            let project = projects::create(
-                &scope,
-                NewProject {
-                    name: format!("Project {p}"),
-                    description: String::new(),
-                },
-            )
-            .await?;
-            for k in 0..tasks_each {
-                tasks::create(
-                    &scope,
-                    project.id,
-                    NewTask {
-                        title: format!("Task {k}"),
-                    },
-                )
-                .await?;
-            }
-        }
+        seed::projects_with_tasks(&scope, "Project ", projects_each, tasks_each).await?;
         scope.commit().await?;
         bar.inc(1);
         if plain && (n < 10 || (i + 1).is_multiple_of(n / 10)) {

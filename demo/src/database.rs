@@ -6,7 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use secrecy::ExposeSecret;
 use tenancy_core::embedded::{EmbeddedOptions, EmbeddedPostgres};
-use tenancy_core::sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use tenancy_core::sea_orm::{ConnectionTrait, Database};
+use tenancy_core::sql::stmt;
 
 use crate::settings::Settings;
 
@@ -49,8 +50,7 @@ impl DemoDatabase {
         .context("starting the embedded PostgreSQL")?;
         let admin = Database::connect(server.url("postgres")).await?;
         let exists = admin
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
+            .query_one_raw(stmt(
                 "SELECT 1 AS one FROM pg_database WHERE datname = $1",
                 [settings.database_name.clone().into()],
             ))

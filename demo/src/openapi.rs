@@ -1,5 +1,7 @@
-//! The OpenAPI document, generated from the handlers' annotations.
+//! The OpenAPI document, generated from the handlers' annotations, and the routes that serve
+//! it: `/openapi.json` and `/docs`, a page that lists the API.
 
+use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -34,4 +36,30 @@ impl Modify for Security {
             );
         }
     }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let not_allowed = || web::to(crate::problem::method_not_allowed);
+    cfg.service(
+        web::resource("/openapi.json")
+            .route(web::get().to(openapi))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/docs")
+            .route(web::get().to(docs))
+            .default_service(not_allowed()),
+    );
+}
+
+/// This API, described.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// A page that lists the API from `/openapi.json`, with no network needed.
+pub async fn docs() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("../static/docs.html"))
 }

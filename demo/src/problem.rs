@@ -78,7 +78,9 @@ impl From<Error> for ApiError {
             Error::TenantAlreadyExists(slug) => {
                 ApiError::Conflict(format!("tenant {slug:?} already exists"))
             }
-            Error::Conflict(_) => {
+            Error::Conflict(_)
+            | Error::UniqueViolation { .. }
+            | Error::ForeignKeyViolation { .. } => {
                 ApiError::Conflict("the request conflicts with the current state".into())
             }
             Error::Unavailable(_) | Error::PoolTimeout => {

@@ -1,4 +1,6 @@
-//! Builds the app: store, catalog pool, caches, routes; and the first-run sample data.
+//! Builds the app: the store, the catalog pool and the demo's tables (the [`Backend`]), then
+//! the identity caches, shared state and routes (the [`Application`]); and the first-run
+//! sample data.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -11,17 +13,19 @@ use futures::FutureExt;
 use secrecy::ExposeSecret;
 use tenancy_core::domain::projects::{self, NewProject};
 use tenancy_core::domain::tasks::{self, NewTask};
-use tenancy_core::sea_orm::{ConnectOptions, Database, DatabaseConnection, TransactionTrait};
-use tenancy_core::{NewTenant, Slug, Strategy, TenantStore};
+use tenancy_core::sea_orm::{DatabaseConnection, TransactionTrait};
+use tenancy_core::{NewTenant, PoolSettings, Slug, Strategy, TenantStore, catalog};
 use tracing::Instrument;
 
 use crate::accounts::{self, NewUser, Role};
+use crate::identity::{Identity, authorize};
 use crate::metrics::Metrics;
+use crate::openapi;
 use crate::problem::{ApiError, json_error};
-use crate::resolve::authorize;
 use crate::routes::{admin, ops, tenant};
 use crate::settings::Settings;
 use crate::state::AppState;
+use crate::strategy::StoreSettings;
 
 /// What the first run created, so it can be shown (once).
 #[derive(Clone)]
@@ -55,42 +59,34 @@ impl std::fmt::Debug for Backend {
 }
 
 impl Backend {
-    /// Opens the store of `strategy` (installing its catalog) and a small catalog pool.
+    /// Opens the store of `strategy` (installing its catalog) and a small catalog pool, then
+    /// brings the demo's own tables (users, memberships, tokens) up to date.
     pub async fn open(strategy: Strategy, url: &str, settings: &Settings) -> Result<Self> {
-        let store = crate::strategy::open(strategy, url, settings).await?;
-        let mut options = ConnectOptions::new(tenancy_core::loopback_without_tls(url));
-        options
-            .max_connections(4)
-            .min_connections(0)
-            .acquire_timeout(std::time::Duration::from_secs(
-                settings.acquire_timeout_secs,
-            ))
-            .sqlx_logging(false);
-        let control = Database::connect(options).await?;
+        let store = crate::strategy::open(strategy, url, &StoreSettings::from(settings)).await?;
+        let pool = PoolSettings {
+            max_connections: 4,
+            acquire_timeout: std::time::Duration::from_secs(settings.acquire_timeout_secs),
+            ..PoolSettings::default()
+        };
+        let control = tenancy_core::connect_pool(url, &pool).await?;
         let backend = Backend { store, control };
         backend.refuse_other_strategies(strategy).await?;
+        accounts::migration::run(&backend.control)
+            .await
+            .context("migrating the demo's tables")?;
         Ok(backend)
     }
 
     /// A database whose tenants were placed by another strategy cannot be served by this one
     /// (their rows are elsewhere): say so at start rather than fail request by request.
     async fn refuse_other_strategies(&self, strategy: Strategy) -> Result<()> {
-        use tenancy_core::sea_orm::{ConnectionTrait, DbBackend, Statement};
         let expected = match strategy {
             Strategy::SharedSchema => "shared",
             Strategy::SeparateSchema => "schema",
             Strategy::SeparateDb => "database",
         };
-        let rows = self
-            .control
-            .query_all_raw(Statement::from_string(
-                DbBackend::Postgres,
-                "SELECT DISTINCT placement->>'kind' AS kind FROM tenancy.tenants",
-            ))
-            .await?;
-        for row in rows {
-            let kind: Option<String> = row.try_get("", "kind")?;
-            if let Some(kind) = kind.filter(|k| k != expected) {
+        for kind in catalog::placement_kinds(&self.control).await? {
+            if kind != expected {
                 anyhow::bail!(
                     "this database holds tenants placed by another strategy ({kind:?}, not \
                      {expected:?} as {strategy} places them). Start with --fresh (embedded \
@@ -137,14 +133,7 @@ impl Backend {
                 },
             )
             .await?;
-            tasks::create(
-                &scope,
-                p.id,
-                NewTask {
-                    title: "Try the API".into(),
-                },
-            )
-            .await?;
+            tasks::create(&scope, p.id, NewTask::titled("Try the API")).await?;
         }
         scope.commit().await?;
         // The user, the membership and the token commit together: a run interrupted before
@@ -222,13 +211,15 @@ impl Application {
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
             .with_context(|| format!("binding {}:{}", settings.http.host, settings.http.port))?;
         let port = listener.local_addr()?.port();
-        let state = AppState::new(
+        let metrics = Metrics::new()?;
+        let identity = Identity::new(
             backend.store.clone(),
             backend.control.clone(),
             settings.resolution.clone(),
             admin_token,
-            Metrics::new()?,
+            metrics.tenant_cache.clone(),
         );
+        let state = AppState::new(backend.store.clone(), backend.control.clone(), metrics);
         let limit = settings.http.body_limit;
         let server = HttpServer::new(move || {
             let state = state.clone();
@@ -236,6 +227,7 @@ impl Application {
             let strategy = state.strategy.as_str();
             App::new()
                 .app_data(web::Data::new(state))
+                .app_data(web::Data::new(identity.clone()))
                 .app_data(
                     web::JsonConfig::default()
                         .limit(limit)
@@ -286,6 +278,7 @@ impl Application {
                 .service(web::scope("/admin").configure(admin::routes))
                 // ANCHOR_END: routes
                 .configure(ops::routes)
+                .configure(openapi::routes)
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(ApiError::NotFound("no such route".into()))
                 }))

@@ -1,12 +1,14 @@
-//! Which strategies this build contains, and how each store is opened.
+//! Which strategies this build contains, and how a store of each is opened: the one place
+//! that does, for the demo and the benches alike.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use tenancy_core::migration::TenantMigrations;
 use tenancy_core::{Strategy, TenantStore};
 
-use crate::settings::Settings;
+use crate::settings::{ServerSettings, Settings};
 
 /// The strategies compiled into this build, in order of preference.
 pub const COMPILED: &[Strategy] = &[
@@ -46,7 +48,37 @@ pub fn pick(name: Option<&str>) -> Result<Strategy> {
     Ok(wanted)
 }
 
-/// Opens the store of `strategy` on `url`.
+/// How [`open`] configures a store. `None` keeps the library's default (the benches run the
+/// strategies so); a field a strategy has no use for is ignored by it.
+#[derive(Debug, Clone, Default)]
+pub struct StoreSettings {
+    /// shared-schema and separate-schema: the most connections the store holds.
+    pub max_connections: Option<u32>,
+    /// separate-db: the most connections the store holds to each server.
+    pub connections_per_server: Option<u32>,
+    /// How long a request waits for a connection.
+    pub acquire_timeout: Option<Duration>,
+    /// separate-db: more servers to place tenants on.
+    pub servers: Vec<ServerSettings>,
+    /// The tenant migrations.
+    pub migrations: TenantMigrations,
+}
+
+impl From<&Settings> for StoreSettings {
+    /// The demo's settings: `max_connections` per store (per server for separate-db, at
+    /// least 4 there, which leaves room for tenant pools beside the control pool).
+    fn from(settings: &Settings) -> Self {
+        StoreSettings {
+            max_connections: Some(settings.max_connections),
+            connections_per_server: Some(settings.max_connections.max(4)),
+            acquire_timeout: Some(Duration::from_secs(settings.acquire_timeout_secs)),
+            servers: settings.servers.clone(),
+            migrations: TenantMigrations::default(),
+        }
+    }
+}
+
+/// Opens the store of `strategy` on `url` (which installs the catalog when missing).
 #[cfg_attr(
     not(any(
         feature = "shared-schema",
@@ -58,27 +90,31 @@ pub fn pick(name: Option<&str>) -> Result<Strategy> {
 pub async fn open(
     strategy: Strategy,
     url: &str,
-    settings: &Settings,
+    settings: &StoreSettings,
 ) -> Result<Arc<dyn TenantStore>> {
-    let acquire = Duration::from_secs(settings.acquire_timeout_secs);
+    let migrations = settings.migrations.clone();
     match strategy {
         #[cfg(feature = "shared-schema")]
         Strategy::SharedSchema => {
             use tenancy_shared_schema::{SharedSchemaOptions, SharedSchemaStore};
+            let d = SharedSchemaOptions::default();
             let options = SharedSchemaOptions {
-                max_connections: settings.max_connections,
-                acquire_timeout: acquire,
-                ..SharedSchemaOptions::default()
+                max_connections: settings.max_connections.unwrap_or(d.max_connections),
+                acquire_timeout: settings.acquire_timeout.unwrap_or(d.acquire_timeout),
+                migrations,
+                ..d
             };
             Ok(Arc::new(SharedSchemaStore::connect(url, options).await?))
         }
         #[cfg(feature = "separate-schema")]
         Strategy::SeparateSchema => {
             use tenancy_separate_schema::{SeparateSchemaOptions, SeparateSchemaStore};
+            let d = SeparateSchemaOptions::default();
             let options = SeparateSchemaOptions {
-                max_connections: settings.max_connections,
-                acquire_timeout: acquire,
-                ..SeparateSchemaOptions::default()
+                max_connections: settings.max_connections.unwrap_or(d.max_connections),
+                acquire_timeout: settings.acquire_timeout.unwrap_or(d.acquire_timeout),
+                migrations,
+                ..d
             };
             Ok(Arc::new(SeparateSchemaStore::connect(url, options).await?))
         }
@@ -86,18 +122,19 @@ pub async fn open(
         Strategy::SeparateDb => {
             use secrecy::ExposeSecret;
             use tenancy_separate_db::{SeparateDbOptions, SeparateDbStore, ServerConfig};
+            let d = SeparateDbOptions::default();
+            let servers = settings.servers.iter().map(|s| ServerConfig {
+                name: s.name.clone(),
+                url: s.url.expose_secret().to_owned(),
+            });
             let options = SeparateDbOptions {
-                connections_per_server: settings.max_connections.max(4),
-                acquire_timeout: acquire,
-                servers: settings
-                    .servers
-                    .iter()
-                    .map(|s| ServerConfig {
-                        name: s.name.clone(),
-                        url: s.url.expose_secret().to_owned(),
-                    })
-                    .collect(),
-                ..SeparateDbOptions::default()
+                connections_per_server: settings
+                    .connections_per_server
+                    .unwrap_or(d.connections_per_server),
+                acquire_timeout: settings.acquire_timeout.unwrap_or(d.acquire_timeout),
+                servers: servers.collect(),
+                migrations,
+                ..d
             };
             Ok(Arc::new(SeparateDbStore::connect(url, options).await?))
         }

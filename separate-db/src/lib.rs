@@ -44,7 +44,12 @@
 //! # Ok(()) }
 //! ```
 
+mod migrate;
+mod options;
+mod placement;
 mod router;
 mod store;
+mod template;
 
-pub use store::{SeparateDbOptions, SeparateDbStore, ServerConfig};
+pub use options::{SeparateDbOptions, ServerConfig};
+pub use store::SeparateDbStore;

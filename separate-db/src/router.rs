@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tenancy_core::sea_orm::{ConnectOptions, Database, DatabaseConnection};
-use tenancy_core::{Error, Result, ScopeGuard};
+use tenancy_core::sea_orm::DatabaseConnection;
+use tenancy_core::{Error, PoolSettings, Result, ScopeGuard, connect_pool};
 use tokio::sync::Notify;
 
 /// How the router opens pools; see [`crate::SeparateDbOptions`].
@@ -257,23 +257,17 @@ impl Router {
     // ANCHOR: open
     async fn open(&self, server: &Server, database: &str) -> Result<DatabaseConnection> {
         let s = &self.settings;
-        let mut options = ConnectOptions::new(server.database_url(database));
-        options
-            .max_connections(s.per_database)
-            .min_connections(0)
-            .acquire_timeout(s.acquire_timeout)
-            .connect_lazy(true)
-            .sqlx_logging(false);
-        if let Some(lifetime) = s.max_lifetime {
-            options.max_lifetime(lifetime);
-        }
-        if let Some(idle) = s.idle_timeout {
-            options.idle_timeout(idle);
-        }
-        let name = s.application_name.clone();
-        options.map_sqlx_postgres_opts(move |o| o.application_name(&name));
-        // A lazy pool only builds its handle here; connecting happens on first use.
-        Ok(Database::connect(options).await?)
+        let settings = PoolSettings {
+            max_connections: s.per_database,
+            acquire_timeout: s.acquire_timeout,
+            max_lifetime: s.max_lifetime,
+            idle_timeout: s.idle_timeout,
+            application_name: Some(s.application_name.clone()),
+            statement_cache: true,
+            // A lazy pool only builds its handle here; connecting happens on first use.
+            lazy: true,
+        };
+        connect_pool(&server.database_url(database), &settings).await
     }
     // ANCHOR_END: open
 

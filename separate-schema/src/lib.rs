@@ -6,7 +6,8 @@
 //!   with `SET LOCAL search_path`, or a pool per tenant with `search_path` set at connect) cost
 //!   round trips or connections; see the book's chapter on this strategy.
 //! - **Provisioning** copies the structure of a pre-migrated template schema
-//!   (`CREATE TABLE ... (LIKE template.t INCLUDING ALL)` plus its foreign keys) in the same
+//!   (`CREATE TABLE ... (LIKE template.t INCLUDING ALL EXCLUDING INDEXES)`, then its keys,
+//!   indexes and foreign keys under the template's own names) in the same
 //!   transaction that marks the tenant `ready`: a half-built schema never exists.
 //! - **Migrations** run per schema with bounded concurrency, each tenant in its own transaction
 //!   with its version recorded in the catalog, so a failure stops no one else and a rerun
@@ -14,6 +15,9 @@
 //! - **Memory**: PostgreSQL caches every relation a connection has touched, so pooled
 //!   connections are recycled after [`SeparateSchemaOptions::max_connection_lifetime`].
 
+mod options;
 mod store;
+mod template;
 
-pub use store::{SeparateSchemaOptions, SeparateSchemaStore};
+pub use options::SeparateSchemaOptions;
+pub use store::SeparateSchemaStore;

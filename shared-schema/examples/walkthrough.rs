@@ -5,7 +5,7 @@
 //! installed on this machine.
 
 use anyhow::Context;
-use tenancy_core::domain::PageRequest;
+use tenancy_core::PageRequest;
 use tenancy_core::domain::projects::{self, NewProject};
 use tenancy_core::domain::tasks::{self, NewTask, TaskPatch};
 use tenancy_core::embedded::{EmbeddedOptions, EmbeddedPostgres};
@@ -41,14 +41,7 @@ async fn main() -> anyhow::Result<()> {
             .create_tenant(NewTenant::new(Slug::parse(slug)?, slug))
             .await?;
         let scope = store.scope(&tenant).await?;
-        let p = projects::create(
-            &scope,
-            NewProject {
-                name: project.into(),
-                description: String::new(),
-            },
-        )
-        .await?;
+        let p = projects::create(&scope, NewProject::named(project)).await?;
         for (i, title) in titles.iter().enumerate() {
             let t = tasks::create(
                 &scope,
@@ -104,18 +97,23 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!("\nwhere the rows live (one shared table, told apart by tenant_id):");
-    let rows = store
-        .connection()
-        .query_all_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT t.slug, count(p.*) AS projects FROM tenancy.tenants t \
-             LEFT JOIN public.projects p ON p.tenant_id = t.id GROUP BY t.slug ORDER BY t.slug",
-        ))
-        .await?;
-    for row in rows {
-        let slug: String = row.try_get("", "slug")?;
-        let n: i64 = row.try_get("", "projects")?;
-        println!("  public.projects: {n} row(s) with tenant_id of {slug}");
+    // The catalog through the store; the shared table counted directly, as an operator would.
+    for tenant in store.list_tenants(PageRequest::default()).await?.items {
+        let n: i64 = store
+            .connection()
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT count(*) AS n FROM public.projects WHERE tenant_id = $1",
+                [tenant.id.as_uuid().into()],
+            ))
+            .await?
+            .map(|r| r.try_get("", "n"))
+            .transpose()?
+            .unwrap_or(0);
+        println!(
+            "  public.projects: {n} row(s) with tenant_id of {}",
+            tenant.slug
+        );
     }
 
     if let Some(server) = embedded {

@@ -15,6 +15,9 @@
 //! A forgotten predicate is caught by the policy; a forgotten tenant binding sees no rows at
 //! all, because the policy compares with a setting that is unset.
 
+mod options;
+mod security;
 mod store;
 
-pub use store::{Isolation, SharedSchemaOptions, SharedSchemaStore};
+pub use options::{Isolation, SharedSchemaOptions};
+pub use store::SharedSchemaStore;

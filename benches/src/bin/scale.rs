@@ -19,7 +19,8 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tenancy_core::domain::projects;
-use tenancy_core::sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use tenancy_core::sea_orm::{ConnectionTrait, Database};
+use tenancy_core::sql::stmt;
 use tenancy_core::{MigrateOptions, ScopeMode, Strategy, Tenant};
 use tenancy_testkit::TestDatabase;
 use uuid::Uuid;
@@ -139,11 +140,7 @@ async fn scalar<T: tenancy_core::sea_orm::TryGetable>(
     values: Vec<tenancy_core::sea_orm::Value>,
 ) -> Result<T> {
     let row = conn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values,
-        ))
+        .query_one_raw(stmt(sql, values))
         .await?
         .context("no row")?;
     Ok(row.try_get_by_index::<T>(0)?)
@@ -253,9 +250,8 @@ async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
 
     // What the server holds now.
     let pids = admin
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            format!("SELECT pid FROM pg_stat_activity WHERE {OURS} AND pid <> pg_backend_pid()"),
+        .query_all_raw(stmt(
+            &format!("SELECT pid FROM pg_stat_activity WHERE {OURS} AND pid <> pg_backend_pid()"),
             [db.name().to_owned().into()],
         ))
         .await?

@@ -5,70 +5,19 @@
 //! so the tenant predicate and the table placement come with it.
 
 pub mod projects;
+pub mod seed;
 pub mod tasks;
-
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
-/// A page request for keyset paging: rows after `after` (exclusive), at most `limit` of them.
-///
-/// Ids are UUID v7, so ordering by id is ordering by creation time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PageRequest {
-    pub limit: u32,
-    pub after: Option<Uuid>,
-}
+/// The table of [`projects`].
+pub(crate) const PROJECTS: &str = "projects";
+/// The table of [`tasks`].
+pub(crate) const TASKS: &str = "tasks";
 
-impl PageRequest {
-    /// The largest page served.
-    pub const MAX_LIMIT: u32 = 500;
-
-    /// The first page of `limit` rows.
-    pub fn first(limit: u32) -> Self {
-        PageRequest { limit, after: None }
-    }
-
-    pub(crate) fn checked_limit(&self) -> Result<u64> {
-        if self.limit == 0 || self.limit > Self::MAX_LIMIT {
-            return Err(Error::Invalid {
-                field: "limit",
-                reason: format!("must be between 1 and {}", Self::MAX_LIMIT),
-            });
-        }
-        Ok(u64::from(self.limit))
-    }
-}
-
-impl Default for PageRequest {
-    fn default() -> Self {
-        PageRequest::first(50)
-    }
-}
-
-/// One page of results and the cursor for the next, `None` on the last page.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next: Option<Uuid>,
-}
-
-impl<T> Page<T> {
-    /// Builds a page from up to `limit + 1` fetched rows: the extra row, if present, only
-    /// proves there is a next page.
-    pub(crate) fn from_overfetch(mut items: Vec<T>, limit: u64, id: impl Fn(&T) -> Uuid) -> Self {
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(&id)
-        } else {
-            None
-        };
-        Page { items, next }
-    }
-}
+/// The domain's tenant tables, in creation order (parents first). Every one has a
+/// `tenant_id` column.
+pub const TENANT_TABLES: [&str; 2] = [PROJECTS, TASKS];
 
 /// Checks a required text field: not blank, at most `max` characters.
 pub(crate) fn check_text(field: &'static str, value: &str, max: usize) -> Result<()> {

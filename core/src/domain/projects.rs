@@ -6,11 +6,12 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, JoinType, Order};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Page, PageRequest, check_text};
+use super::check_text;
 use crate::error::{Error, Result};
+use crate::page::{Page, PageRequest};
 use crate::scope::TenantScope;
 
-pub(crate) const TABLE: &str = "projects";
+const TABLE: &str = super::PROJECTS;
 const COLUMNS: [&str; 5] = ["tenant_id", "id", "name", "description", "created_at"];
 
 /// The longest project name accepted.
@@ -37,6 +38,16 @@ pub struct NewProject {
     pub name: String,
     #[serde(default)]
     pub description: String,
+}
+
+impl NewProject {
+    /// A project called `name`, with no description.
+    pub fn named(name: impl Into<String>) -> Self {
+        NewProject {
+            name: name.into(),
+            description: String::new(),
+        }
+    }
 }
 
 /// What [`update`] may change; absent fields stay as they are.
@@ -178,7 +189,7 @@ pub async fn summary(scope: &TenantScope, page: PageRequest) -> Result<Page<Proj
         )
         .join(
             JoinType::LeftJoin,
-            scope.table_as(super::tasks::TABLE, "t"),
+            scope.table_as(super::TASKS, "t"),
             Expr::col((t.clone(), Alias::new("tenant_id")))
                 .equals((p.clone(), Alias::new("tenant_id")))
                 .and(

@@ -7,11 +7,12 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Page, PageRequest, check_text};
+use super::check_text;
 use crate::error::{Error, Result};
+use crate::page::{Page, PageRequest};
 use crate::scope::TenantScope;
 
-pub(crate) const TABLE: &str = "tasks";
+const TABLE: &str = super::TASKS;
 const COLUMNS: [&str; 6] = [
     "tenant_id",
     "id",
@@ -42,6 +43,15 @@ pub struct Task {
 #[serde(deny_unknown_fields)]
 pub struct NewTask {
     pub title: String,
+}
+
+impl NewTask {
+    /// A task titled `title`.
+    pub fn titled(title: impl Into<String>) -> Self {
+        NewTask {
+            title: title.into(),
+        }
+    }
 }
 
 /// What [`update`] may change; absent fields stay as they are.
@@ -79,7 +89,7 @@ pub async fn create(scope: &TenantScope, project_id: Uuid, new: NewTask) -> Resu
         Ok(Some(task)) => Ok(task),
         Ok(None) => Err(Error::NotFound("project")),
         // The project was deleted between the check and the insert.
-        Err(Error::Conflict(_)) => Err(Error::NotFound("project")),
+        Err(Error::ForeignKeyViolation { .. }) => Err(Error::NotFound("project")),
         Err(e) => Err(e),
     }
 }
@@ -129,8 +139,9 @@ pub async fn delete(scope: &TenantScope, id: Uuid) -> Result<()> {
 /// A page of the tasks of project `project_id`, oldest first. An unknown project (or another
 /// tenant's) is [`Error::NotFound`].
 pub async fn list(scope: &TenantScope, project_id: Uuid, page: PageRequest) -> Result<Page<Task>> {
-    let limit = page.checked_limit()?;
+    // The project first: an unknown project is "not found" whatever else is wrong.
     super::projects::get(scope, project_id).await?;
+    let limit = page.checked_limit()?;
     let mut q = select_columns(scope);
     q.and_where(Expr::col((Alias::new("t"), Alias::new("project_id"))).eq(project_id));
     if let Some(after) = page.after {

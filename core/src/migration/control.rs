@@ -1,4 +1,5 @@
-//! The control-plane migrator: the catalog in the `tenancy` schema.
+//! The control-plane migrator: the catalog of tenants in the `tenancy` schema. It knows no
+//! application: users, memberships and tokens belong to the app that serves them.
 
 use sea_orm_migration::prelude::*;
 
@@ -17,7 +18,9 @@ impl MigratorTrait for Migrator {
     }
 }
 
-/// The catalog: tenants, global users, memberships with roles, hashed API tokens.
+/// The catalog: tenants with their placement and state, and the strategies' templates.
+/// An application keeps its own control tables (users, memberships, tokens) with a migrator
+/// of its own: the demo's are in `tenancy-demo`.
 #[derive(Debug, DeriveMigrationName)]
 pub struct M0001Catalog;
 
@@ -40,29 +43,6 @@ CREATE TABLE tenancy.tenants (
     created_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX tenants_pending_idx ON tenancy.tenants (schema_version) WHERE state = 'ready';
-
-CREATE TABLE tenancy.users (
-    id         uuid PRIMARY KEY,
-    email      text NOT NULL UNIQUE,
-    name       text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-
-CREATE TABLE tenancy.memberships (
-    tenant_id  uuid NOT NULL REFERENCES tenancy.tenants (id) ON DELETE CASCADE,
-    user_id    uuid NOT NULL REFERENCES tenancy.users (id) ON DELETE CASCADE,
-    role       text NOT NULL CHECK (role IN ('owner', 'member')),
-    created_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant_id, user_id)
-);
-CREATE INDEX memberships_user_idx ON tenancy.memberships (user_id);
-
-CREATE TABLE tenancy.api_tokens (
-    id         uuid PRIMARY KEY,
-    user_id    uuid NOT NULL REFERENCES tenancy.users (id) ON DELETE CASCADE,
-    token_hash bytea NOT NULL UNIQUE,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
 
 -- Per-placement bookkeeping kept by a strategy (the template's version, for instance).
 CREATE TABLE tenancy.templates (

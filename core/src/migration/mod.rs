@@ -85,6 +85,7 @@ impl TenantMigrations {
     }
 }
 
+// ANCHOR: pin
 /// A statement that pins every table of `schema` that has a `tenant_id` column and no pin yet
 /// to `tenant`, with a `tenancy_pinned_tenant` check constraint: the database itself then
 /// refuses a row of another tenant, or a change of a row's tenant. For strategies that give a
@@ -105,6 +106,8 @@ pub fn pin_tenant_tables(schema: &str, tenant: crate::TenantId) -> String {
         id = tenant.as_uuid()
     )
 }
+
+// ANCHOR_END: pin
 
 fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))

@@ -4,13 +4,13 @@
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tenancy_core::domain::Page;
+use tenancy_core::Page;
 use tenancy_core::{Error, MigrateOptions, MigrationReport, NewTenant, Slug, Tenant};
 use uuid::Uuid;
 
 use crate::accounts::{self, IssuedToken, NewUser, Role, User};
+use crate::identity::{Admin, Identity};
 use crate::problem::ApiError;
-use crate::resolve::Admin;
 use crate::routes::tenant::PageQuery;
 use crate::state::AppState;
 
@@ -118,6 +118,20 @@ async fn find(state: &AppState, slug: &str) -> Result<Tenant, ApiError> {
     Ok(state.store.tenant_by_slug(&slug).await?)
 }
 
+/// A user id from the path; one that is not a UUID names nobody.
+fn user_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("user not found".into()))
+}
+
+/// The tenant and the user a `/tenants/{slug}/members/{user_id}` path names.
+async fn membership(
+    state: &AppState,
+    path: web::Path<(String, String)>,
+) -> Result<(Tenant, Uuid), ApiError> {
+    let (slug, user) = path.into_inner();
+    Ok((find(state, &slug).await?, user_id(&user)?))
+}
+
 /// Create a tenant (201), or 409 when the slug is taken.
 #[utoipa::path(post, path = "/admin/tenants", tag = "admin", request_body = CreateTenant,
     responses((status = 201, body = TenantView), (status = 409, body = crate::problem::Problem),
@@ -175,13 +189,14 @@ pub async fn get_tenant(
     security(("admin" = [])))]
 pub async fn delete_tenant(
     state: web::Data<AppState>,
+    identity: web::Data<Identity>,
     _: Admin,
     slug: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let t = find(&state, &slug).await?;
-    state.forget_tenant(t.slug.as_str()).await;
+    identity.forget_tenant(t.slug.as_str()).await;
     state.store.delete_tenant(t.id).await?;
-    state.forget_tenant(t.slug.as_str()).await;
+    identity.forget_tenant(t.slug.as_str()).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -222,8 +237,7 @@ pub async fn create_token(
     _: Admin,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("user not found".into()))?;
-    let token = accounts::create_token(&state.control, user).await?;
+    let token = accounts::create_token(&state.control, user_id(&id)?).await?;
     Ok(HttpResponse::Created().json(token))
 }
 
@@ -233,15 +247,14 @@ pub async fn create_token(
     security(("admin" = [])))]
 pub async fn put_member(
     state: web::Data<AppState>,
+    identity: web::Data<Identity>,
     _: Admin,
     path: web::Path<(String, String)>,
     body: web::Json<Membership>,
 ) -> Result<HttpResponse, ApiError> {
-    let (slug, user) = path.into_inner();
-    let t = find(&state, &slug).await?;
-    let user = Uuid::parse_str(&user).map_err(|_| ApiError::NotFound("user not found".into()))?;
+    let (t, user) = membership(&state, path).await?;
     accounts::set_membership(&state.control, t.id, user, body.role).await?;
-    state.forget_roles();
+    identity.forget_roles();
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -251,13 +264,12 @@ pub async fn put_member(
     security(("admin" = [])))]
 pub async fn delete_member(
     state: web::Data<AppState>,
+    identity: web::Data<Identity>,
     _: Admin,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (slug, user) = path.into_inner();
-    let t = find(&state, &slug).await?;
-    let user = Uuid::parse_str(&user).map_err(|_| ApiError::NotFound("user not found".into()))?;
+    let (t, user) = membership(&state, path).await?;
     accounts::remove_membership(&state.control, t.id, user).await?;
-    state.forget_roles();
+    identity.forget_roles();
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,8 +1,8 @@
-//! Operations: liveness, readiness, metrics, the OpenAPI document and its page.
+//! Operations: liveness, readiness and metrics. (The OpenAPI document and its page are served
+//! by [`crate::openapi`].)
 
 use actix_web::{HttpResponse, web};
 use tenancy_core::sea_orm::ConnectionTrait;
-use utoipa::OpenApi;
 
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -22,16 +22,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/metrics")
             .route(web::get().to(metrics))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/openapi.json")
-            .route(web::get().to(openapi))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/docs")
-            .route(web::get().to(docs))
             .default_service(not_allowed()),
     );
 }
@@ -77,16 +67,4 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())
-}
-
-/// This API, described.
-pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(crate::openapi::ApiDoc::openapi())
-}
-
-/// A page that lists the API from `/openapi.json`, with no network needed.
-pub async fn docs() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(include_str!("../../static/docs.html"))
 }

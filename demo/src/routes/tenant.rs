@@ -1,17 +1,16 @@
 //! The tenant API, under `/api` (tenant from header or subdomain) and `/t/{tenant}/api`.
-//! Every handler binds a scope to the caller's tenant and runs the domain code from core.
+//! Every handler takes a scope bound to the caller's tenant ([`Scoped`], [`ScopedRead`]),
+//! runs the domain code from core in it, and commits what it wrote.
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
-use tenancy_core::ScopeMode;
 use tenancy_core::domain::projects::{self, NewProject, Project, ProjectPatch, ProjectSummary};
 use tenancy_core::domain::tasks::{self, NewTask, Task, TaskPatch};
-use tenancy_core::domain::{Page, PageRequest};
+use tenancy_core::{Page, PageRequest};
 use uuid::Uuid;
 
 use crate::problem::ApiError;
-use crate::resolve::Member;
-use crate::state::AppState;
+use crate::scoped::{Scoped, ScopedRead};
 
 /// `?limit=&after=` for keyset paging.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -90,14 +89,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     responses((status = 200, body = inline(Page<Project>)), (status = 401, body = crate::problem::Problem)),
     security(("bearer" = [])))]
 pub async fn list_projects(
-    state: web::Data<AppState>,
-    m: Member,
     q: web::Query<PageQuery>,
+    scope: ScopedRead,
 ) -> Result<web::Json<Page<Project>>, ApiError> {
-    let scope = state
-        .store
-        .scope_with(&m.tenant, ScopeMode::Autocommit)
-        .await?;
     Ok(web::Json(
         projects::list(&scope, q.into_inner().into()).await?,
     ))
@@ -108,11 +102,9 @@ pub async fn list_projects(
     responses((status = 201, body = Project), (status = 422, body = crate::problem::Problem)),
     security(("bearer" = [])))]
 pub async fn create_project(
-    state: web::Data<AppState>,
-    m: Member,
     body: web::Json<NewProject>,
+    scope: Scoped,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = state.store.scope(&m.tenant).await?;
     let p = projects::create(&scope, body.into_inner()).await?;
     scope.commit().await?;
     Ok(HttpResponse::Created().json(p))
@@ -123,16 +115,8 @@ pub async fn create_project(
     responses((status = 200, body = Project), (status = 404, body = crate::problem::Problem)),
     security(("bearer" = [])))]
 // ANCHOR: get_project
-pub async fn get_project(
-    state: web::Data<AppState>,
-    m: Member,
-    path: PathId,
-) -> Result<web::Json<Project>, ApiError> {
+pub async fn get_project(path: PathId, scope: ScopedRead) -> Result<web::Json<Project>, ApiError> {
     let id = id(&path, "project")?;
-    let scope = state
-        .store
-        .scope_with(&m.tenant, ScopeMode::Autocommit)
-        .await?;
     Ok(web::Json(projects::get(&scope, id).await?))
 }
 // ANCHOR_END: get_project
@@ -142,14 +126,11 @@ pub async fn get_project(
     responses((status = 200, body = Project), (status = 404, body = crate::problem::Problem)),
     security(("bearer" = [])))]
 pub async fn update_project(
-    state: web::Data<AppState>,
-    m: Member,
     path: PathId,
     body: web::Json<ProjectPatch>,
+    scope: Scoped,
 ) -> Result<web::Json<Project>, ApiError> {
-    let id = id(&path, "project")?;
-    let scope = state.store.scope(&m.tenant).await?;
-    let p = projects::update(&scope, id, body.into_inner()).await?;
+    let p = projects::update(&scope, id(&path, "project")?, body.into_inner()).await?;
     scope.commit().await?;
     Ok(web::Json(p))
 }
@@ -158,33 +139,22 @@ pub async fn update_project(
 #[utoipa::path(delete, path = "/api/projects/{id}", tag = "tenant",
     responses((status = 204), (status = 404, body = crate::problem::Problem)),
     security(("bearer" = [])))]
-pub async fn delete_project(
-    state: web::Data<AppState>,
-    m: Member,
-    path: PathId,
-) -> Result<HttpResponse, ApiError> {
-    let id = id(&path, "project")?;
-    let scope = state.store.scope(&m.tenant).await?;
-    projects::delete(&scope, id).await?;
+pub async fn delete_project(path: PathId, scope: Scoped) -> Result<HttpResponse, ApiError> {
+    projects::delete(&scope, id(&path, "project")?).await?;
     scope.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// A project's tasks.
+/// A project's tasks; an unknown project is a 404, not an empty list.
 #[utoipa::path(get, path = "/api/projects/{id}/tasks", tag = "tenant", params(PageQuery),
     responses((status = 200, body = inline(Page<Task>)), (status = 404, body = crate::problem::Problem)),
     security(("bearer" = [])))]
 pub async fn list_tasks(
-    state: web::Data<AppState>,
-    m: Member,
     path: PathId,
     q: web::Query<PageQuery>,
+    scope: Scoped,
 ) -> Result<web::Json<Page<Task>>, ApiError> {
-    let id = id(&path, "project")?;
-    let scope = state.store.scope(&m.tenant).await?;
-    // The project must be the tenant's: an unknown one is a 404, not an empty list.
-    projects::get(&scope, id).await?;
-    let page = tasks::list(&scope, id, q.into_inner().into()).await?;
+    let page = tasks::list(&scope, id(&path, "project")?, q.into_inner().into()).await?;
     scope.commit().await?;
     Ok(web::Json(page))
 }
@@ -194,14 +164,11 @@ pub async fn list_tasks(
     responses((status = 201, body = Task), (status = 404, body = crate::problem::Problem)),
     security(("bearer" = [])))]
 pub async fn create_task(
-    state: web::Data<AppState>,
-    m: Member,
     path: PathId,
     body: web::Json<NewTask>,
+    scope: Scoped,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id(&path, "project")?;
-    let scope = state.store.scope(&m.tenant).await?;
-    let t = tasks::create(&scope, id, body.into_inner()).await?;
+    let t = tasks::create(&scope, id(&path, "project")?, body.into_inner()).await?;
     scope.commit().await?;
     Ok(HttpResponse::Created().json(t))
 }
@@ -210,17 +177,8 @@ pub async fn create_task(
 #[utoipa::path(get, path = "/api/tasks/{id}", tag = "tenant",
     responses((status = 200, body = Task), (status = 404, body = crate::problem::Problem)),
     security(("bearer" = [])))]
-pub async fn get_task(
-    state: web::Data<AppState>,
-    m: Member,
-    path: PathId,
-) -> Result<web::Json<Task>, ApiError> {
-    let id = id(&path, "task")?;
-    let scope = state
-        .store
-        .scope_with(&m.tenant, ScopeMode::Autocommit)
-        .await?;
-    Ok(web::Json(tasks::get(&scope, id).await?))
+pub async fn get_task(path: PathId, scope: ScopedRead) -> Result<web::Json<Task>, ApiError> {
+    Ok(web::Json(tasks::get(&scope, id(&path, "task")?).await?))
 }
 
 /// Change a task's title or mark it done.
@@ -228,14 +186,11 @@ pub async fn get_task(
     responses((status = 200, body = Task), (status = 404, body = crate::problem::Problem)),
     security(("bearer" = [])))]
 pub async fn update_task(
-    state: web::Data<AppState>,
-    m: Member,
     path: PathId,
     body: web::Json<TaskPatch>,
+    scope: Scoped,
 ) -> Result<web::Json<Task>, ApiError> {
-    let id = id(&path, "task")?;
-    let scope = state.store.scope(&m.tenant).await?;
-    let t = tasks::update(&scope, id, body.into_inner()).await?;
+    let t = tasks::update(&scope, id(&path, "task")?, body.into_inner()).await?;
     scope.commit().await?;
     Ok(web::Json(t))
 }
@@ -244,14 +199,8 @@ pub async fn update_task(
 #[utoipa::path(delete, path = "/api/tasks/{id}", tag = "tenant",
     responses((status = 204), (status = 404, body = crate::problem::Problem)),
     security(("bearer" = [])))]
-pub async fn delete_task(
-    state: web::Data<AppState>,
-    m: Member,
-    path: PathId,
-) -> Result<HttpResponse, ApiError> {
-    let id = id(&path, "task")?;
-    let scope = state.store.scope(&m.tenant).await?;
-    tasks::delete(&scope, id).await?;
+pub async fn delete_task(path: PathId, scope: Scoped) -> Result<HttpResponse, ApiError> {
+    tasks::delete(&scope, id(&path, "task")?).await?;
     scope.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -261,14 +210,9 @@ pub async fn delete_task(
     responses((status = 200, body = inline(Page<ProjectSummary>))),
     security(("bearer" = [])))]
 pub async fn summary(
-    state: web::Data<AppState>,
-    m: Member,
     q: web::Query<PageQuery>,
+    scope: ScopedRead,
 ) -> Result<web::Json<Page<ProjectSummary>>, ApiError> {
-    let scope = state
-        .store
-        .scope_with(&m.tenant, ScopeMode::Autocommit)
-        .await?;
     Ok(web::Json(
         projects::summary(&scope, q.into_inner().into()).await?,
     ))

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use futures::StreamExt;
-use tenancy_core::domain::PageRequest;
+use tenancy_core::PageRequest;
 use tenancy_core::domain::projects::{self, NewProject};
 use tenancy_core::sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use tenancy_core::{NewTenant, Slug, Tenant, TenantStore};
@@ -84,14 +84,7 @@ async fn three_hundred_tenants_never_exceed_twenty_connections() -> Result<()> {
                 for k in 0..OPS_PER_WORKER {
                     let t = &tenants[(w * 37 + k * 101) % TENANTS];
                     let scope = store.scope(t).await?;
-                    projects::create(
-                        &scope,
-                        NewProject {
-                            name: format!("w{w}k{k}"),
-                            description: String::new(),
-                        },
-                    )
-                    .await?;
+                    projects::create(&scope, NewProject::named(format!("w{w}k{k}"))).await?;
                     let page = projects::list(&scope, PageRequest::default()).await?;
                     ensure!(!page.items.is_empty());
                     scope.commit().await?;

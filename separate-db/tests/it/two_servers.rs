@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use tenancy_core::domain::PageRequest;
+use tenancy_core::PageRequest;
 use tenancy_core::domain::projects::{self, NewProject};
 use tenancy_core::sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use tenancy_core::{Error, NewTenant, Placement, Slug, Tenant, TenantStore};
@@ -27,14 +27,7 @@ async fn databases_on(url: &str, prefix: &str) -> Result<Vec<String>> {
 
 async fn add_project(store: &SeparateDbStore, t: &Tenant, name: &str) -> Result<(), Error> {
     let scope = store.scope(t).await?;
-    projects::create(
-        &scope,
-        NewProject {
-            name: name.into(),
-            description: String::new(),
-        },
-    )
-    .await?;
+    projects::create(&scope, NewProject::named(name)).await?;
     scope.commit().await
 }
 

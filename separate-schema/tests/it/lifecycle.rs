@@ -85,14 +85,7 @@ async fn interrupted_creation_is_completed_by_a_retry() -> Result<()> {
         "the retry completed the same tenant"
     );
     let scope = store.scope(&done).await?;
-    let p = projects::create(
-        &scope,
-        NewProject {
-            name: "works".into(),
-            description: String::new(),
-        },
-    )
-    .await?;
+    let p = projects::create(&scope, NewProject::named("works")).await?;
     scope.commit().await?;
     ensure!(p.tenant_id == done.id.as_uuid());
     let admin = db.admin().await?;

@@ -1,8 +1,7 @@
 //! The row-level security audit: the second layer checked on its own, with no predicate.
 
 use anyhow::{Result, bail, ensure};
-use tenancy_core::domain::projects::{self, NewProject};
-use tenancy_core::domain::tasks::{self, NewTask};
+use tenancy_core::domain::seed;
 use tenancy_core::sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use tenancy_core::{NewTenant, Slug, TENANT_TABLES, TenantStore};
 use tenancy_shared_schema::{SharedSchemaOptions, SharedSchemaStore};
@@ -34,17 +33,7 @@ async fn seeded(
         .await?;
     for (t, n) in [(&a, 3), (&b, 2)] {
         let s = store.scope(t).await?;
-        for i in 0..n {
-            let p = projects::create(
-                &s,
-                NewProject {
-                    name: format!("p{i}"),
-                    description: String::new(),
-                },
-            )
-            .await?;
-            tasks::create(&s, p.id, NewTask { title: "t".into() }).await?;
-        }
+        seed::projects_with_tasks(&s, "p", n, 1).await?;
         s.commit().await?;
     }
     Ok((store, a, b))

@@ -1,13 +1,18 @@
-//! Users, their memberships in tenants, and API tokens, in the control database's catalog.
+//! The account writes: users, their memberships in tenants, and API tokens, kept in the
+//! control database beside the catalog, in tables the demo's own [`migration`] creates.
 //!
 //! Users are global: a user exists outside any tenant and is granted tenants through
 //! memberships with a role. Tokens are 32 random bytes, shown once, and stored as their
-//! SHA-256 hash, so a leaked catalog does not leak working tokens.
+//! SHA-256 hash, so a leaked catalog does not leak working tokens. Reading them back on a
+//! request (token to user, membership to role) is [`crate::identity`]'s job.
+
+pub mod migration;
 
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tenancy_core::sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use tenancy_core::sea_orm::ConnectionTrait;
+use tenancy_core::sql::stmt;
 use tenancy_core::{Error, Result, TenantId};
 use uuid::Uuid;
 
@@ -21,10 +26,19 @@ pub enum Role {
 }
 
 impl Role {
-    fn as_str(self) -> &'static str {
+    /// The name stored in `tenancy.memberships.role`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Role::Owner => "owner",
             Role::Member => "member",
+        }
+    }
+
+    /// The role a stored name stands for (anything but `owner` is a plain member).
+    pub fn from_stored(name: &str) -> Role {
+        match name {
+            "owner" => Role::Owner,
+            _ => Role::Member,
         }
     }
 }
@@ -62,10 +76,6 @@ impl std::fmt::Debug for IssuedToken {
     }
 }
 
-fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
-}
-
 // ANCHOR: tokens
 /// The hash a token is stored and looked up by.
 pub fn token_hash(token: &str) -> Vec<u8> {
@@ -81,21 +91,19 @@ pub fn new_token() -> String {
 }
 // ANCHOR_END: tokens
 
-/// Creates a user; `Invalid` for a bad email or name, `Conflict` when the email is taken.
+/// Creates a user; `Invalid` for a bad email or name, `UniqueViolation` when the email is
+/// taken.
 pub async fn create_user(db: &impl ConnectionTrait, new: NewUser) -> Result<User> {
     let email = new.email.trim().to_lowercase();
     let name = new.name.trim().to_owned();
     if email.len() > 254 || !email.contains('@') || email.starts_with('@') || email.ends_with('@') {
-        return Err(Error::Invalid {
-            field: "email",
-            reason: "must be an email address of at most 254 characters".into(),
-        });
+        return Err(Error::invalid(
+            "email",
+            "must be an email address of at most 254 characters",
+        ));
     }
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(Error::Invalid {
-            field: "name",
-            reason: "must be 1 to 200 characters".into(),
-        });
+        return Err(Error::invalid("name", "must be 1 to 200 characters"));
     }
     let id = Uuid::now_v7();
     db.execute_raw(stmt(
@@ -134,34 +142,6 @@ pub async fn create_token(db: &impl ConnectionTrait, user: Uuid) -> Result<Issue
     Ok(IssuedToken {
         user_id: user,
         token,
-    })
-}
-
-/// The user a token belongs to.
-pub async fn user_for_token(db: &impl ConnectionTrait, token: &str) -> Result<Option<Uuid>> {
-    let row = db
-        .query_one_raw(stmt(
-            "SELECT user_id FROM tenancy.api_tokens WHERE token_hash = $1",
-            [token_hash(token).into()],
-        ))
-        .await?;
-    Ok(row.map(|r| r.try_get::<Uuid>("", "user_id")).transpose()?)
-}
-
-/// The user's role in the tenant, if a member.
-pub async fn role(db: &impl ConnectionTrait, user: Uuid, tenant: TenantId) -> Result<Option<Role>> {
-    let row = db
-        .query_one_raw(stmt(
-            "SELECT role FROM tenancy.memberships WHERE user_id = $1 AND tenant_id = $2",
-            [user.into(), tenant.as_uuid().into()],
-        ))
-        .await?;
-    Ok(match row {
-        Some(r) => match r.try_get::<String>("", "role")?.as_str() {
-            "owner" => Some(Role::Owner),
-            _ => Some(Role::Member),
-        },
-        None => None,
     })
 }
 

@@ -1,0 +1,282 @@
+//! Who is asking, and for which tenant, in the order a request is checked: the bearer token
+//! to its user, the tenant slug to its tenant, the (user, tenant) pair to a role, each through
+//! an in-process cache; then the [`authorize`] middleware that runs those checks in front of
+//! every tenant route and the [`Member`] and [`Admin`] extractors handlers take.
+//!
+//! The order of checks is fixed: the token first (401 without a valid one), then the tenant
+//! (404 when unknown), then the membership (404 as well, so a token cannot probe which tenants
+//! exist).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use moka::future::Cache;
+use prometheus::IntCounterVec;
+use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection};
+use tenancy_core::sql::stmt;
+use tenancy_core::{Error, Slug, Tenant, TenantState, TenantStore};
+use uuid::Uuid;
+
+use crate::accounts::{Role, token_hash};
+use crate::problem::ApiError;
+use crate::settings::{ResolutionSettings, ResolveBy};
+
+/// The token of `Authorization: Bearer <token>`, if the request carries one.
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// The identity checks and their caches, shared by all workers (clones share the caches).
+#[derive(Clone)]
+pub struct Identity {
+    store: Arc<dyn TenantStore>,
+    /// The control database, where tokens and memberships are kept.
+    control: DatabaseConnection,
+    resolution: ResolutionSettings,
+    /// SHA-256 of the admin token.
+    admin_hash: Vec<u8>,
+    /// Tenant lookups by result (`hit`, `miss`).
+    tenant_lookups: IntCounterVec,
+    /// Token hash to user. Tokens are never revoked through the API.
+    users: Cache<Vec<u8>, Uuid>,
+    /// Tenants by slug: a hot tenant costs no catalog query. Invalidated on delete here, and
+    /// expires after 30 s for deletes made elsewhere.
+    tenants: Cache<String, Tenant>,
+    /// (user, tenant) to role; cleared whenever a membership changes.
+    roles: Cache<(Uuid, Uuid), Option<Role>>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("resolution", &self.resolution)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// `tenant_lookups` counts tenant lookups by result (the demo's `tenant_cache` metric).
+    pub fn new(
+        store: Arc<dyn TenantStore>,
+        control: DatabaseConnection,
+        resolution: ResolutionSettings,
+        admin_token: &str,
+        tenant_lookups: IntCounterVec,
+    ) -> Self {
+        Identity {
+            store,
+            control,
+            resolution,
+            admin_hash: token_hash(admin_token),
+            tenant_lookups,
+            // ANCHOR: caches
+            users: Cache::builder().max_capacity(100_000).build(),
+            // Deletes through this process invalidate at once; a delete by another process
+            // (the CLI, another instance) is seen within the time to live.
+            tenants: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(30))
+                .build(),
+            roles: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            // ANCHOR_END: caches
+        }
+    }
+
+    /// 1. The user the bearer token belongs to. The token is hashed once: the hash is both
+    ///    the cache key and what the catalog stores.
+    pub async fn user(&self, token: &str) -> Result<Option<Uuid>, Error> {
+        let hash = token_hash(token);
+        if let Some(user) = self.users.get(&hash).await {
+            return Ok(Some(user));
+        }
+        let row = self
+            .control
+            .query_one_raw(stmt(
+                "SELECT user_id FROM tenancy.api_tokens WHERE token_hash = $1",
+                [hash.clone().into()],
+            ))
+            .await?;
+        let user = row.map(|r| r.try_get::<Uuid>("", "user_id")).transpose()?;
+        if let Some(u) = user {
+            self.users.insert(hash, u).await;
+        }
+        Ok(user)
+    }
+
+    /// 2. The tenant slug the request names, trying each configured source in order.
+    pub fn tenant_slug(&self, req: &HttpRequest) -> Option<String> {
+        for by in &self.resolution.order {
+            let found = match by {
+                ResolveBy::Path => req.match_info().get("tenant").map(str::to_owned),
+                ResolveBy::Header => req
+                    .headers()
+                    .get(self.resolution.header.as_str())
+                    .and_then(|v| v.to_str().ok())
+                    .map(|s| s.trim().to_owned()),
+                ResolveBy::Subdomain => {
+                    let host = req.connection_info().host().to_owned();
+                    let host = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+                    host.strip_suffix(&format!(".{}", self.resolution.base_domain))
+                        .filter(|s| !s.is_empty() && !s.contains('.'))
+                        .map(str::to_owned)
+                }
+            };
+            if let Some(slug) = found.filter(|s| !s.is_empty()) {
+                return Some(slug);
+            }
+        }
+        None
+    }
+
+    /// 3. The ready tenant with this slug, from the cache when possible.
+    pub async fn tenant(&self, slug: &str) -> Result<Tenant, Error> {
+        if let Some(t) = self.tenants.get(slug).await {
+            self.tenant_lookups.with_label_values(&["hit"]).inc();
+            return Ok(t);
+        }
+        self.tenant_lookups.with_label_values(&["miss"]).inc();
+        let parsed = Slug::parse(slug).map_err(|_| Error::TenantNotFound)?;
+        let tenant = self.store.tenant_by_slug(&parsed).await?;
+        if tenant.state == TenantState::Ready {
+            self.tenants.insert(slug.to_owned(), tenant.clone()).await;
+        }
+        Ok(tenant)
+    }
+
+    /// 4. The user's role in the tenant, if a member.
+    pub async fn role(&self, user: Uuid, tenant: &Tenant) -> Result<Option<Role>, Error> {
+        let key = (user, tenant.id.as_uuid());
+        if let Some(role) = self.roles.get(&key).await {
+            return Ok(role);
+        }
+        let row = self
+            .control
+            .query_one_raw(stmt(
+                "SELECT role FROM tenancy.memberships WHERE user_id = $1 AND tenant_id = $2",
+                [user.into(), tenant.id.as_uuid().into()],
+            ))
+            .await?;
+        let role = row
+            .map(|r| r.try_get::<String>("", "role"))
+            .transpose()?
+            .map(|name| Role::from_stored(&name));
+        self.roles.insert(key, role).await;
+        Ok(role)
+    }
+
+    /// Forgets a tenant (after it was deleted), and every cached role with it.
+    pub async fn forget_tenant(&self, slug: &str) {
+        self.tenants.invalidate(slug).await;
+        self.roles.invalidate_all();
+    }
+
+    /// Forgets every cached role (after a membership changed).
+    pub fn forget_roles(&self) {
+        self.roles.invalidate_all();
+    }
+}
+
+fn identity(req: &HttpRequest) -> Result<web::Data<Identity>, ApiError> {
+    crate::state::app_data(req)
+}
+
+/// A member of the tenant the request names, established by [`authorize`] before the
+/// handler's other extractors (a JSON body, a query) run: so a request without a valid token
+/// gets 401 and a non-member 404, whatever else is wrong with it.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub tenant: Tenant,
+    pub user: Uuid,
+    pub role: Role,
+}
+
+// ANCHOR: member
+async fn member(req: &HttpRequest) -> Result<Member, ApiError> {
+    let identity = identity(req)?;
+    let token = bearer(req).ok_or(ApiError::Unauthorized("a bearer token is required"))?;
+    let user = identity
+        .user(token)
+        .await?
+        .ok_or(ApiError::Unauthorized("the bearer token is not valid"))?;
+    let not_found = || ApiError::NotFound("tenant not found".into());
+    let slug = identity.tenant_slug(req).ok_or_else(not_found)?;
+    tracing::Span::current().record("tenant", slug.as_str());
+    let tenant = identity.tenant(&slug).await.map_err(|e| match e {
+        Error::TenantNotFound => not_found(),
+        other => other.into(),
+    })?;
+    let role = identity.role(user, &tenant).await?.ok_or_else(not_found)?;
+    Ok(Member { tenant, user, role })
+}
+
+/// Middleware on the tenant routes: authenticates, resolves the tenant, checks the
+/// membership, and hands the [`Member`] to the handler.
+pub async fn authorize(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let member = member(req.request()).await?;
+    req.extensions_mut().insert(member);
+    next.call(req).await
+}
+// ANCHOR_END: member
+
+impl Member {
+    /// The member [`authorize`] established for this request.
+    pub fn of(req: &HttpRequest) -> Result<Member, ApiError> {
+        req.extensions().get::<Member>().cloned().ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!(
+                "a tenant route without the authorize middleware"
+            ))
+        })
+    }
+}
+
+impl FromRequest for Member {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(Member::of(req))
+    }
+}
+
+// ANCHOR: admin
+/// A caller holding the admin token.
+#[derive(Debug)]
+pub struct Admin;
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let identity = identity(&req)?;
+            let token =
+                bearer(&req).ok_or(ApiError::Unauthorized("the admin token is required"))?;
+            // Hashes of equal length are compared, so the comparison leaks nothing useful.
+            if token_hash(token) != identity.admin_hash {
+                return Err(ApiError::Unauthorized("the admin token is not valid"));
+            }
+            Ok(Admin)
+        })
+    }
+}
+// ANCHOR_END: admin

@@ -1,0 +1,80 @@
+//! Binding the scope: a tenant route's handler takes a [`Scoped`] (a transaction it commits)
+//! or a [`ScopedRead`] (autocommit, for a single read), bound by the store to the tenant the
+//! [`authorize`](crate::identity::authorize) middleware checked. A handler never names a
+//! tenant itself.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest};
+use tenancy_core::{ScopeMode, TenantScope};
+
+use crate::identity::Member;
+use crate::problem::ApiError;
+use crate::state::{AppState, app_data};
+
+/// A transactional scope on the caller's tenant: writes, and reads that must agree with each
+/// other. Nothing is kept unless the handler calls [`Scoped::commit`]; dropped, it rolls back.
+pub type Scoped = BoundScope<Transaction>;
+
+/// An autocommit scope on the caller's tenant, for a handler that runs one read: no
+/// transaction to open and commit where the strategy needs none.
+pub type ScopedRead = BoundScope<Autocommit>;
+
+/// A scope bound to the request's [`Member`]'s tenant in mode `M`; used through
+/// [`Scoped`] and [`ScopedRead`]. Derefs to the [`TenantScope`] the domain functions take.
+#[derive(Debug)]
+pub struct BoundScope<M>(TenantScope, PhantomData<M>);
+
+/// The mode of a [`Scoped`].
+#[derive(Debug)]
+pub enum Transaction {}
+
+/// The mode of a [`ScopedRead`].
+#[derive(Debug)]
+pub enum Autocommit {}
+
+/// What a [`BoundScope`]'s mode marker stands for.
+pub trait Mode {
+    const MODE: ScopeMode;
+}
+
+impl Mode for Transaction {
+    const MODE: ScopeMode = ScopeMode::Transaction;
+}
+
+impl Mode for Autocommit {
+    const MODE: ScopeMode = ScopeMode::Autocommit;
+}
+
+impl Scoped {
+    /// Commits the scope's transaction.
+    pub async fn commit(self) -> tenancy_core::Result<()> {
+        self.0.commit().await
+    }
+}
+
+impl<M> Deref for BoundScope<M> {
+    type Target = TenantScope;
+
+    fn deref(&self) -> &TenantScope {
+        &self.0
+    }
+}
+
+impl<M: Mode + 'static> FromRequest for BoundScope<M> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let found = Member::of(req).and_then(|m| Ok((m, app_data::<AppState>(req)?)));
+        Box::pin(async move {
+            let (member, state) = found?;
+            let scope = state.store.scope_with(&member.tenant, M::MODE).await?;
+            Ok(BoundScope(scope, PhantomData))
+        })
+    }
+}

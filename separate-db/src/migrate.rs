@@ -1,0 +1,120 @@
+//! Tenant migrations, database by database: each database (and template) keeps its own
+//! version in a one-row table, updated in the migration's own transaction.
+
+use tenancy_core::migration::pin_tenant_tables;
+use tenancy_core::sea_orm::{ConnectionTrait, TransactionTrait};
+use tenancy_core::sql::stmt;
+use tenancy_core::{MigrationOutcome, Result, Tenant, TenantId, TenantMigration, catalog};
+
+use crate::router::Lease;
+use crate::store::SeparateDbStore;
+
+/// The one-row table in every tenant database (and template) that records its version: the
+/// authority a migration run reads, since the catalog lives in another database and cannot
+/// commit together with it.
+const VERSION_TABLE: &str = "tenancy_schema_version";
+
+impl SeparateDbStore {
+    /// Begins a transaction on the lease's database, turning a timeout on a server that is down into
+    /// [`Error::Unavailable`].
+    pub(crate) async fn begin(
+        &self,
+        lease: &Lease,
+    ) -> Result<tenancy_core::sea_orm::DatabaseTransaction> {
+        match lease.connection().begin().await {
+            Ok(txn) => Ok(txn),
+            Err(e) => Err(lease
+                .server()
+                .explain(e.into(), self.inner.options.retry_after)
+                .await),
+        }
+    }
+
+    // ANCHOR: migrate_database
+    /// Brings `database` on `server` to the latest version in one transaction of its own,
+    /// recording the version inside it; pins the tables to `tenant` when given. Returns
+    /// (from, to). The pool is closed afterwards when the database is a template, which must
+    /// have no connections to be copied.
+    pub(crate) async fn migrate_database(
+        &self,
+        server: usize,
+        database: &str,
+        tenant: Option<TenantId>,
+    ) -> Result<(i32, i32)> {
+        let lease = self.lease(server, database).await?;
+        let result = self.migrate_leased(&lease, tenant).await;
+        if tenant.is_none() {
+            // A template must have no connections to be copied, whatever happened here.
+            drop(lease);
+            self.inner.router.evict(server, database).await;
+        }
+        result
+    }
+
+    async fn migrate_leased(&self, lease: &Lease, tenant: Option<TenantId>) -> Result<(i32, i32)> {
+        let txn = self.begin(lease).await?;
+        if tenant.is_none() {
+            // Tenant databases inherit the table from their template.
+            txn.execute_unprepared(&format!(
+                "CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (\
+                   one boolean PRIMARY KEY DEFAULT true CHECK (one), version integer NOT NULL); \
+                 INSERT INTO {VERSION_TABLE} (version) VALUES (0) ON CONFLICT DO NOTHING"
+            ))
+            .await?;
+        }
+        let from = txn
+            .query_one_raw(stmt(
+                &format!("SELECT version FROM {VERSION_TABLE} FOR UPDATE"),
+                [],
+            ))
+            .await?
+            .map(|r| r.try_get::<i32>("", "version"))
+            .transpose()?
+            .unwrap_or(0);
+        let latest = self.inner.options.migrations.latest();
+        if from >= latest {
+            txn.commit().await?;
+            return Ok((from, from));
+        }
+        let to = self
+            .inner
+            .options
+            .migrations
+            .apply(&txn, None, from)
+            .await?;
+        if let Some(id) = tenant {
+            txn.execute_unprepared(&pin_tenant_tables("public", id))
+                .await?;
+        }
+        txn.execute_raw(stmt(
+            &format!("UPDATE {VERSION_TABLE} SET version = $1"),
+            [to.into()],
+        ))
+        .await?;
+        txn.commit().await?;
+        Ok((from, to))
+    }
+    // ANCHOR_END: migrate_database
+
+    // ANCHOR: migrate_tenant
+    pub(crate) async fn migrate_tenant(&self, tenant: Tenant) -> TenantMigration {
+        let result: Result<MigrationOutcome> = async {
+            let (server, database) = self.server_of(&tenant)?;
+            let (from, to) = self
+                .migrate_database(server, &database, Some(tenant.id))
+                .await?;
+            // The tenant's database holds the truth; the catalog copy serves the fast path
+            // and is brought in line even when the database was already current (a run
+            // interrupted between the two commits).
+            catalog::set_schema_version(&self.inner.control, tenant.id, to).await?;
+            Ok(if from == to {
+                MigrationOutcome::UpToDate { version: to }
+            } else {
+                MigrationOutcome::Migrated { from, to }
+            })
+        }
+        .await;
+        TenantMigration::of_tenant(&tenant, result)
+    }
+    // ANCHOR_END: migrate_tenant
+}

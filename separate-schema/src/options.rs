@@ -1,0 +1,71 @@
+//! How a separate-schema store connects and names its schemas.
+
+use std::time::Duration;
+
+use tenancy_core::migration::TenantMigrations;
+use tenancy_core::{PoolSettings, Result, Slug, check_identifier};
+
+// ANCHOR: options
+/// How a [`SeparateSchemaStore`] connects and behaves.
+#[derive(Debug, Clone)]
+pub struct SeparateSchemaOptions {
+    /// Most connections the store holds (to the database, or to the pooler when
+    /// [`SeparateSchemaOptions::tenant_url`] is set).
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before [`Error::PoolTimeout`].
+    pub acquire_timeout: Duration,
+    /// A pooled connection is closed after this long, which bounds the per-connection caches
+    /// PostgreSQL keeps of every relation the connection has touched (thousands of schemas
+    /// means thousands of relations). `None` keeps connections forever.
+    pub max_connection_lifetime: Option<Duration>,
+    /// Tenant schemas are named this prefix followed by the slug.
+    pub schema_prefix: String,
+    /// The pre-migrated schema new tenants are copied from.
+    pub template_schema: String,
+    /// Tenant traffic goes to this URL (a PgBouncer in transaction mode, for instance) while
+    /// the catalog, DDL and migrations use the direct URL. Through a pooler every scope is a
+    /// transaction and statements are not cached: PgBouncer before 1.21 cannot keep a named
+    /// statement across transactions. The pooler must run `DEALLOCATE ALL` when it hands a
+    /// connection back (`server_reset_query_always = 1`).
+    pub tenant_url: Option<String>,
+    /// The tenant migrations.
+    pub migrations: TenantMigrations,
+}
+// ANCHOR_END: options
+
+impl Default for SeparateSchemaOptions {
+    fn default() -> Self {
+        SeparateSchemaOptions {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            max_connection_lifetime: Some(Duration::from_secs(300)),
+            schema_prefix: "tenant_".into(),
+            template_schema: "tenant_template".into(),
+            tenant_url: None,
+            migrations: TenantMigrations::default(),
+        }
+    }
+}
+
+impl SeparateSchemaOptions {
+    /// Refuses names that are not plain identifiers, or a prefix too long to leave room for a
+    /// slug within PostgreSQL's 63-byte names.
+    pub(crate) fn check(&self) -> Result<()> {
+        check_identifier("schema_prefix", &self.schema_prefix, Slug::MAX_LEN)?;
+        check_identifier("template_schema", &self.template_schema, 0)
+    }
+
+    // ANCHOR: pool
+    /// The settings of the direct pool, or (`through_pooler`) of the pool to a transaction
+    /// pooler, which must not cache named statements.
+    pub(crate) fn pool(&self, through_pooler: bool) -> PoolSettings {
+        PoolSettings {
+            max_connections: self.max_connections,
+            acquire_timeout: self.acquire_timeout,
+            max_lifetime: self.max_connection_lifetime,
+            statement_cache: !through_pooler,
+            ..PoolSettings::default()
+        }
+    }
+    // ANCHOR_END: pool
+}

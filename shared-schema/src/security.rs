@@ -1,0 +1,62 @@
+//! Row-level security on the shared tables: the application role that tenant traffic runs as,
+//! and the policy on every table with a `tenant_id` column.
+
+use tenancy_core::sea_orm::ConnectionTrait;
+use tenancy_core::{Result, quote_ident};
+
+// ANCHOR: secure_tables
+/// Puts every table of `public` that has a `tenant_id` column under row-level security
+/// and grants the application role what tenant traffic needs. Idempotent; runs after
+/// every migration, so a table added later cannot be left without a policy.
+pub(crate) async fn secure_tables(conn: &impl ConnectionTrait, app_role: &str) -> Result<()> {
+    let role = quote_ident(app_role);
+    let role_literal = format!("'{}'", app_role.replace('\'', "''"));
+    // The role is cluster-wide: two databases installing at once may race to create it.
+    conn.execute_unprepared(&format!(
+        r#"
+DO $$
+BEGIN
+    -- Only when missing: CREATE ROLE needs the CREATEROLE privilege even for a duplicate.
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {role_literal}) THEN
+        CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT;
+    END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+END $$;
+DO $$
+BEGIN
+    -- The connecting role must be able to SET ROLE to the application role.
+    IF NOT pg_has_role(current_user, '{role_lit}', 'MEMBER') THEN
+        EXECUTE format('GRANT %I TO %I', '{role_lit}', current_user);
+    END IF;
+END $$;
+GRANT USAGE ON SCHEMA public TO {role};
+DO $$
+DECLARE t record;
+BEGIN
+    FOR t IN
+        SELECT c.relname FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+    LOOP
+        EXECUTE format('ALTER TABLE public.%I ENABLE ROW LEVEL SECURITY', t.relname);
+        EXECUTE format('ALTER TABLE public.%I FORCE ROW LEVEL SECURITY', t.relname);
+        EXECUTE format('DROP POLICY IF EXISTS tenant_isolation ON public.%I', t.relname);
+        -- (SELECT ...) makes the setting an init-plan evaluated once per statement, so the
+        -- comparison can use the index on tenant_id. NULLIF: an unset or reset setting is
+        -- '' or NULL, which matches no row.
+        EXECUTE format(
+            'CREATE POLICY tenant_isolation ON public.%I '
+            'USING (tenant_id = (SELECT NULLIF(current_setting(''tenancy.tenant_id'', true), '''')::uuid)) '
+            'WITH CHECK (tenant_id = (SELECT NULLIF(current_setting(''tenancy.tenant_id'', true), '''')::uuid))',
+            t.relname);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON public.%I TO %I', t.relname, '{role_lit}');
+    END LOOP;
+END $$;
+"#,
+        role_lit = app_role,
+    ))
+    .await?;
+    Ok(())
+}
+// ANCHOR_END: secure_tables

@@ -1,0 +1,132 @@
+//! The conformance suite: what every [`TenantStore`] must do, whatever its placement.
+//!
+//! A strategy crate runs it from its integration tests with
+//!
+//! ```ignore
+//! tenancy_testkit::conformance_tests!(crate::store_factory);
+//! ```
+//!
+//! where `store_factory(&TestDatabase, StoreConfig) -> anyhow::Result<Arc<dyn TenantStore>>`
+//! is async. Each check becomes its own `#[tokio::test]` on its own fresh database.
+//!
+//! The checks live in one file per promise: `lifecycle.rs` (creating, finding, listing and
+//! deleting tenants), `domain.rs` (projects and tasks), `bad_input.rs` (what is refused) and
+//! `isolation.rs` (no tenant reaches another); `support.rs` holds what they share.
+//! [`conformance_tests!`](crate::conformance_tests) is the one list of the checks.
+
+mod bad_input;
+mod domain;
+mod isolation;
+mod lifecycle;
+mod support;
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use futures::future::BoxFuture;
+use tenancy_core::TenantStore;
+
+use crate::TestDatabase;
+
+pub use bad_input::*;
+pub use domain::*;
+pub use isolation::*;
+pub use lifecycle::*;
+pub use support::rows_anywhere;
+
+/// What a test asks of the store it gets.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreConfig {
+    /// The most connections the store may hold to each server.
+    pub max_connections: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { max_connections: 5 }
+    }
+}
+
+/// Builds a store on a test database.
+pub type StoreFactory = Arc<
+    dyn for<'a> Fn(&'a TestDatabase, StoreConfig) -> BoxFuture<'a, Result<Arc<dyn TenantStore>>>
+        + Send
+        + Sync,
+>;
+
+/// What each conformance check gets: its database and a way to build stores on it.
+pub struct Harness {
+    pub db: TestDatabase,
+    factory: StoreFactory,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness")
+            .field("db", &self.db)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Harness {
+    /// A store on this test's database.
+    pub async fn store(&self, config: StoreConfig) -> Result<Arc<dyn TenantStore>> {
+        (self.factory)(&self.db, config).await
+    }
+}
+
+/// Runs one check on a fresh database; drops the database when the check passes.
+pub async fn run<F>(check: F, factory: StoreFactory) -> Result<()>
+where
+    F: for<'a> FnOnce(&'a Harness) -> BoxFuture<'a, Result<()>>,
+{
+    let harness = Harness {
+        db: TestDatabase::create().await?,
+        factory,
+    };
+    match check(&harness).await {
+        Ok(()) => harness.db.drop_database().await,
+        Err(e) => {
+            eprintln!("kept test database {} for inspection", harness.db.name());
+            Err(e)
+        }
+    }
+}
+
+/// Generates one `#[tokio::test]` per conformance check for a store factory.
+///
+/// `conformance_tests!(factory)` generates every check; `conformance_tests!(factory; a, b)`
+/// only the named ones.
+///
+/// The first arm is the one list of the checks: a check is a `pub async fn(&Harness)` in one
+/// of the suite's files, and the identifier written here names both the generated test and
+/// the function it runs (`conformance::<check>`, re-exported from its file).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:path) => {
+        $crate::conformance_tests!($factory;
+            // lifecycle.rs
+            lifecycle,
+            // domain.rs
+            projects_crud_and_paging, tasks_crud_and_paging, summary_join,
+            // bad_input.rs
+            invalid_slugs_write_nothing, unknown_ids_are_not_found, invalid_values_write_nothing,
+            // isolation.rs
+            isolation_between_tenants, concurrent_tenants_see_only_their_own,
+            no_state_survives_checkout, tenant_id_never_changes, delete_leaves_other_tenants,
+        );
+    };
+    ($factory:path; $($check:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() -> ::anyhow::Result<()> {
+                let factory: $crate::conformance::StoreFactory =
+                    ::std::sync::Arc::new(|db, config| ::std::boxed::Box::pin($factory(db, config)));
+                $crate::conformance::run(
+                    |h| ::std::boxed::Box::pin($crate::conformance::$check(h)),
+                    factory,
+                ).await
+            }
+        )+
+    };
+}

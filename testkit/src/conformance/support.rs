@@ -1,0 +1,165 @@
+//! What the checks share: making tenants and projects, the few domain calls several checks
+//! repeat, expecting a typed error, and counting what a store left on the server.
+
+use anyhow::{Result, anyhow, bail};
+use tenancy_core::domain::projects::{self, NewProject, Project, ProjectPatch};
+use tenancy_core::domain::tasks::{self, Task, TaskPatch};
+use tenancy_core::sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use tenancy_core::sql::stmt;
+use tenancy_core::{
+    Error, NewTenant, Page, PageRequest, ScopeMode, Slug, Tenant, TenantId, TenantScope,
+    TenantStore,
+};
+use uuid::Uuid;
+
+use super::Harness;
+
+pub(super) fn slug(s: &str) -> Slug {
+    Slug::parse(s).unwrap_or_else(|e| panic!("test slug {s:?} is invalid: {e}"))
+}
+
+pub(super) async fn tenant(store: &dyn TenantStore, s: &str) -> Result<Tenant> {
+    Ok(store
+        .create_tenant(NewTenant::new(slug(s), format!("Tenant {s}")))
+        .await?)
+}
+
+pub(super) async fn new_project(
+    store: &dyn TenantStore,
+    t: &Tenant,
+    name: &str,
+) -> Result<Project> {
+    let scope = store.scope(t).await?;
+    let p = projects::create(&scope, NewProject::named(name)).await?;
+    scope.commit().await?;
+    Ok(p)
+}
+
+pub(super) async fn all_projects(store: &dyn TenantStore, t: &Tenant) -> Result<Vec<Project>> {
+    let scope = store.scope_with(t, ScopeMode::Autocommit).await?;
+    let page = projects::list(&scope, PageRequest::first(PageRequest::MAX_LIMIT)).await?;
+    scope.commit().await?;
+    Ok(page.items)
+}
+
+/// Renames project `id`, leaving its description.
+pub(super) async fn rename_project(
+    scope: &TenantScope,
+    id: Uuid,
+    name: impl Into<String>,
+) -> tenancy_core::Result<Project> {
+    let patch = ProjectPatch {
+        name: Some(name.into()),
+        description: None,
+    };
+    projects::update(scope, id, patch).await
+}
+
+/// Marks task `id` done, leaving its title.
+pub(super) async fn mark_done(scope: &TenantScope, id: Uuid) -> tenancy_core::Result<Task> {
+    let patch = TaskPatch {
+        title: None,
+        done: Some(true),
+    };
+    tasks::update(scope, id, patch).await
+}
+
+/// How many tasks project `project` has on the first default page.
+pub(super) async fn task_count(scope: &TenantScope, project: Uuid) -> Result<usize> {
+    Ok(tasks::list(scope, project, PageRequest::default())
+        .await?
+        .items
+        .len())
+}
+
+/// The items of two consecutive pages, each as `key` sees it.
+pub(super) fn both_pages<T, K>(first: &Page<T>, second: &Page<T>, key: impl Fn(&T) -> K) -> Vec<K> {
+    first.items.iter().chain(&second.items).map(key).collect()
+}
+
+pub(super) fn expect_err<T: std::fmt::Debug>(
+    res: tenancy_core::Result<T>,
+    what: &str,
+    ok: impl Fn(&Error) -> bool,
+) -> Result<()> {
+    match res {
+        Err(e) if ok(&e) => Ok(()),
+        other => bail!("{what}: expected a specific error, got {other:?}"),
+    }
+}
+
+pub(super) fn is_not_found(e: &Error) -> bool {
+    matches!(e, Error::NotFound(_))
+}
+
+async fn count(conn: &DatabaseConnection, sql: &str) -> Result<i64> {
+    let row = conn
+        .query_one_raw(stmt(sql, []))
+        .await?
+        .ok_or_else(|| anyhow!("no row from {sql}"))?;
+    Ok(row.try_get_by_index::<i64>(0)?)
+}
+
+/// What exists on the server: catalog rows, schemas, databases.
+pub(super) async fn footprint(h: &Harness) -> Result<(i64, i64, i64)> {
+    let admin = h.db.admin().await?;
+    let out = (
+        count(&admin, "SELECT count(*) FROM tenancy.tenants").await?,
+        count(&admin, "SELECT count(*) FROM pg_namespace").await?,
+        // Only the databases of this test: other tests create theirs at the same time.
+        count(
+            &admin,
+            &format!(
+                "SELECT count(*) FROM pg_database WHERE starts_with(datname, '{}_')",
+                h.db.name()
+            ),
+        )
+        .await?,
+    );
+    admin.close().await.ok();
+    Ok(out)
+}
+
+/// Counts the rows of `tenant` in every tenant table of every schema of the test database and
+/// of every database the test created beside it (separate-db tenants), as a superuser.
+pub async fn rows_anywhere(h: &Harness, tenant: TenantId) -> Result<i64> {
+    let admin = h.db.admin().await?;
+    let mut urls = vec![h.db.url().to_owned()];
+    for row in admin
+        .query_all_raw(stmt(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1 || '_')",
+            [h.db.name().to_owned().into()],
+        ))
+        .await?
+    {
+        let name: String = row.try_get("", "datname")?;
+        let mut u = url::Url::parse(h.db.url())?;
+        u.set_path(&name);
+        urls.push(u.to_string());
+    }
+    admin.close().await.ok();
+    let mut total = 0;
+    for url in urls {
+        let conn = Database::connect(url.as_str()).await?;
+        let tables = conn
+            .query_all_raw(stmt(
+                "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) AS t FROM information_schema.columns \
+                 WHERE column_name = 'tenant_id' AND table_schema NOT IN ('pg_catalog', 'information_schema')",
+                [],
+            ))
+            .await?;
+        for row in tables {
+            let table: String = row.try_get("", "t")?;
+            total += count(
+                &conn,
+                &format!(
+                    "SELECT count(*) FROM {table} WHERE tenant_id = '{}'",
+                    tenant.as_uuid()
+                ),
+            )
+            .await?;
+        }
+        conn.close().await.ok();
+    }
+    Ok(total)
+}
