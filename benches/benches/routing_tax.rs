@@ -6,8 +6,10 @@
 //! database of their own with no tenancy at all. Every variant runs its statements the way
 //! the domain code would in production: reads in autocommit scopes (a strategy that needs a
 //! transaction for isolation still opens one; that is its tax), inserts in a scope that
-//! commits. Shared-schema appears twice: with row-level security (the safe default) and with
-//! the predicate alone (faster, one layer).
+//! commits. Shared-schema appears four times: row-level security with the session binding
+//! (the default on a direct connection), with the binding in the transaction (the one for
+//! poolers), the first design (four round trips, kept to measure against), and the predicate
+//! alone (one layer).
 //!
 //! Data: one tenant, 1,000 projects, the first 50 with three tasks each.
 
@@ -18,11 +20,11 @@ use tenancy_core::PageRequest;
 use tenancy_core::domain::projects::{self, NewProject};
 use tenancy_core::domain::seed;
 use tenancy_core::migration::TenantMigrations;
-use tenancy_core::sea_orm::{DatabaseConnection, TransactionTrait};
+use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::{
     ScopeMode, Strategy, TableNamespace, Tenant, TenantId, TenantScope, TenantStore,
 };
-use tenancy_shared_schema::{Isolation, SharedSchemaOptions, SharedSchemaStore};
+use tenancy_shared_schema::{Isolation, RlsBinding, SharedSchemaOptions, SharedSchemaStore};
 use tenancy_testkit::TestDatabase;
 use uuid::Uuid;
 
@@ -33,6 +35,9 @@ const PROJECTS: usize = 1_000;
 enum Target {
     Baseline(DatabaseConnection, TenantId),
     Store(Arc<dyn TenantStore>, Tenant),
+    /// Shared-schema's first design, kept to measure against: a sea-orm transaction, then the
+    /// role and the setting in one message, then the statement, then `COMMIT`.
+    FourRoundTrips(DatabaseConnection, Tenant),
 }
 
 impl Target {
@@ -49,6 +54,16 @@ impl Target {
                 ),
             },
             Target::Store(store, t) => store.scope_with(t, mode).await.expect("scope"),
+            Target::FourRoundTrips(conn, t) => {
+                let txn = conn.begin().await.expect("begin");
+                txn.execute_unprepared(&format!(
+                    "SET LOCAL ROLE tenancy_app; SELECT set_config('tenancy.tenant_id', '{}', true)",
+                    t.id.as_uuid()
+                ))
+                .await
+                .expect("bind");
+                TenantScope::in_transaction(t.id, TableNamespace::Unqualified, txn)
+            }
         }
     }
 }
@@ -84,6 +99,22 @@ async fn variant(name: &str, db: &TestDatabase) -> anyhow::Result<Target> {
             tenancy_benches::open_store(Strategy::SharedSchema, db, TenantMigrations::default())
                 .await?
         }
+        "shared-schema-rls-in-transaction" => Arc::new(
+            SharedSchemaStore::connect(
+                db.url(),
+                SharedSchemaOptions {
+                    rls_binding: Some(RlsBinding::Transaction),
+                    ..SharedSchemaOptions::default()
+                },
+            )
+            .await?,
+        ),
+        "shared-schema-rls-four-round-trips" => {
+            let store =
+                SharedSchemaStore::connect(db.url(), SharedSchemaOptions::default()).await?;
+            let t = tenancy_benches::tenant(&store, "bench").await?;
+            return Ok(Target::FourRoundTrips(store.connection().clone(), t));
+        }
         "separate-schema" => {
             tenancy_benches::open_store(Strategy::SeparateSchema, db, TenantMigrations::default())
                 .await?
@@ -101,6 +132,8 @@ async fn variant(name: &str, db: &TestDatabase) -> anyhow::Result<Target> {
 const VARIANTS: &[&str] = &[
     "baseline",
     "shared-schema",
+    "shared-schema-rls-in-transaction",
+    "shared-schema-rls-four-round-trips",
     "shared-schema-predicate-only",
     "separate-schema",
     "separate-db",

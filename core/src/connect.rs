@@ -72,6 +72,61 @@ pub async fn connect_pool(url: &str, settings: &PoolSettings) -> Result<Database
     });
     Ok(Database::connect(connect).await?)
 }
+
+/// SQL a raw pool runs on each connection at moments of its life (see [`connect_sqlx_pool`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionHooks {
+    /// Run once on every new connection (session settings every user of the pool shares).
+    pub after_connect: Option<String>,
+    /// Run whenever a connection goes back to the pool (to clear what a user left on it).
+    pub after_release: Option<String>,
+}
+
+/// Opens a raw sqlx pool on `url` (after [`loopback_without_tls`]) with `settings` and `hooks`:
+/// for a strategy that lends connections to scopes ([`crate::LentConnection`]). Its
+/// sea-orm view is `SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone())`.
+pub async fn connect_sqlx_pool(
+    url: &str,
+    settings: &PoolSettings,
+    hooks: ConnectionHooks,
+) -> Result<sea_orm::sqlx::PgPool> {
+    use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    use sea_orm::sqlx::{AssertSqlSafe, Executor};
+    let mut connect: PgConnectOptions = loopback_without_tls(url)
+        .parse()
+        .map_err(|e: sea_orm::sqlx::Error| crate::Error::invalid("url", e.to_string()))?;
+    if let Some(app) = &settings.application_name {
+        connect = connect.application_name(app);
+    }
+    if !settings.statement_cache {
+        connect = connect.statement_cache_capacity(0);
+    }
+    let mut options = PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(0)
+        .acquire_timeout(settings.acquire_timeout)
+        .max_lifetime(settings.max_lifetime)
+        .idle_timeout(settings.idle_timeout);
+    if let Some(sql) = hooks.after_connect {
+        let sql: std::sync::Arc<str> = sql.into();
+        options = options.after_connect(move |conn, _| {
+            let sql = sql.clone();
+            Box::pin(async move { conn.execute(AssertSqlSafe(sql)).await.map(drop) })
+        });
+    }
+    if let Some(sql) = hooks.after_release {
+        let sql: std::sync::Arc<str> = sql.into();
+        options = options.after_release(move |conn, _| {
+            let sql = sql.clone();
+            Box::pin(async move { conn.execute(AssertSqlSafe(sql)).await.map(|_| true) })
+        });
+    }
+    if settings.lazy {
+        Ok(options.connect_lazy_with(connect))
+    } else {
+        Ok(options.connect_with(connect).await?)
+    }
+}
 // ANCHOR_END: pool_settings
 
 /// Adds `sslmode=disable` to a URL whose host is the loopback interface and that does not

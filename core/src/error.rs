@@ -181,6 +181,15 @@ impl From<DbErr> for Error {
 }
 // ANCHOR_END: from_db_err
 
+impl From<sea_orm::sqlx::Error> for Error {
+    /// A driver error from a connection a strategy holds itself, mapped like any other.
+    fn from(err: sea_orm::sqlx::Error) -> Self {
+        Error::from(DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
+            std::sync::Arc::new(err),
+        )))
+    }
+}
+
 fn sqlx_error(err: &DbErr) -> Option<&sea_orm::sqlx::Error> {
     use sea_orm::RuntimeErr;
     match err {

@@ -20,6 +20,7 @@ pub mod domain;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 mod error;
+mod lent;
 pub mod migration;
 mod page;
 mod scope;
@@ -27,9 +28,12 @@ pub mod sql;
 mod store;
 mod tenant;
 
-pub use connect::{PoolSettings, connect_pool, loopback_without_tls};
+pub use connect::{
+    ConnectionHooks, PoolSettings, connect_pool, connect_sqlx_pool, loopback_without_tls,
+};
 pub use domain::TENANT_TABLES;
 pub use error::{Error, Result, SlugError, is_undefined_table};
+pub use lent::{ConnectionHome, LentConnection};
 pub use page::{Page, PageRequest};
 pub use scope::{ScopeGuard, ScopeMode, TENANT_ID, TableNamespace, TenantScope};
 pub use store::{

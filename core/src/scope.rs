@@ -19,6 +19,7 @@ use sea_orm::{
 };
 
 use crate::error::{Error, Result};
+use crate::lent::LentConnection;
 use crate::tenant::TenantId;
 
 /// The column every tenant table carries.
@@ -36,6 +37,8 @@ pub enum TableNamespace {
 enum Executor {
     Transaction(DatabaseTransaction),
     Autocommit(DatabaseConnection),
+    /// A connection the strategy lent the scope (with a transaction open on it, or not).
+    Lent(LentConnection),
 }
 
 /// Whether a scope groups its statements into one transaction.
@@ -80,9 +83,10 @@ impl std::fmt::Debug for TenantScope {
             .field("namespace", &self.namespace)
             .field(
                 "mode",
-                &match self.executor {
-                    Executor::Transaction(_) => ScopeMode::Transaction,
-                    Executor::Autocommit(_) => ScopeMode::Autocommit,
+                &match &self.executor {
+                    Executor::Transaction(_) => "transaction",
+                    Executor::Autocommit(_) => "autocommit",
+                    Executor::Lent(_) => "lent connection",
                 },
             )
             .finish()
@@ -117,6 +121,23 @@ impl TenantScope {
             tenant_id,
             namespace,
             executor: Executor::Autocommit(pool),
+            guard: None,
+        }
+    }
+
+    /// For strategy crates: a scope whose statements all run on `conn`, a connection the
+    /// strategy prepared for this tenant (and on which it may have opened a transaction with
+    /// [`LentConnection::begin`]). Commit and rollback end that transaction; the connection
+    /// then goes back to the strategy.
+    pub fn on_connection(
+        tenant_id: TenantId,
+        namespace: TableNamespace,
+        conn: LentConnection,
+    ) -> Self {
+        TenantScope {
+            tenant_id,
+            namespace,
+            executor: Executor::Lent(conn),
             guard: None,
         }
     }
@@ -245,6 +266,7 @@ impl TenantScope {
         let res = match &self.executor {
             Executor::Transaction(t) => self.checked(t.execute(stmt).await).await?,
             Executor::Autocommit(c) => self.checked(c.execute(stmt).await).await?,
+            Executor::Lent(c) => self.checked(c.execute(build(stmt)).await).await?,
         };
         Ok(res.rows_affected())
     }
@@ -257,6 +279,7 @@ impl TenantScope {
         let rows = match &self.executor {
             Executor::Transaction(t) => self.checked(t.query_all(stmt).await).await?,
             Executor::Autocommit(c) => self.checked(c.query_all(stmt).await).await?,
+            Executor::Lent(c) => self.checked(c.query_all(build(stmt)).await).await?,
         };
         rows.iter()
             .map(|row| T::from_query_result(row, "").map_err(Error::from))
@@ -272,6 +295,11 @@ impl TenantScope {
         let row = match &self.executor {
             Executor::Transaction(t) => self.checked(t.query_one(stmt).await).await?,
             Executor::Autocommit(c) => self.checked(c.query_one(stmt).await).await?,
+            Executor::Lent(c) => self
+                .checked(c.query_all(build(stmt)).await)
+                .await?
+                .into_iter()
+                .next(),
         };
         row.map(|r| T::from_query_result(&r, "").map_err(Error::from))
             .transpose()
@@ -281,8 +309,10 @@ impl TenantScope {
     // ANCHOR: commit
     /// Makes the scope's writes durable. In autocommit mode every statement already was.
     pub async fn commit(self) -> Result<()> {
-        if let Executor::Transaction(t) = self.executor {
-            t.commit().await?;
+        match self.executor {
+            Executor::Transaction(t) => t.commit().await?,
+            Executor::Lent(c) => c.finish(true).await?,
+            Executor::Autocommit(_) => {}
         }
         Ok(())
     }
@@ -290,11 +320,17 @@ impl TenantScope {
 
     /// Discards the scope's writes (dropping the scope does the same).
     pub async fn rollback(self) -> Result<()> {
-        if let Executor::Transaction(t) = self.executor {
-            t.rollback().await?;
+        match self.executor {
+            Executor::Transaction(t) => t.rollback().await?,
+            Executor::Lent(c) => c.finish(false).await?,
+            Executor::Autocommit(_) => {}
         }
         Ok(())
     }
+}
+
+fn build<S: StatementBuilder>(stmt: &S) -> sea_orm::Statement {
+    stmt.build(&sea_orm::DbBackend::Postgres)
 }
 
 fn tenant_id_is_fixed() -> Error {

@@ -15,9 +15,10 @@
 //! A forgotten predicate is caught by the policy; a forgotten tenant binding sees no rows at
 //! all, because the policy compares with a setting that is unset.
 
+mod binding;
 mod options;
 mod security;
 mod store;
 
-pub use options::{Isolation, SharedSchemaOptions};
+pub use options::{Isolation, RlsBinding, SharedSchemaOptions};
 pub use store::SharedSchemaStore;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tenancy_core::migration::TenantMigrations;
-use tenancy_core::{PoolSettings, Result, check_identifier};
+use tenancy_core::{Error, PoolSettings, Result, check_identifier};
 
 // ANCHOR: isolation
 /// Which layers isolate tenant traffic.
@@ -22,16 +22,44 @@ pub enum Isolation {
 }
 // ANCHOR_END: isolation
 
+// ANCHOR: rls_binding
+/// How row-level security learns the tenant of a scope: where the setting
+/// `tenancy.tenant_id` that the policy compares with is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RlsBinding {
+    /// On the connection, between scopes: a connection that served a tenant is kept aside
+    /// for that tenant, and the setting is written again only when a scope of another tenant
+    /// takes the connection (`set_config(..., false)` with the tenant as a bound parameter).
+    /// A read of a tenant whose connection is warm is then one round trip, like a read of a
+    /// plain table. Only sound on a direct connection: behind a transaction pooler the next
+    /// transaction may land on another server connection, so the store refuses this with a
+    /// [`SharedSchemaOptions::tenant_url`].
+    Session,
+    /// In the transaction: every scope opens one with `BEGIN; SET LOCAL ROLE ...;
+    /// set_config(..., true)` in one message, so nothing outlives it. The binding to use
+    /// behind PgBouncer in transaction mode; a read costs two round trips.
+    Transaction,
+}
+// ANCHOR_END: rls_binding
+
 // ANCHOR: options
 /// How a [`SharedSchemaStore`] connects and behaves.
 #[derive(Debug, Clone)]
 pub struct SharedSchemaOptions {
-    /// Most connections the store holds.
+    /// Most connections of tenant traffic. The catalog, migrations and purges use a second
+    /// pool of at most two.
     pub max_connections: u32,
     /// How long a request waits for a free connection before [`Error::PoolTimeout`].
     pub acquire_timeout: Duration,
     /// Which isolation layers are on.
     pub isolation: Isolation,
+    /// Where row-level security's tenant setting lives. `None`: [`RlsBinding::Session`] on a
+    /// direct connection, [`RlsBinding::Transaction`] through [`Self::tenant_url`].
+    pub rls_binding: Option<RlsBinding>,
+    /// Tenant traffic goes to this URL (a PgBouncer in transaction mode, for instance) while
+    /// the catalog, DDL and migrations use the direct URL. Through a pooler statements are
+    /// not cached: PgBouncer before 1.21 cannot keep a named statement across transactions.
+    pub tenant_url: Option<String>,
     /// The application role tenant traffic runs as (created if missing). Lowercase letters,
     /// digits and `_`.
     pub app_role: String,
@@ -47,6 +75,8 @@ impl Default for SharedSchemaOptions {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
             isolation: Isolation::default(),
+            rls_binding: None,
+            tenant_url: None,
             app_role: "tenancy_app".into(),
             purge_batch: 5_000,
             migrations: TenantMigrations::default(),
@@ -59,14 +89,42 @@ impl SharedSchemaOptions {
     /// Refuses options the store cannot run with (an application role that is not a plain
     /// identifier).
     pub(crate) fn check(&self) -> Result<()> {
-        check_identifier("app_role", &self.app_role, 0)
+        check_identifier("app_role", &self.app_role, 0)?;
+        if self.tenant_url.is_some() && self.rls_binding == Some(RlsBinding::Session) {
+            return Err(Error::invalid(
+                "rls_binding",
+                "a session binding needs a direct connection: behind a transaction pooler \
+                 the next transaction may run on another server connection, with another \
+                 tenant's setting. Use RlsBinding::Transaction with a tenant_url",
+            ));
+        }
+        Ok(())
     }
 
-    /// The store's one pool.
-    pub(crate) fn pool(&self) -> PoolSettings {
+    /// The binding in force.
+    pub(crate) fn binding(&self) -> RlsBinding {
+        self.rls_binding.unwrap_or(match self.tenant_url {
+            Some(_) => RlsBinding::Transaction,
+            None => RlsBinding::Session,
+        })
+    }
+
+    /// The pool of the catalog, migrations and purges, on the direct URL.
+    pub(crate) fn control_pool(&self) -> PoolSettings {
+        PoolSettings {
+            max_connections: self.max_connections.min(2),
+            acquire_timeout: self.acquire_timeout,
+            ..PoolSettings::default()
+        }
+    }
+
+    /// The pool of tenant traffic.
+    pub(crate) fn tenant_pool(&self) -> PoolSettings {
         PoolSettings {
             max_connections: self.max_connections,
             acquire_timeout: self.acquire_timeout,
+            statement_cache: self.tenant_url.is_none(),
+            lazy: true,
             ..PoolSettings::default()
         }
     }

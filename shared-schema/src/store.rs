@@ -11,6 +11,7 @@ use tenancy_core::{
     TenantScope, TenantStore, UnscopedView, catalog, connect_pool, quote_ident,
 };
 
+use crate::binding::TenantPool;
 use crate::options::{Isolation, SharedSchemaOptions};
 use crate::security::secure_tables;
 
@@ -24,10 +25,19 @@ fn migration_lock() -> AdvisoryLock {
 /// The shared-schema strategy. See the crate documentation.
 #[derive(Debug, Clone)]
 pub struct SharedSchemaStore {
+    /// Catalog, migrations, purges: direct, as the connecting role.
     db: DatabaseConnection,
+    /// Tenant traffic.
+    traffic: Traffic,
     options: SharedSchemaOptions,
-    /// `SET LOCAL ROLE "app"` ready to send; built once from the validated role name.
-    set_role: String,
+}
+
+#[derive(Debug, Clone)]
+enum Traffic {
+    /// Row-level security beneath the predicate (see [`TenantPool`]).
+    Rls(TenantPool),
+    /// The predicate alone, on a pool of the connecting role.
+    PredicateOnly(DatabaseConnection),
 }
 
 impl SharedSchemaStore {
@@ -36,12 +46,20 @@ impl SharedSchemaStore {
     /// shared tables with their row-level security.
     pub async fn connect(database_url: &str, options: SharedSchemaOptions) -> Result<Self> {
         options.check()?;
-        let db = connect_pool(database_url, &options.pool()).await?;
-        let set_role = format!("SET LOCAL ROLE {}", quote_ident(&options.app_role));
+        let db = connect_pool(database_url, &options.control_pool()).await?;
+        let tenant_url = options.tenant_url.as_deref().unwrap_or(database_url);
+        let traffic = match options.isolation {
+            Isolation::PredicateAndRls => {
+                Traffic::Rls(TenantPool::open(tenant_url, &options).await?)
+            }
+            Isolation::PredicateOnly => {
+                Traffic::PredicateOnly(connect_pool(tenant_url, &options.tenant_pool()).await?)
+            }
+        };
         let store = SharedSchemaStore {
             db,
+            traffic,
             options,
-            set_role,
         };
         store.install().await?;
         Ok(store)
@@ -184,51 +202,45 @@ impl TenantStore for SharedSchemaStore {
         if tenant.placement != Placement::Shared {
             return Err(Error::misplaced(tenant, "the shared tables of this store"));
         }
-        match (self.options.isolation, mode) {
-            (Isolation::PredicateOnly, ScopeMode::Autocommit) => Ok(TenantScope::autocommit(
+        match (&self.traffic, mode) {
+            (Traffic::PredicateOnly(pool), ScopeMode::Autocommit) => Ok(TenantScope::autocommit(
                 tenant.id,
                 TableNamespace::Unqualified,
-                self.db.clone(),
+                pool.clone(),
             )),
-            (Isolation::PredicateOnly, ScopeMode::Transaction) => {
-                let txn = self.db.begin().await?;
+            (Traffic::PredicateOnly(pool), ScopeMode::Transaction) => {
                 Ok(TenantScope::in_transaction(
                     tenant.id,
                     TableNamespace::Unqualified,
-                    txn,
+                    pool.begin().await?,
                 ))
             }
-            // Row-level security reads a transaction-local setting, so even an autocommit
-            // request gets a transaction. Role and setting go in one round trip; the id is a
-            // UUID we formatted, so it is safe as a literal.
-            (Isolation::PredicateAndRls, _) => {
-                let txn = self.db.begin().await?;
-                txn.execute_unprepared(&format!(
-                    "{}; SELECT set_config('tenancy.tenant_id', '{}', true)",
-                    self.set_role,
-                    tenant.id.as_uuid()
-                ))
-                .await?;
-                Ok(TenantScope::in_transaction(
-                    tenant.id,
-                    TableNamespace::Unqualified,
-                    txn,
-                ))
-            }
+            (Traffic::Rls(pool), mode) => pool.scope(tenant, mode).await,
         }
     }
     // ANCHOR_END: scope
 
     fn connections(&self) -> tenancy_core::Connections {
         tenancy_core::Connections::of(&self.db)
+            + match &self.traffic {
+                Traffic::Rls(pool) => pool.connections(),
+                Traffic::PredicateOnly(pool) => tenancy_core::Connections::of(pool),
+            }
     }
 
     // ANCHOR: unscoped_view
     async fn unscoped_view(&self, table: &str) -> Result<UnscopedView> {
-        let txn = self.db.begin().await?;
-        if self.options.isolation == Isolation::PredicateAndRls {
-            txn.execute_unprepared(&self.set_role).await?;
-        }
+        // The tenant pool, as code that forgot to bind a tenant would use it.
+        let txn = match &self.traffic {
+            Traffic::Rls(pool) => {
+                let txn = pool.unbound().begin().await?;
+                if let Some(role) = pool.role_for_unbound() {
+                    txn.execute_unprepared(role).await?;
+                }
+                txn
+            }
+            Traffic::PredicateOnly(pool) => pool.begin().await?,
+        };
         UnscopedView::count(txn, Some("public"), table).await
     }
     // ANCHOR_END: unscoped_view

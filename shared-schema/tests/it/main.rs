@@ -1,12 +1,13 @@
 //! Integration tests of the shared-schema strategy: the conformance suite in both isolation
-//! modes, and the row-level security audit.
+//! modes and both row-level security bindings, the leak tests through PgBouncer, and the
+//! row-level security audit.
 
 mod rls_audit;
 
 use std::sync::Arc;
 
 use tenancy_core::TenantStore;
-use tenancy_shared_schema::{Isolation, SharedSchemaOptions, SharedSchemaStore};
+use tenancy_shared_schema::{Isolation, RlsBinding, SharedSchemaOptions, SharedSchemaStore};
 use tenancy_testkit::TestDatabase;
 use tenancy_testkit::conformance::StoreConfig;
 
@@ -48,4 +49,64 @@ mod predicate_only {
         isolation_between_tenants, concurrent_tenants_see_only_their_own,
         delete_leaves_other_tenants,
     );
+}
+
+/// Row-level security with the binding in the transaction (the one used through a pooler),
+/// on a direct connection.
+mod transaction_binding {
+    use super::*;
+
+    async fn store(db: &TestDatabase, config: StoreConfig) -> anyhow::Result<Arc<dyn TenantStore>> {
+        let options = SharedSchemaOptions {
+            max_connections: config.max_connections,
+            rls_binding: Some(RlsBinding::Transaction),
+            ..SharedSchemaOptions::default()
+        };
+        Ok(Arc::new(
+            SharedSchemaStore::connect(db.url(), options).await?,
+        ))
+    }
+
+    tenancy_testkit::conformance_tests!(store);
+}
+
+/// The leak tests with tenant traffic through PgBouncer in transaction pooling mode, where
+/// consecutive transactions of one client land on different server connections: only the
+/// transaction binding is sound there, and the store picks it.
+mod through_pgbouncer {
+    use super::*;
+
+    async fn store(db: &TestDatabase, config: StoreConfig) -> anyhow::Result<Arc<dyn TenantStore>> {
+        let options = SharedSchemaOptions {
+            max_connections: config.max_connections,
+            tenant_url: Some(tenancy_testkit::pgbouncer_url(db.name()).await?),
+            ..SharedSchemaOptions::default()
+        };
+        Ok(Arc::new(
+            SharedSchemaStore::connect(db.url(), options).await?,
+        ))
+    }
+
+    tenancy_testkit::conformance_tests!(store;
+        concurrent_tenants_see_only_their_own, no_state_survives_checkout,
+        isolation_between_tenants, summary_join, tenant_id_never_changes,
+    );
+
+    #[tokio::test]
+    async fn a_session_binding_is_refused_behind_a_pooler() -> anyhow::Result<()> {
+        let db = TestDatabase::create().await?;
+        let options = SharedSchemaOptions {
+            tenant_url: Some(tenancy_testkit::pgbouncer_url(db.name()).await?),
+            rls_binding: Some(RlsBinding::Session),
+            ..SharedSchemaOptions::default()
+        };
+        match SharedSchemaStore::connect(db.url(), options).await {
+            Err(tenancy_core::Error::Invalid {
+                field: "rls_binding",
+                ..
+            }) => {}
+            other => anyhow::bail!("expected the session binding to be refused, got {other:?}"),
+        }
+        db.drop_database().await
+    }
 }

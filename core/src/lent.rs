@@ -1,0 +1,204 @@
+//! A connection a strategy lends a scope: held by the scope for its whole life, so session
+//! state the strategy set on it (row-level security's tenant binding, kept between scopes of
+//! one tenant) is the state every statement of the scope runs with, and given back to the
+//! strategy when the scope ends cleanly.
+//!
+//! Statements run on the raw sqlx connection, bound the way sea-orm binds them, and come back
+//! as sea-orm's own row and result types, so the domain code and its error kinds do not change.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sea_orm::sqlx::postgres::PgRow;
+use sea_orm::sqlx::{self, AssertSqlSafe, Postgres, pool::PoolConnection};
+use sea_orm::{DbErr, ExecResult, QueryResult, RuntimeErr, Statement};
+use sea_query_sqlx::SqlxValues;
+use tokio::sync::Mutex;
+
+use crate::error::Result;
+use crate::tenant::TenantId;
+
+/// Where a lent connection goes when its scope ends. For strategy crates.
+pub trait ConnectionHome: Send + Sync + 'static {
+    /// Takes back `conn`, lent to a scope of `tenant` that ended with no transaction open and
+    /// no error that could have broken the connection. The strategy decides whether to keep
+    /// it (a tenant binding on it stays valid for `tenant`) or return it to its pool.
+    fn give_back(&self, tenant: TenantId, conn: PoolConnection<Postgres>);
+}
+
+/// A pooled connection held by one scope. For strategy crates: build it with
+/// [`LentConnection::new`], open a transaction with [`LentConnection::begin`] if the scope
+/// needs one, and hand it to [`TenantScope::on_connection`](crate::TenantScope::on_connection).
+///
+/// When the scope ends without a commit or rollback while a transaction is open, or after an
+/// error that may have broken the connection, the connection is closed rather than given
+/// back: the server rolls back what was open, and nothing of it reaches another scope.
+pub struct LentConnection {
+    tenant: TenantId,
+    conn: Mutex<Option<PoolConnection<Postgres>>>,
+    in_transaction: AtomicBool,
+    broken: AtomicBool,
+    home: Arc<dyn ConnectionHome>,
+    /// Dropped only after the connection is given back (a strategy's permit, say, so the
+    /// room a connection takes is not handed on before the connection is free).
+    keep: Option<Box<dyn Send + Sync>>,
+}
+
+impl std::fmt::Debug for LentConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LentConnection")
+            .field("tenant", &self.tenant)
+            .field(
+                "in_transaction",
+                &self.in_transaction.load(Ordering::Relaxed),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+fn query_err(err: sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)))
+}
+
+/// Whether an error may have left the connection unusable (as opposed to a statement the
+/// server refused, after which the connection is fine).
+fn breaks_connection(err: &sqlx::Error) -> bool {
+    !matches!(
+        err,
+        sqlx::Error::Database(_) | sqlx::Error::RowNotFound | sqlx::Error::ColumnDecode { .. }
+    )
+}
+
+impl LentConnection {
+    /// Lends `conn` to a scope of `tenant`; `home` takes it back afterwards.
+    pub fn new(
+        tenant: TenantId,
+        conn: PoolConnection<Postgres>,
+        home: Arc<dyn ConnectionHome>,
+    ) -> Self {
+        LentConnection {
+            tenant,
+            conn: Mutex::new(Some(conn)),
+            in_transaction: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
+            home,
+            keep: None,
+        }
+    }
+
+    /// Keeps `value` alive until the connection has been given back (or closed).
+    pub fn keep_until_given_back(mut self, value: impl Send + Sync + 'static) -> Self {
+        self.keep = Some(Box::new(value));
+        self
+    }
+
+    /// Opens a transaction (one round trip); the scope's commit or rollback ends it.
+    pub async fn begin(&self) -> Result<()> {
+        self.begin_with("BEGIN".into()).await
+    }
+
+    /// Opens a transaction with `sql`, a simple-protocol message that starts with `BEGIN` and
+    /// may go on with statements of the strategy's own (`SET LOCAL ...`), all in one round
+    /// trip. Never for user input: nothing in it is a parameter.
+    pub async fn begin_with(&self, sql: String) -> Result<()> {
+        self.simple(sql).await?;
+        self.in_transaction.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn simple(&self, sql: String) -> Result<(), DbErr> {
+        let mut guard = self.conn.lock().await;
+        let conn = guard.as_mut().ok_or_else(gone_db)?;
+        let res = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **conn).await;
+        self.checked(res).map(drop)
+    }
+
+    fn checked<T>(&self, res: std::result::Result<T, sqlx::Error>) -> Result<T, DbErr> {
+        res.map_err(|e| {
+            if breaks_connection(&e) {
+                self.broken.store(true, Ordering::Release);
+            }
+            query_err(e)
+        })
+    }
+
+    /// Runs a built statement (its values bound as parameters) and reports rows affected.
+    pub async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        let mut guard = self.conn.lock().await;
+        let conn = guard.as_mut().ok_or_else(gone_db)?;
+        let values = SqlxValues(stmt.values.unwrap_or(sea_orm::Values(Vec::new())));
+        let res = sqlx::query_with(AssertSqlSafe(stmt.sql), values)
+            .execute(&mut **conn)
+            .await;
+        self.checked(res).map(ExecResult::from)
+    }
+
+    /// Runs a built query and returns its rows.
+    pub(crate) async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        let mut guard = self.conn.lock().await;
+        let conn = guard.as_mut().ok_or_else(gone_db)?;
+        let values = SqlxValues(stmt.values.unwrap_or(sea_orm::Values(Vec::new())));
+        let res: std::result::Result<Vec<PgRow>, sqlx::Error> =
+            sqlx::query_with(AssertSqlSafe(stmt.sql), values)
+                .fetch_all(&mut **conn)
+                .await;
+        Ok(self
+            .checked(res)?
+            .into_iter()
+            .map(QueryResult::from)
+            .collect())
+    }
+
+    /// Ends the scope: `COMMIT` (or `ROLLBACK`) if a transaction is open, then gives the
+    /// connection back.
+    pub(crate) async fn finish(mut self, commit: bool) -> Result<()> {
+        if self.in_transaction.load(Ordering::Acquire) {
+            let end = if commit { "COMMIT" } else { "ROLLBACK" };
+            self.simple(end.into()).await?;
+            self.in_transaction.store(false, Ordering::Release);
+        }
+        self.release();
+        Ok(())
+    }
+
+    fn release(&mut self) {
+        let Some(conn) = self.conn.get_mut().take() else {
+            return;
+        };
+        let keep = self.keep.take();
+        if self.broken.load(Ordering::Acquire) {
+            // Closing the socket ends the session: the server rolls back what was open and
+            // forgets every setting. Nothing of this scope reaches another one.
+            drop(conn.detach());
+        } else if self.in_transaction.load(Ordering::Acquire) {
+            // Dropped with a transaction open (an error path, or a read that needed no
+            // commit): roll back off the request's path, then give the connection back.
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                drop(conn.detach());
+                return;
+            };
+            let (tenant, home) = (self.tenant, self.home.clone());
+            runtime.spawn(async move {
+                let mut conn = conn;
+                match sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await {
+                    Ok(_) => home.give_back(tenant, conn),
+                    Err(_) => drop(conn.detach()),
+                }
+                drop(keep);
+            });
+        } else {
+            self.home.give_back(self.tenant, conn);
+            drop(keep);
+        }
+    }
+}
+
+impl Drop for LentConnection {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+fn gone_db() -> DbErr {
+    DbErr::Custom("the scope's connection was already given back".into())
+}
