@@ -6,7 +6,9 @@ script fails on:
   - a chapter file under docs/src that SUMMARY.md does not list, or a listed one that is missing;
   - an {{#include path}} or {{#include path:anchor}} whose file or anchor does not exist;
   - a relative link or image whose target does not exist, or a #fragment with no such heading;
-  - any ERROR or WARN line that mdbook prints while building.
+  - any ERROR or WARN line that mdbook prints while building;
+  - a {{#results FILE:ROWS}} table whose result file or rows do not exist (results.py renders
+    them at build time, so a table cannot go stale; a marker can point at nothing).
 """
 import re
 import subprocess
@@ -72,6 +74,16 @@ for md in SRC.rglob("*.md"):
             errors.append(f"{rel}: broken link {link}")
         elif frag and target.suffix == ".md" and frag not in headings(target):
             errors.append(f"{rel}: link {link}: no heading #{frag}")
+
+# Measured tables: every marker must render from its result file.
+sys.path.insert(0, str(DOCS))
+import results  # noqa: E402
+
+for md in SRC.rglob("*.md"):
+    try:
+        results.expand(md.read_text())
+    except (KeyError, ValueError) as e:
+        errors.append(f"{md.relative_to(SRC)}: measured values: {e.args[0]}")
 
 if "--build" in sys.argv:
     out = subprocess.run(

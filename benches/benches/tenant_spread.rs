@@ -1,7 +1,8 @@
 //! Run with `cargo bench -p tenancy-benches --bench tenant_spread`.
 //!
 //! Throughput of point reads spread uniformly over `N` tenants (the id of each result: 1, 20,
-//! 100 and 1,000), per strategy, eight reads in flight. Each tenant holds 10 projects. One
+//! 100 and 1,000), and skewed over the 1,000 (`1000-skewed`: a fifth of the tenants get four
+//! fifths of the reads, as real traffic tends to), per strategy, eight reads in flight. Each tenant holds 10 projects. One
 //! tenant is the best case for every cache; a thousand tenants show what each strategy pays
 //! for many: nothing extra for shared tables, more catalog entries per connection for a
 //! schema each, and, for a database each under a budget of 20 connections, pools that must be
@@ -47,32 +48,42 @@ fn tenant_spread(c: &mut Criterion) {
         for &n in sizes {
             let grown = rt.block_on(grow(store.clone(), tenants.len(), n));
             tenants.extend(grown.unwrap_or_else(|e| panic!("seeding {n} tenants: {e:#}")));
-            let tenants = Arc::new(tenants[..n].to_vec());
-            let next = AtomicUsize::new(0);
-            group.bench_function(BenchmarkId::new(strategy.as_str(), n), |b| {
-                b.to_async(&rt).iter(|| {
-                    let start = next.fetch_add(BATCH, Ordering::Relaxed);
-                    let (store, tenants) = (store.clone(), tenants.clone());
-                    async move {
-                        futures::stream::iter(start..start + BATCH)
-                            .map(|k| {
-                                // A multiplicative hash spreads consecutive k over all tenants.
-                                let (t, ids) = &tenants[(k * 2_654_435_761) % tenants.len()];
-                                let (store, id) = (store.clone(), ids[k % ids.len()]);
-                                async move {
-                                    let scope = store
-                                        .scope_with(t, ScopeMode::Autocommit)
-                                        .await
-                                        .expect("scope");
-                                    projects::get(&scope, id).await.expect("read");
-                                }
-                            })
-                            .buffer_unordered(IN_FLIGHT)
-                            .collect::<Vec<()>>()
-                            .await
-                    }
-                })
-            });
+            let skews: &[Pick] = if n == *sizes.last().unwrap_or(&n) {
+                &[Pick::Uniform, Pick::Skewed]
+            } else {
+                &[Pick::Uniform]
+            };
+            for &pick in skews {
+                let tenants = Arc::new(tenants[..n].to_vec());
+                let next = AtomicUsize::new(0);
+                let id = match pick {
+                    Pick::Uniform => BenchmarkId::new(strategy.as_str(), n),
+                    Pick::Skewed => BenchmarkId::new(strategy.as_str(), format!("{n}-skewed")),
+                };
+                group.bench_function(id, |b| {
+                    b.to_async(&rt).iter(|| {
+                        let start = next.fetch_add(BATCH, Ordering::Relaxed);
+                        let (store, tenants) = (store.clone(), tenants.clone());
+                        async move {
+                            futures::stream::iter(start..start + BATCH)
+                                .map(|k| {
+                                    let (t, ids) = &tenants[pick.tenant(k, tenants.len())];
+                                    let (store, id) = (store.clone(), ids[k % ids.len()]);
+                                    async move {
+                                        let scope = store
+                                            .scope_with(t, ScopeMode::Autocommit)
+                                            .await
+                                            .expect("scope");
+                                        projects::get(&scope, id).await.expect("read");
+                                    }
+                                })
+                                .buffer_unordered(IN_FLIGHT)
+                                .collect::<Vec<()>>()
+                                .await
+                        }
+                    })
+                });
+            }
         }
         rt.block_on(async {
             drop(store);
@@ -80,6 +91,33 @@ fn tenant_spread(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// How the k-th read picks its tenant out of `n`.
+#[derive(Debug, Clone, Copy)]
+enum Pick {
+    /// Every tenant alike.
+    Uniform,
+    /// The first fifth of the tenants get four reads in five.
+    Skewed,
+}
+
+impl Pick {
+    fn tenant(self, k: usize, n: usize) -> usize {
+        // A multiplicative hash spreads consecutive k over all tenants.
+        let h = k.wrapping_mul(2_654_435_761);
+        match self {
+            Pick::Uniform => h % n,
+            Pick::Skewed => {
+                let hot = (n / 5).max(1);
+                if h % 5 < 4 || hot == n {
+                    (h / 5) % hot
+                } else {
+                    hot + (h / 5) % (n - hot)
+                }
+            }
+        }
+    }
 }
 
 /// Creates tenants `have..want`, each with its projects.

@@ -244,6 +244,17 @@ pub async fn list(conn: &impl ConnectionTrait, page: PageRequest) -> Result<Page
     }))
 }
 
+/// How many tenants the catalog holds, in any state.
+pub async fn count(conn: &impl ConnectionTrait) -> Result<usize> {
+    let n = conn
+        .query_one_raw(stmt("SELECT count(*) AS n FROM tenancy.tenants", []))
+        .await?
+        .map(|r| r.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0);
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 /// How many tenants are `ready` (a migration report's "up to date" is this minus those behind).
 pub async fn count_ready(conn: &impl ConnectionTrait) -> Result<usize> {
     let n = conn

@@ -22,9 +22,10 @@ pub struct PoolSettings {
     pub idle_timeout: Option<Duration>,
     /// The `application_name` the server shows in `pg_stat_activity`; `None` leaves sqlx's.
     pub application_name: Option<String>,
-    /// Whether named statements are cached per connection. Off for a transaction pooler
-    /// older than PgBouncer 1.21, which cannot keep a named statement across transactions.
-    pub statement_cache: bool,
+    /// How many prepared statements each connection keeps (sqlx's default is 100); `0` turns
+    /// the cache off, as a transaction pooler older than PgBouncer 1.21 needs (it cannot keep
+    /// a named statement across transactions).
+    pub statement_cache: usize,
     /// Whether opening the pool only builds its handle (connections open on first use).
     pub lazy: bool,
 }
@@ -37,7 +38,7 @@ impl Default for PoolSettings {
             max_lifetime: None,
             idle_timeout: None,
             application_name: None,
-            statement_cache: true,
+            statement_cache: 100,
             lazy: false,
         }
     }
@@ -65,9 +66,7 @@ pub async fn connect_pool(url: &str, settings: &PoolSettings) -> Result<Database
         if let Some(app) = &app {
             o = o.application_name(app);
         }
-        if !cache {
-            o = o.statement_cache_capacity(0);
-        }
+        o = o.statement_cache_capacity(cache);
         o
     });
     Ok(Database::connect(connect).await?)
@@ -98,9 +97,7 @@ pub async fn connect_sqlx_pool(
     if let Some(app) = &settings.application_name {
         connect = connect.application_name(app);
     }
-    if !settings.statement_cache {
-        connect = connect.statement_cache_capacity(0);
-    }
+    connect = connect.statement_cache_capacity(settings.statement_cache);
     let mut options = PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .min_connections(0)

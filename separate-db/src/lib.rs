@@ -48,6 +48,7 @@ mod migrate;
 mod options;
 mod placement;
 mod router;
+mod server;
 mod store;
 mod template;
 

@@ -26,15 +26,17 @@ pub struct SeparateDbOptions {
     pub control_server: String,
     /// More servers to place tenants on.
     pub servers: Vec<ServerConfig>,
-    /// The most connections the store holds to each server, control pool included. The
-    /// server's own `max_connections` must leave room for it.
+    /// The budget: the most connections to tenant databases the store holds to each server.
+    /// On the control server the control pool ([`Self::control_connections`]) comes on top.
+    /// The server's own `max_connections` must leave room for both.
     pub connections_per_server: u32,
-    /// The most connections of one tenant database's pool. Every open pool takes this many
-    /// from its server's budget, so `connections_per_server / connections_per_database` pools
-    /// can be open on a server at once.
+    /// One tenant database's share of the budget at most. A database's connections are
+    /// opened one at a time as its traffic needs them and closed one at a time, least
+    /// recently used first, when another database needs room; so a budget of `n` keeps `n`
+    /// quiet tenants warm, or a busy one with this many connections.
     pub connections_per_database: u32,
-    /// Connections of the control database's pool (catalog queries), taken from the control
-    /// server's budget.
+    /// Connections of the control database's pool (catalog queries), on the control server
+    /// beside the budget.
     pub control_connections: u32,
     /// How long a request waits for room in a server's budget before [`Error::PoolTimeout`].
     pub budget_timeout: Duration,
@@ -63,7 +65,7 @@ impl Default for SeparateDbOptions {
             control_server: "main".into(),
             servers: Vec::new(),
             connections_per_server: 20,
-            connections_per_database: 2,
+            connections_per_database: 10,
             control_connections: 2,
             budget_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(5),
@@ -92,19 +94,16 @@ impl SeparateDbOptions {
     }
     // ANCHOR_END: prefix
 
-    /// Refuses budgets that cannot hold the control pool and one tenant pool.
+    /// Refuses budgets that cannot hold one connection.
     pub(crate) fn check_budget(&self) -> Result<()> {
-        if self.connections_per_database == 0 || self.control_connections == 0 {
-            return Err(Error::invalid(
-                "connections_per_database",
-                "pools need at least one connection",
-            ));
-        }
-        if self.connections_per_server < self.control_connections + self.connections_per_database {
-            return Err(Error::invalid(
-                "connections_per_server",
-                "must leave room for the control pool and one tenant pool",
-            ));
+        for (field, n) in [
+            ("connections_per_server", self.connections_per_server),
+            ("connections_per_database", self.connections_per_database),
+            ("control_connections", self.control_connections),
+        ] {
+            if n == 0 {
+                return Err(Error::invalid(field, "must be at least one connection"));
+            }
         }
         Ok(())
     }

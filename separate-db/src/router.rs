@@ -1,12 +1,16 @@
-//! The router: one lazily opened pool per tenant database, under a fixed connection budget
-//! per server.
+//! The router: connections to tenant databases under a fixed budget per server, spent one
+//! connection at a time.
 //!
-//! Every pool is opened with room for `connections_per_database` connections, and that room
-//! is taken from its server's budget before the pool exists; so the connections the store
-//! holds to a server can never exceed the budget, whatever the traffic. When the budget is
-//! spent, the least recently used pool that no scope is using is closed to make room; when
-//! every pool is in use, the request waits for one to come free, up to `budget_timeout`, and
-//! then fails with [`Error::PoolTimeout`]. A server that does not answer is reported as
+//! A tenant database gets pools of exactly one connection ("slots"), opened as its traffic
+//! needs them: a lease takes a free slot of its database, or opens one more (up to
+//! `connections_per_database`, one tenant's cap) while the server's budget has room. Each slot
+//! takes one connection from the budget before it opens and is used by one lease at a time, so
+//! the connections the store holds to a server never exceed the budget, a hot tenant grows to
+//! what its traffic needs, and a budget of `n` keeps `n` tenants warm. When the budget is
+//! spent, the least recently used slot that no lease is using is closed to make room: an idle
+//! tenant gives its connections back one at a time. When every slot is in use, the request
+//! waits for one to come free, up to `budget_timeout`, and then fails with
+//! [`Error::PoolTimeout`]. A server that does not answer is reported as
 //! [`Error::Unavailable`] and is not asked again for a short while (`retry_after`), after which
 //! the next request tries it: recovery needs no restart.
 
@@ -17,7 +21,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tenancy_core::sea_orm::DatabaseConnection;
 use tenancy_core::{Error, PoolSettings, Result, ScopeGuard, connect_pool};
-use tokio::sync::Notify;
+
+pub(crate) use crate::server::Server;
 
 /// How the router opens pools; see [`crate::SeparateDbOptions`].
 #[derive(Debug, Clone)]
@@ -31,104 +36,12 @@ pub(crate) struct RouterSettings {
     pub retry_after: Duration,
 }
 
-/// One PostgreSQL server the store places tenants on.
-#[derive(Debug)]
-pub(crate) struct Server {
-    pub name: String,
-    /// A URL of the server; its database is the maintenance database (`CREATE DATABASE` runs
-    /// there).
-    pub url: url::Url,
-    /// The most connections the store holds to this server.
-    pub budget: u32,
-    /// Connections reserved outside the router (the control pool on the control server).
-    pub reserved: u32,
-    /// Wakes requests waiting for budget when a pool comes free or closes.
-    changed: Notify,
-    /// Set when the server did not answer: requests fail fast until then.
-    down_until: Mutex<Option<Instant>>,
-}
-
-impl Server {
-    pub fn new(name: String, url: url::Url, budget: u32, reserved: u32) -> Self {
-        Server {
-            name,
-            url,
-            budget,
-            reserved,
-            changed: Notify::new(),
-            down_until: Mutex::new(None),
-        }
-    }
-
-    /// The URL of `database` on this server.
-    pub fn database_url(&self, database: &str) -> String {
-        let mut u = self.url.clone();
-        u.set_path(database);
-        u.to_string()
-    }
-
-    /// The maintenance database.
-    pub fn maintenance_database(&self) -> String {
-        self.url.path().trim_start_matches('/').to_owned()
-    }
-
-    fn unavailable(&self) -> Error {
-        Error::Unavailable(format!("server {:?} does not answer", self.name))
-    }
-
-    /// Whether the server is not known to be down.
-    pub fn is_up(&self) -> bool {
-        self.check_up().is_ok()
-    }
-
-    fn check_up(&self) -> Result<()> {
-        match *lock(&self.down_until) {
-            Some(until) if Instant::now() < until => Err(self.unavailable()),
-            _ => Ok(()),
-        }
-    }
-
-    // ANCHOR: health
-    /// Asks the server directly whether it answers, and remembers a "no" for `retry_after`.
-    async fn probe(&self, retry_after: Duration) -> bool {
-        let host = self.url.host_str().unwrap_or("localhost").to_owned();
-        let port = self.url.port().unwrap_or(5432);
-        let up = matches!(
-            tokio::time::timeout(
-                Duration::from_secs(1),
-                tokio::net::TcpStream::connect((host.as_str(), port))
-            )
-            .await,
-            Ok(Ok(_))
-        );
-        *lock(&self.down_until) = (!up).then(|| Instant::now() + retry_after);
-        if !up {
-            tracing::warn!(server = %self.name, "server does not answer");
-        }
-        up
-    }
-
-    /// Turns a timeout on this server's pools into `Unavailable` when the server is down.
-    pub async fn explain(&self, err: Error, retry_after: Duration) -> Error {
-        match err {
-            Error::PoolTimeout | Error::Unavailable(_) => {
-                if self.probe(retry_after).await {
-                    err
-                } else {
-                    self.unavailable()
-                }
-            }
-            other => other,
-        }
-    }
-    // ANCHOR_END: health
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain data behind, still consistent.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// One slot: a pool of one connection of a tenant database.
 #[derive(Debug)]
 struct Pool {
     server: usize,
@@ -136,18 +49,21 @@ struct Pool {
     /// lease on it was still alive: that lease must not count against this pool.
     generation: u64,
     conn: DatabaseConnection,
-    /// Scopes (and maintenance work) using the pool; it may close only at zero.
-    active: usize,
+    /// Whether a lease (a scope, maintenance work) holds the slot; it may close only when not.
+    leased: bool,
     last_used: Instant,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    pools: HashMap<(usize, String), Pool>,
-    /// Connections the open pools may hold, per server.
+    /// The slots of each tenant database.
+    pools: HashMap<(usize, String), Vec<Pool>>,
+    /// Connections the open slots hold (plus any reserved), per server.
     allotted: Vec<u32>,
     /// The generation the next opened pool gets.
     next_generation: u64,
+    /// Slots closed to make room for another database.
+    closed: u64,
 }
 
 /// The pools of every tenant database, and the budget they share.
@@ -157,6 +73,12 @@ pub(crate) struct Router {
     settings: RouterSettings,
     state: Mutex<State>,
 }
+
+/// How long after closing a connection its room is given to another (see `Router::close`).
+const CLOSE_GRACE: Duration = Duration::from_millis(5);
+
+/// How long a slot must have been free before a busy tenant may take its room.
+const COLD: Duration = Duration::from_secs(1);
 
 /// What [`Router::lease`] does after looking at the state.
 enum Next {
@@ -181,6 +103,26 @@ impl Lease {
         &self.conn
     }
 
+    /// Ends the lease and closes its slot instead of keeping it: for a connection to a
+    /// maintenance database, used once in a while, which should not hold a tenant's room.
+    pub async fn discard(self) {
+        let slot = {
+            let mut state = lock(&self.router.state);
+            let slots = state.pools.get_mut(&self.key);
+            let slot = slots.and_then(|slots| {
+                let i = slots.iter().position(|p| p.generation == self.generation)?;
+                Some(slots.swap_remove(i))
+            });
+            if state.pools.get(&self.key).is_some_and(Vec::is_empty) {
+                state.pools.remove(&self.key);
+            }
+            slot
+        };
+        if let Some(pool) = slot {
+            self.router.close(pool).await;
+        }
+    }
+
     pub fn server(&self) -> &Arc<Server> {
         &self.router.servers[self.key.0]
     }
@@ -189,16 +131,15 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let mut state = lock(&self.router.state);
-        if let Some(pool) = state
+        let slot = state
             .pools
             .get_mut(&self.key)
-            .filter(|p| p.generation == self.generation)
-        {
-            pool.active = pool.active.saturating_sub(1);
+            .and_then(|slots| slots.iter_mut().find(|p| p.generation == self.generation));
+        if let Some(pool) = slot {
+            pool.leased = false;
             pool.last_used = Instant::now();
-            if pool.active == 0 {
-                self.router.servers[self.key.0].changed.notify_waiters();
-            }
+            drop(state);
+            self.router.servers[self.key.0].changed.notify_waiters();
         }
     }
 }
@@ -223,6 +164,7 @@ impl Router {
                 pools: HashMap::new(),
                 allotted,
                 next_generation: 0,
+                closed: 0,
             }),
         }
     }
@@ -232,38 +174,49 @@ impl Router {
         self.servers.iter().position(|s| s.name == name)
     }
 
-    /// The connections all tenant pools hold.
+    /// The connections all tenant slots hold.
     pub fn connections(&self) -> tenancy_core::Connections {
         lock(&self.state)
             .pools
             .values()
+            .flatten()
             .map(|p| tenancy_core::Connections::of(&p.conn))
             .fold(tenancy_core::Connections::default(), |a, b| a + b)
     }
 
-    /// How many pools are open, and how many connections they may hold, per server name.
+    /// Per server name: the slots open (one connection each) and the connections allotted.
     pub fn open_pools(&self) -> Vec<(String, usize, u32)> {
         let state = lock(&self.state);
         self.servers
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let pools = state.pools.values().filter(|p| p.server == i).count();
+                let pools = state
+                    .pools
+                    .values()
+                    .flatten()
+                    .filter(|p| p.server == i)
+                    .count();
                 (s.name.clone(), pools, state.allotted[i])
             })
             .collect()
+    }
+
+    /// How many slots were closed to make room for another database since the router started.
+    pub fn slots_closed(&self) -> u64 {
+        lock(&self.state).closed
     }
 
     // ANCHOR: open
     async fn open(&self, server: &Server, database: &str) -> Result<DatabaseConnection> {
         let s = &self.settings;
         let settings = PoolSettings {
-            max_connections: s.per_database,
+            max_connections: 1,
             acquire_timeout: s.acquire_timeout,
             max_lifetime: s.max_lifetime,
             idle_timeout: s.idle_timeout,
             application_name: Some(s.application_name.clone()),
-            statement_cache: true,
+            statement_cache: 100,
             // A lazy pool only builds its handle here; connecting happens on first use.
             lazy: true,
         };
@@ -286,23 +239,52 @@ impl Router {
 
             let next = {
                 let mut state = lock(&self.state);
-                if let Some(pool) = state.pools.get_mut(&key) {
-                    pool.active += 1;
+                let room = state.allotted[server] < srv.budget;
+                let slots = state.pools.entry(key.clone()).or_default();
+                let at_cap =
+                    slots.len() >= usize::try_from(self.settings.per_database).unwrap_or(1);
+                // The free slot used last: its connection's caches are the warmest.
+                if let Some(pool) = slots
+                    .iter_mut()
+                    .filter(|p| !p.leased)
+                    .max_by_key(|p| p.last_used)
+                {
+                    pool.leased = true;
                     pool.last_used = Instant::now();
                     Next::Use(pool.conn.clone(), pool.generation)
-                } else if state.allotted[server] + self.settings.per_database <= srv.budget {
-                    state.allotted[server] += self.settings.per_database;
+                } else if at_cap {
+                    // This tenant has its share: it waits for one of its own slots.
+                    Next::Wait
+                } else if room {
+                    state.allotted[server] += 1;
                     Next::Open
                 } else {
-                    // The budget is spent: close the least recently used idle pool here.
+                    // The budget is spent: close the least recently used free slot of this
+                    // server. A tenant that has no slot takes any; one that has slots but
+                    // wants more takes only a slot that has been idle a while, so a busy
+                    // tenant grows into cold room and never evicts its warm neighbours.
+                    let has_slots = !slots.is_empty();
                     let victim = state
                         .pools
                         .iter()
-                        .filter(|(_, p)| p.server == server && p.active == 0)
+                        .flat_map(|(k, slots)| slots.iter().map(move |p| (k, p)))
+                        .filter(|(_, p)| p.server == server && !p.leased)
+                        .filter(|(_, p)| !has_slots || p.last_used.elapsed() >= COLD)
                         .min_by_key(|(_, p)| p.last_used)
-                        .map(|(k, _)| k.clone());
-                    match victim.and_then(|k| state.pools.remove(&k)) {
-                        Some(pool) => Next::Close(pool),
+                        .map(|(k, p)| (k.clone(), p.generation));
+                    match victim.and_then(|(k, generation)| {
+                        let slots = state.pools.get_mut(&k)?;
+                        let i = slots.iter().position(|p| p.generation == generation)?;
+                        let pool = slots.swap_remove(i);
+                        if slots.is_empty() {
+                            state.pools.remove(&k);
+                        }
+                        Some(pool)
+                    }) {
+                        Some(pool) => {
+                            state.closed += 1;
+                            Next::Close(pool)
+                        }
                         None => Next::Wait,
                     }
                 }
@@ -336,59 +318,54 @@ impl Router {
         }
     }
 
-    /// Opens the pool of `key`, whose connections are already allotted, and leases it.
+    /// Opens one more slot of `key`, whose connection is already allotted, and leases it.
     async fn insert(self: &Arc<Self>, key: (usize, String), srv: &Server) -> Result<Lease> {
         let conn = match self.open(srv, &key.1).await {
             Ok(conn) => conn,
             Err(e) => {
-                self.release(key.0);
+                self.release(key.0, 1);
                 return Err(e);
             }
         };
         let mut state = lock(&self.state);
-        if let Some(pool) = state.pools.get_mut(&key) {
-            // Another request opened the same pool meanwhile: use theirs, give ours back.
-            pool.active += 1;
-            let (theirs, generation) = (pool.conn.clone(), pool.generation);
-            drop(state);
-            self.release(key.0);
-            return Ok(self.lease_of(key, generation, theirs));
-        }
         state.next_generation += 1;
         let generation = state.next_generation;
-        state.pools.insert(
-            key.clone(),
-            Pool {
-                server: key.0,
-                generation,
-                conn: conn.clone(),
-                active: 1,
-                last_used: Instant::now(),
-            },
-        );
+        state.pools.entry(key.clone()).or_default().push(Pool {
+            server: key.0,
+            generation,
+            conn: conn.clone(),
+            leased: true,
+            last_used: Instant::now(),
+        });
+        drop(state);
         Ok(self.lease_of(key, generation, conn))
     }
 
     // ANCHOR: evict
-    fn release(&self, server: usize) {
+    fn release(&self, server: usize, connections: u32) {
         let mut state = lock(&self.state);
-        state.allotted[server] = state.allotted[server].saturating_sub(self.settings.per_database);
+        state.allotted[server] = state.allotted[server].saturating_sub(connections);
         drop(state);
         self.servers[server].changed.notify_waiters();
     }
 
     async fn close(&self, pool: Pool) {
         pool.conn.close().await.ok();
-        self.release(pool.server);
+        // The server's backend exits a moment after the client lets go of its connection; the
+        // room is reused only once the server no longer counts it (measured: the budget test
+        // saw one connection over the budget without this pause).
+        tokio::time::sleep(CLOSE_GRACE).await;
+        self.release(pool.server, 1);
     }
 
-    /// Closes the pool of `database` on `server` now, even if scopes still use it (they will
-    /// fail): for a database about to be dropped.
+    /// Closes every slot of `database` on `server` now, even if scopes still use them (they
+    /// will fail): for a database about to be dropped, or a template about to be copied.
     pub async fn evict(&self, server: usize, database: &str) {
-        let pool = lock(&self.state)
+        let slots = lock(&self.state)
             .pools
-            .remove(&(server, database.to_owned()));
-        if let Some(pool) = pool {
+            .remove(&(server, database.to_owned()))
+            .unwrap_or_default();
+        for pool in slots {
             self.close(pool).await;
         }
     }

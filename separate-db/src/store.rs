@@ -44,11 +44,12 @@ impl SeparateDbStore {
             .map_err(|e| Error::invalid("control_url", e.to_string()))?;
         let prefix = options.prefix(url.path().trim_start_matches('/'))?;
         options.check_budget()?;
+        // The control pool comes on top of the control server's budget for tenant databases.
         let mut servers = vec![Arc::new(Server::new(
             options.control_server.clone(),
             url.clone(),
             options.connections_per_server,
-            options.control_connections,
+            0,
         ))];
         for s in &options.servers {
             check_identifier("servers", &s.name, 0)?;
@@ -90,10 +91,16 @@ impl SeparateDbStore {
         &self.inner.control
     }
 
-    /// Per server: its name, the tenant pools open on it, and the connections they (and the
-    /// control pool) may hold, which never exceeds `connections_per_server`.
+    /// Per server: its name, the tenant connections open on it (one per slot), and the
+    /// connections allotted, which never exceeds `connections_per_server`.
     pub fn open_pools(&self) -> Vec<(String, usize, u32)> {
         self.inner.router.open_pools()
+    }
+
+    /// How many tenant connections were closed to make room for another database since the
+    /// store connected (the router's churn: zero when the budget holds the tenants served).
+    pub fn slots_closed(&self) -> u64 {
+        self.inner.router.slots_closed()
     }
 
     pub(crate) async fn lease(&self, server: usize, database: &str) -> Result<Lease> {
@@ -204,10 +211,10 @@ impl TenantStore for SeparateDbStore {
                 }),
             }
         }
-        // More at once than the budget has pools would only queue in the router; per server,
-        // not times the servers: the pending tenants may all sit on one.
+        // More at once than the budget has connections would only queue in the router; per
+        // server, not times the servers: the pending tenants may all sit on one.
         let o = &self.inner.options;
-        let pools = (o.connections_per_server - o.control_connections) / o.connections_per_database;
+        let pools = o.connections_per_server;
         let concurrency = options
             .concurrency
             .clamp(1, usize::try_from(pools.max(1)).unwrap_or(1));

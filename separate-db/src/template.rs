@@ -33,7 +33,8 @@ impl SeparateDbStore {
 
     // ANCHOR: maintenance
     /// Runs a statement that cannot run in a transaction (`CREATE DATABASE`) on `server`'s
-    /// maintenance database, through the router (so within the budget).
+    /// maintenance database, through the router (so within the budget), and closes that
+    /// connection again.
     pub(crate) async fn maintenance(&self, server: usize, sql: &str) -> Result<()> {
         let srv = self.inner.router.servers[server].clone();
         let lease = self
@@ -41,7 +42,10 @@ impl SeparateDbStore {
             .router
             .lease(server, &srv.maintenance_database())
             .await?;
-        match lease.connection().execute_unprepared(sql).await {
+        let res = lease.connection().execute_unprepared(sql).await;
+        // Its slot is closed, not kept: tenants' connections should hold the budget.
+        lease.discard().await;
+        match res {
             Ok(_) => Ok(()),
             Err(e) => Err(srv.explain(e.into(), self.inner.options.retry_after).await),
         }

@@ -28,6 +28,12 @@ pub struct SeparateSchemaOptions {
     /// statement across transactions. The pooler must run `DEALLOCATE ALL` when it hands a
     /// connection back (`server_reset_query_always = 1`).
     pub tenant_url: Option<String>,
+    /// Prepared statements each connection keeps. Every tenant's statements have their own
+    /// text (the schema is in it), so the cache must hold the statements of the tenants a
+    /// connection serves, or every read prepares its statement again (one more round trip);
+    /// sqlx's default of 100 covers a few dozen tenants. Each kept statement costs the server
+    /// a little memory per connection, bounded with the connection by its lifetime.
+    pub statement_cache: usize,
     /// The tenant migrations.
     pub migrations: TenantMigrations,
 }
@@ -42,6 +48,7 @@ impl Default for SeparateSchemaOptions {
             schema_prefix: "tenant_".into(),
             template_schema: "tenant_template".into(),
             tenant_url: None,
+            statement_cache: 2_000,
             migrations: TenantMigrations::default(),
         }
     }
@@ -63,7 +70,11 @@ impl SeparateSchemaOptions {
             max_connections: self.max_connections,
             acquire_timeout: self.acquire_timeout,
             max_lifetime: self.max_connection_lifetime,
-            statement_cache: !through_pooler,
+            statement_cache: if through_pooler {
+                0
+            } else {
+                self.statement_cache
+            },
             ..PoolSettings::default()
         }
     }

@@ -6,14 +6,32 @@
 //!    [`TenantScope`](tenancy_core::TenantScope), which adds `tenant_id = $tenant` to reads,
 //!    updates and deletes and writes the tenant id into inserts.
 //! 2. **Row-level security beneath it.** Every tenant table has `ENABLE` and
-//!    `FORCE ROW LEVEL SECURITY` and a policy comparing `tenant_id` with the transaction-local
-//!    setting `tenancy.tenant_id`. Tenant traffic runs as an application role that owns
-//!    nothing and is neither superuser nor `BYPASSRLS`, switched to with `SET LOCAL ROLE`.
-//!    Both the role and the setting end with the transaction, so nothing survives the
-//!    connection's return to the pool (or to PgBouncer in transaction mode).
+//!    `FORCE ROW LEVEL SECURITY` and a policy comparing `tenant_id` with the setting
+//!    `tenancy.tenant_id`. Tenant traffic runs as an application role that owns nothing and is
+//!    neither superuser nor `BYPASSRLS`. The setting is bound per [`RlsBinding`]: on a direct
+//!    connection it stays on the connection between scopes of one tenant and is written again
+//!    when another tenant takes the connection (a warm read is one round trip); behind a
+//!    transaction pooler it is set in each scope's transaction and ends with it. Either way no
+//!    connection goes back to the pool with a tenant on it.
 //!
 //! A forgotten predicate is caught by the policy; a forgotten tenant binding sees no rows at
 //! all, because the policy compares with a setting that is unset.
+
+//! ```no_run
+//! # async fn demo() -> tenancy_core::Result<()> {
+//! use tenancy_core::{NewTenant, Slug, TenantStore};
+//! use tenancy_shared_schema::{SharedSchemaOptions, SharedSchemaStore};
+//!
+//! let store = SharedSchemaStore::connect(
+//!     "postgres://postgres@127.0.0.1:5432/tenancy",
+//!     SharedSchemaOptions::default(),
+//! )
+//! .await?;
+//! let acme = store.create_tenant(NewTenant::new(Slug::parse("acme")?, "Acme")).await?;
+//! let scope = store.scope(&acme).await?;
+//! scope.commit().await?;
+//! # Ok(()) }
+//! ```
 
 mod binding;
 mod options;

@@ -123,7 +123,7 @@ impl SharedSchemaOptions {
         PoolSettings {
             max_connections: self.max_connections,
             acquire_timeout: self.acquire_timeout,
-            statement_cache: self.tenant_url.is_none(),
+            statement_cache: if self.tenant_url.is_none() { 100 } else { 0 },
             lazy: true,
             ..PoolSettings::default()
         }

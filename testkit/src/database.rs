@@ -1,3 +1,7 @@
+//! Test databases: a fresh database per test on a real PostgreSQL (`DATABASE_URL`, or an
+//! embedded server from local binaries when it is unset and the user is not root), dropped
+//! after a passing test and kept, with its name printed, after a failing one.
+
 use anyhow::{Context, Result, bail};
 use tenancy_core::embedded::{EmbeddedOptions, EmbeddedPostgres};
 use tenancy_core::sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};

@@ -15,7 +15,9 @@ use tenancy_separate_db::{SeparateDbOptions, SeparateDbStore};
 use tenancy_testkit::TestDatabase;
 
 const TENANTS: usize = 300;
+/// Every connection of the store: the budget for tenant databases plus the control pool.
 const BUDGET: u32 = 20;
+const CONTROL: u32 = 2;
 const WORKERS: usize = 24;
 const OPS_PER_WORKER: usize = 50;
 
@@ -26,7 +28,8 @@ async fn three_hundred_tenants_never_exceed_twenty_connections() -> Result<()> {
     let store = SeparateDbStore::connect(
         db.url(),
         SeparateDbOptions {
-            connections_per_server: BUDGET,
+            connections_per_server: BUDGET - CONTROL,
+            control_connections: CONTROL,
             application_name: app.clone(),
             budget_timeout: Duration::from_secs(30),
             ..Default::default()
@@ -133,6 +136,82 @@ async fn three_hundred_tenants_never_exceed_twenty_connections() -> Result<()> {
         ensure!(allotted <= BUDGET, "{server}: {allotted} allotted");
     }
 
+    drop(store);
+    db.drop_database().await
+}
+
+/// A budget of 20 connections for 20 tenants: one connection each fits, so once every tenant
+/// has been served, reads spread over all of them (eight at a time) close no connection, and
+/// the server never sees more than the budget and the control pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_tenants_fit_a_budget_of_twenty() -> Result<()> {
+    const N: usize = 20;
+    let db = TestDatabase::create().await?;
+    let app = format!("fit-{}", db.name());
+    let store = SeparateDbStore::connect(
+        db.url(),
+        SeparateDbOptions {
+            connections_per_server: 20,
+            control_connections: CONTROL,
+            application_name: app.clone(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut tenants = Vec::new();
+    for i in 0..N {
+        let t = store
+            .create_tenant(NewTenant::new(Slug::parse(&format!("f{i}"))?, "f"))
+            .await?;
+        let scope = store.scope(&t).await?;
+        projects::create(&scope, NewProject::named("p")).await?;
+        scope.commit().await?;
+        tenants.push(t);
+    }
+    // A first pass gives every tenant its connection (the maintenance database's gives way).
+    for t in &tenants {
+        let scope = store.scope(t).await?;
+        projects::list(&scope, PageRequest::default()).await?;
+    }
+    let closed_before = store.slots_closed();
+    let tenants = Arc::new(tenants);
+    let results = futures::stream::iter(0..8)
+        .map(|w| {
+            let (store, tenants) = (store.clone(), tenants.clone());
+            tokio::spawn(async move {
+                for k in 0..100 {
+                    let t = &tenants[(w * 7 + k * 3) % N];
+                    let scope = store
+                        .scope_with(t, tenancy_core::ScopeMode::Autocommit)
+                        .await?;
+                    let page = projects::list(&scope, PageRequest::default()).await?;
+                    ensure!(
+                        page.items.len() == 1,
+                        "{} sees {} projects",
+                        t.slug,
+                        page.items.len()
+                    );
+                }
+                anyhow::Ok(())
+            })
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+    for r in results {
+        r??;
+    }
+    let closed = store.slots_closed() - closed_before;
+    let connections = store.connections().open;
+    eprintln!("slots closed under spread reads: {closed}; connections open: {connections}");
+    ensure!(closed == 0, "{closed} connections were closed to make room");
+    ensure!(
+        connections <= 20 + CONTROL,
+        "{connections} connections open, budget 20 plus {CONTROL}"
+    );
+    for (server, slots, _) in store.open_pools() {
+        ensure!(slots == N, "{server}: {slots} slots open for {N} tenants");
+    }
     drop(store);
     db.drop_database().await
 }

@@ -1,0 +1,354 @@
+#!/usr/bin/env python3
+"""The one source of the book's measured numbers.
+
+  python3 docs/results.py criterion GROUP...   read criterion's estimates for each group
+                                              (e.g. routing_tax/read) from target/criterion
+                                              and write docs/src/results/<group>.json
+  python3 docs/results.py pgbench [--seconds N] run the physical limits with pgbench against
+                                              DATABASE_URL and write docs/src/results/limits.json
+  python3 docs/results.py check               fail when a {{#results ...}} marker in a chapter
+                                              names a file or a row that does not exist
+  (no arguments)                              the mdBook preprocessor (book.toml): replaces each
+                                              {{#results FILE}} or {{#results FILE:ROW,ROW}}
+                                              with a table rendered from docs/src/results/FILE.json
+
+Every result file records when, where and with what it was measured: date, commit, CPU model,
+PostgreSQL, Rust and sqlx versions. A chapter never types a measured number; editing a result
+file changes the chapter on the next `mdbook build`.
+"""
+import datetime
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+RESULTS = DOCS / "src" / "results"
+MARKER = re.compile(r"\{\{#results ([\w/.-]+)(?::([\w,./ -]+))?\}\}")
+# One number in prose: {{#value FILE:ROW:FIELD}}, FIELD one of median, ratio (to the
+# file's baseline row), per_second, latency.
+VALUE = re.compile(r"\{\{#value ([\w/.-]+):([\w./@-]+):(median|ratio|per_second|latency)\}\}")
+
+
+# --- where and with what -----------------------------------------------------------------------
+def run(cmd, **kw):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True, **kw).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    sqlx = "unknown"
+    lock = (ROOT / "Cargo.lock").read_text()
+    m = re.search(r'name = "sqlx"\nversion = "([^"]+)"', lock)
+    if m:
+        sqlx = m.group(1)
+    url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    return {
+        "date": datetime.date.today().isoformat(),
+        # "-dirty" when the working tree had changes the commit does not hold.
+        "commit": run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "postgresql": run(["psql", url, "-Atc", "SHOW server_version"]),
+        "rust": run(["rustc", "--version"]),
+        "sqlx": sqlx,
+    }
+
+
+def write(name, rows, unit, what, extra=None):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    doc = {"what": what, "unit": unit, "measured": machine(), "rows": rows}
+    if extra:
+        doc.update(extra)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {path.relative_to(ROOT)} ({len(rows)} rows)")
+
+
+# --- criterion ---------------------------------------------------------------------------------
+def criterion(groups):
+    base = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "criterion"
+    for group in groups:
+        folder = base / group.replace("/", "_")
+        if not folder.is_dir():
+            sys.exit(f"no criterion results for {group} in {folder}; run the bench first")
+        rows = []
+        for est in folder.glob("*/*/new/estimates.json"):
+            bench = json.loads((est.parent / "benchmark.json").read_text())
+            e = json.loads(est.read_text())
+            rows.append({
+                "id": bench.get("function_id") or est.parents[2].name,
+                "parameter": bench.get("value_str") or est.parents[1].name,
+                "median": e["median"]["point_estimate"] / 1000.0,
+                "low": e["median"]["confidence_interval"]["lower_bound"] / 1000.0,
+                "high": e["median"]["confidence_interval"]["upper_bound"] / 1000.0,
+            })
+        def order(r):
+            size = re.match(r"\d+", r["parameter"])
+            return (r["id"] != "baseline", r["id"], int(size.group()) if size else 0,
+                    r["parameter"])
+        rows.sort(key=order)
+        write(group.replace("/", "."), rows, "µs",
+              f"criterion group {group}: median time per iteration with its 95% interval")
+
+
+# --- pgbench: the physical limits ------------------------------------------------------------------
+SETUP = """
+DROP TABLE IF EXISTS limits_plain, limits_rls CASCADE;
+CREATE TABLE limits_plain (id int PRIMARY KEY, name text NOT NULL);
+INSERT INTO limits_plain SELECT i, 'p' || i FROM generate_series(1, 1000) i;
+CREATE TABLE limits_rls (tenant_id uuid NOT NULL, id int NOT NULL, name text NOT NULL,
+                         PRIMARY KEY (tenant_id, id));
+INSERT INTO limits_rls SELECT '00000000-0000-0000-0000-000000000001', i, 'p' || i
+  FROM generate_series(1, 1000) i;
+ALTER TABLE limits_rls ENABLE ROW LEVEL SECURITY;
+ALTER TABLE limits_rls FORCE ROW LEVEL SECURITY;
+CREATE POLICY t ON limits_rls USING
+  (tenant_id = (SELECT NULLIF(current_setting('tenancy.tenant_id', true), '')::uuid));
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tenancy_limits') THEN
+    CREATE ROLE tenancy_limits LOGIN NOSUPERUSER NOBYPASSRLS;
+  END IF;
+END $$;
+GRANT SELECT ON limits_plain, limits_rls TO tenancy_limits;
+DO $$ DECLARE i int; BEGIN
+  FOR i IN 1..1000 LOOP
+    EXECUTE format('CREATE SCHEMA IF NOT EXISTS limits_s%s', i);
+    EXECUTE format('CREATE TABLE IF NOT EXISTS limits_s%s.t (id int PRIMARY KEY, name text)', i);
+    EXECUTE format('INSERT INTO limits_s%s.t SELECT g, ''p'' || g FROM generate_series(1, 10) g
+                    ON CONFLICT DO NOTHING', i);
+  END LOOP;
+END $$;
+"""
+TENANT = "00000000-0000-0000-0000-000000000001"
+READ = "SELECT id, name FROM limits_rls WHERE tenant_id = '" + TENANT + "' AND id = :id"
+SCRIPTS = {
+    # id: (what, protocol, clients, script, role, extra pgbench options)
+    "plain-1": ("point read by primary key, prepared", "prepared", 1,
+                "\\set id random(1, 1000)\nSELECT id, name FROM limits_plain WHERE id = :id;\n",
+                None, []),
+    "plain-8": ("point read by primary key, prepared", "prepared", 8,
+                "\\set id random(1, 1000)\nSELECT id, name FROM limits_plain WHERE id = :id;\n",
+                None, []),
+    "plain-simple-1": ("point read by primary key, simple protocol", "simple", 1,
+                       "\\set id random(1, 1000)\nSELECT id, name FROM limits_plain WHERE id = :id;\n",
+                       None, []),
+    "rls-session-1": ("row-level security read, tenant set once per session (the policy alone)",
+                      "prepared", 1, "\\set id random(1, 1000)\n" + READ + ";\n",
+                      "session", []),
+    "rls-pipelined-1": ("row-level security read: BEGIN + set_config + read + COMMIT pipelined "
+                        "(one round trip)", "extended", 1,
+                        "\\set id random(1, 1000)\n\\startpipeline\nBEGIN;\n"
+                        "SELECT set_config('tenancy.tenant_id', '" + TENANT + "', true);\n"
+                        + READ + ";\nCOMMIT;\n\\endpipeline\n", "plain", []),
+    "rls-four-1": ("row-level security read as four prepared round trips", "prepared", 1,
+                   "\\set id random(1, 1000)\nBEGIN;\n"
+                   "SELECT set_config('tenancy.tenant_id', '" + TENANT + "', true);\n"
+                   + READ + ";\nCOMMIT;\n", "plain", []),
+    "rls-one-message-1": ("row-level security read in one simple-protocol message", "simple", 1,
+                          "\\set id random(1, 1000)\nBEGIN \\; SELECT set_config('tenancy.tenant_id', '"
+                          + TENANT + "', true) \\; " + READ + " \\; COMMIT;\n", "plain", []),
+    "schemas-1-8": ("read from one schema (simple protocol, 8 clients)", "simple", 8,
+                    "\\set id random(1, 10)\nSELECT id, name FROM limits_s1.t WHERE id = :id;\n",
+                    None, []),
+    "schemas-1000-8": ("read from one of 1,000 schemas (simple protocol, 8 clients)", "simple", 8,
+                       "\\set s random(1, 1000)\n\\set id random(1, 10)\n"
+                       "SELECT id, name FROM limits_s:s.t WHERE id = :id;\n", None, []),
+    "connect-8": ("new connection per transaction (pgbench -C), 8 clients", "simple", 8,
+                  "SELECT 1;\n", None, ["-C"]),
+}
+
+
+def pgbench(seconds):
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        sys.exit("set DATABASE_URL to a PostgreSQL the limits may use (a database is created)")
+    if not shutil.which("pgbench"):
+        sys.exit("pgbench is missing: it comes with PostgreSQL's client programs")
+    from urllib.parse import urlsplit, urlunsplit
+    parts = urlsplit(url)
+    db_url = urlunsplit(parts._replace(path="/tenancy_limits"))
+    run_or_die(["psql", url, "-qc", "DROP DATABASE IF EXISTS tenancy_limits WITH (FORCE)"])
+    run_or_die(["psql", url, "-qc", "CREATE DATABASE tenancy_limits"])
+    run_or_die(["psql", db_url, "-q", "-v", "ON_ERROR_STOP=1", "-c", SETUP])
+    user = parts.username or "postgres"
+    app_url = urlunsplit(parts._replace(path="/tenancy_limits",
+                                        netloc=parts.netloc.replace(f"{user}@", "tenancy_limits@", 1)
+                                        if "@" in parts.netloc else "tenancy_limits@" + parts.netloc))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for key, (what, protocol, clients, script, role, extra) in SCRIPTS.items():
+            f = Path(tmp) / f"{key}.sql"
+            f.write_text(script)
+            env = dict(os.environ)
+            target = db_url
+            if role is not None:
+                target = app_url
+            if role == "session":
+                env["PGOPTIONS"] = f"-c tenancy.tenant_id={TENANT}"
+            out = run_or_die(["pgbench", "-n", "-M", protocol, "-c", str(clients), "-j",
+                              str(min(clients, 2)), "-T", str(seconds), "-f", str(f), *extra,
+                              target], env=env)
+            m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out) or \
+                re.search(r"tps = ([\d.]+)", out)
+            if not m:
+                sys.exit(f"pgbench {key}: no tps in its output:\n{out}")
+            tps = float(m.group(1))
+            rows.append({"id": key, "what": what, "clients": clients, "per_second": round(tps),
+                         "latency_us": round(1e6 * clients / tps, 1)})
+            print(f"{key:20} {tps:10.0f}/s")
+    run_or_die(["psql", url, "-qc", "DROP DATABASE IF EXISTS tenancy_limits WITH (FORCE)"])
+    write("limits", rows, "per second",
+          f"pgbench, {seconds}-second runs, loopback, the same server as the benches",
+          {"seconds": seconds})
+
+
+def run_or_die(cmd, env=None):
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd[:2])} failed:\n{p.stdout}\n{p.stderr}")
+    return p.stdout + p.stderr
+
+
+# --- rendering ---------------------------------------------------------------------------------
+def load(name):
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        raise KeyError(f"no result file {path.relative_to(ROOT)}")
+    return json.loads(path.read_text())
+
+
+def fmt(x, unit):
+    if unit == "µs":
+        return f"{x:,.0f} µs" if x >= 100 else f"{x:,.1f} µs"
+    return f"{x:,.0f}"
+
+
+def render(name, only):
+    doc = load(name)
+    rows = doc["rows"]
+    if only:
+        wanted = [w.strip() for w in only.split(",")]
+        known = {r["id"] for r in rows}
+        missing = [w for w in wanted if w not in known]
+        if missing:
+            raise KeyError(f"{name}: no rows {', '.join(missing)}")
+        rows = [r for w in wanted for r in rows if r["id"] == w]
+    m = doc["measured"]
+    lines = []
+    if name == "limits":
+        lines += ["| pgbench run | clients | per second | per read |", "|---|---:|---:|---:|"]
+        for r in rows:
+            lines.append(f"| {r['what']} (`{r['id']}`) | {r['clients']} | "
+                         f"{r['per_second']:,} | {r['latency_us']:.0f} µs |")
+    else:
+        base = next((r for r in doc["rows"] if r["id"] == "baseline"), None)
+        against = "vs baseline" if base else (
+            "vs bare" if any(r["id"].endswith("/bare") for r in doc["rows"]) else
+            "vs its first size")
+        lines += [f"| variant | median | 95% interval | {against} |", "|---|---:|---:|---:|"]
+        for r in rows:
+            b = base or baseline_of(doc, r)
+            ratio = f"{r['median'] / b['median']:.2f}×" if b else "no bare run"
+            lines.append(f"| `{r['id']}` ({r['parameter']}) | {fmt(r['median'], doc['unit'])} | "
+                         f"{fmt(r['low'], doc['unit'])} to {fmt(r['high'], doc['unit'])} | "
+                         f"{ratio} |")
+    lines.append("")
+    lines.append(f"*{doc['what']}. Measured {m['date']} at commit `{m['commit']}` on {m['cpu']} "
+                 f"({m['cores']} cores), PostgreSQL {m['postgresql']}, {m['rust']}, sqlx "
+                 f"{m['sqlx']}; from `docs/src/results/{name}.json`.*")
+    return "\n".join(lines)
+
+
+def baseline_of(doc, r):
+    """What a row without a `baseline` row beside it is compared with: `route/bare` for
+    `route/variant` (the http bench), else the same variant's first size (tenant_spread)."""
+    route, _, _ = r["id"].rpartition("/")
+    if route:
+        return next((x for x in doc["rows"] if x["id"] == f"{route}/bare"), None)
+    return next(x for x in doc["rows"] if x["id"] == r["id"])
+
+
+def value(name, row, field):
+    """One number; ROW is an id, or id@parameter where an id has several (tenant_spread)."""
+    doc = load(name)
+    rid, _, param = row.partition("@")
+    r = next((r for r in doc["rows"]
+              if r["id"] == rid and (not param or r.get("parameter") == param)), None)
+    if r is None:
+        raise KeyError(f"{name}: no row {row}")
+    if field == "median":
+        return fmt(r["median"], doc["unit"])
+    if field == "ratio":
+        # Against the baseline row, or else the same variant's first size.
+        base = next((b for b in doc["rows"] if b["id"] == "baseline"), None) or \
+            baseline_of(doc, r)
+        if base is None:
+            raise KeyError(f"{name}: nothing to compare {row} with")
+        return f"{r['median'] / base['median']:.2f}×"
+    if field == "per_second":
+        return f"{r['per_second']:,}"
+    return f"{r['latency_us']:.0f} µs"
+
+
+def expand(text):
+    text = MARKER.sub(lambda mt: render(mt.group(1), mt.group(2)), text)
+    return VALUE.sub(lambda mt: value(mt.group(1), mt.group(2), mt.group(3)), text)
+
+
+def check():
+    errors = []
+    for md in (DOCS / "src").rglob("*.md"):
+        try:
+            expand(md.read_text())
+        except (KeyError, ValueError) as e:
+            errors.append(f"{md.relative_to(DOCS)}: {e.args[0]}")
+    for e in errors:
+        print(e, file=sys.stderr)
+    return 1 if errors else 0
+
+
+def preprocess():
+    context, book = json.load(sys.stdin)
+
+    def walk(items):
+        for item in items:
+            chapter = item.get("Chapter") if isinstance(item, dict) else None
+            if chapter:
+                chapter["content"] = expand(chapter["content"])
+                walk(chapter.get("sub_items", []))
+
+    walk(book.get("sections") or book.get("items") or [])
+    json.dump(book, sys.stdout)
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if not args:
+        preprocess()
+    elif args[0] == "supports":
+        sys.exit(0)
+    elif args[0] == "criterion":
+        criterion(args[1:])
+    elif args[0] == "pgbench":
+        secs = int(args[args.index("--seconds") + 1]) if "--seconds" in args else 8
+        pgbench(secs)
+    elif args[0] == "check":
+        sys.exit(check())
+    else:
+        sys.exit(__doc__)
