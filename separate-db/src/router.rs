@@ -20,7 +20,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tenancy_core::sea_orm::DatabaseConnection;
-use tenancy_core::{Error, PoolSettings, Result, ScopeGuard, connect_pool};
+use tenancy_core::sea_orm::sqlx::Postgres;
+use tenancy_core::sea_orm::sqlx::pool::PoolConnection;
+use tenancy_core::{
+    ConnectionHome, Error, PoolSettings, Result, ScopeGuard, TenantId, connect_pool,
+};
 
 pub(crate) use crate::server::Server;
 
@@ -41,6 +45,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A slot's idle connection, held by the router rather than its pool.
+type Held = Arc<Mutex<Option<PoolConnection<Postgres>>>>;
+
 /// One slot: a pool of one connection of a tenant database.
 #[derive(Debug)]
 struct Pool {
@@ -49,6 +56,9 @@ struct Pool {
     /// lease on it was still alive: that lease must not count against this pool.
     generation: u64,
     conn: DatabaseConnection,
+    /// The slot's connection while no scope uses it, kept out of its sqlx pool: a scope takes
+    /// it back without the pool's checkout and its ping on return.
+    held: Held,
     /// Whether a lease (a scope, maintenance work) holds the slot; it may close only when not.
     leased: bool,
     last_used: Instant,
@@ -82,7 +92,7 @@ const COLD: Duration = Duration::from_secs(1);
 
 /// What [`Router::lease`] does after looking at the state.
 enum Next {
-    Use(DatabaseConnection, u64),
+    Use(DatabaseConnection, Held, u64),
     Open,
     Close(Pool),
     Wait,
@@ -96,11 +106,39 @@ pub(crate) struct Lease {
     key: (usize, String),
     generation: u64,
     conn: DatabaseConnection,
+    held: Held,
+}
+
+/// Where a scope gives its slot's connection back: into the slot, not its pool.
+#[derive(Debug)]
+pub(crate) struct SlotHome(Held);
+
+impl ConnectionHome for SlotHome {
+    fn give_back(&self, _tenant: TenantId, conn: PoolConnection<Postgres>) {
+        let mut held = lock(&self.0);
+        if held.is_none() {
+            *held = Some(conn);
+        }
+    }
 }
 
 impl Lease {
+    /// The slot's pool, for sea-orm work (maintenance, migrations). Its connection goes back
+    /// to the pool first, so the pool can hand it out.
     pub fn connection(&self) -> &DatabaseConnection {
+        drop(lock(&self.held).take());
         &self.conn
+    }
+
+    /// The slot's connection, for a scope to hold ([`tenancy_core::LentConnection`]), and
+    /// where to give it back.
+    pub async fn take_connection(&self) -> Result<(PoolConnection<Postgres>, SlotHome)> {
+        let kept = lock(&self.held).take();
+        let conn = match kept {
+            Some(conn) => conn,
+            None => self.conn.get_postgres_connection_pool().acquire().await?,
+        };
+        Ok((conn, SlotHome(self.held.clone())))
     }
 
     /// Ends the lease and closes its slot instead of keeping it: for a connection to a
@@ -251,7 +289,7 @@ impl Router {
                 {
                     pool.leased = true;
                     pool.last_used = Instant::now();
-                    Next::Use(pool.conn.clone(), pool.generation)
+                    Next::Use(pool.conn.clone(), pool.held.clone(), pool.generation)
                 } else if at_cap {
                     // This tenant has its share: it waits for one of its own slots.
                     Next::Wait
@@ -290,7 +328,9 @@ impl Router {
                 }
             };
             match next {
-                Next::Use(conn, generation) => return Ok(self.lease_of(key, generation, conn)),
+                Next::Use(conn, held, generation) => {
+                    return Ok(self.lease_of(key, generation, conn, held));
+                }
                 Next::Open => return self.insert(key, &srv).await,
                 Next::Close(pool) => self.close(pool).await,
                 Next::Wait => {
@@ -309,12 +349,14 @@ impl Router {
         key: (usize, String),
         generation: u64,
         conn: DatabaseConnection,
+        held: Held,
     ) -> Lease {
         Lease {
             router: self.clone(),
             key,
             generation,
             conn,
+            held,
         }
     }
 
@@ -327,6 +369,7 @@ impl Router {
                 return Err(e);
             }
         };
+        let held = Held::default();
         let mut state = lock(&self.state);
         state.next_generation += 1;
         let generation = state.next_generation;
@@ -334,11 +377,12 @@ impl Router {
             server: key.0,
             generation,
             conn: conn.clone(),
+            held: held.clone(),
             leased: true,
             last_used: Instant::now(),
         });
         drop(state);
-        Ok(self.lease_of(key, generation, conn))
+        Ok(self.lease_of(key, generation, conn, held))
     }
 
     // ANCHOR: evict
@@ -350,6 +394,9 @@ impl Router {
     }
 
     async fn close(&self, pool: Pool) {
+        // A connection the slot holds goes back to its pool first: closing the pool waits for
+        // every connection to come back.
+        drop(lock(&pool.held).take());
         pool.conn.close().await.ok();
         // The server's backend exits a moment after the client lets go of its connection; the
         // room is reused only once the server no longer counts it (measured: the budget test

@@ -9,8 +9,8 @@ use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrai
 use tenancy_core::sea_orm_migration::MigratorTrait;
 use tenancy_core::sql::AdvisoryLock;
 use tenancy_core::{
-    Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, Result,
-    ScopeMode, Strategy, TableNamespace, Tenant, TenantId, TenantMigration, TenantScope,
+    Error, LentConnection, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement,
+    Result, ScopeMode, Strategy, TableNamespace, Tenant, TenantId, TenantMigration, TenantScope,
     TenantState, TenantStore, UnscopedView, catalog, check_identifier, connect_pool,
     loopback_without_tls, quote_ident,
 };
@@ -231,20 +231,28 @@ impl TenantStore for SeparateDbStore {
         // The database name comes from the validated slug and must match the catalog.
         let (server, database) = self.server_of(tenant)?;
         let lease = self.lease(server, &database).await?;
-        // A database of its own: plain table names, and no session state to set or reset.
-        Ok(match mode {
-            ScopeMode::Autocommit => TenantScope::autocommit(
-                tenant.id,
-                TableNamespace::Unqualified,
-                lease.connection().clone(),
-            ),
-            ScopeMode::Transaction => TenantScope::in_transaction(
-                tenant.id,
-                TableNamespace::Unqualified,
-                self.begin(&lease).await?,
-            ),
+        // The scope holds its slot's connection (no pool checkout per statement) and gives it
+        // back to the slot; the lease, and so the slot, is kept until then.
+        let (conn, home) = match lease.take_connection().await {
+            Ok(taken) => taken,
+            Err(e) => {
+                return Err(lease
+                    .server()
+                    .explain(e, self.inner.options.retry_after)
+                    .await);
+            }
+        };
+        let lent =
+            LentConnection::new(tenant.id, conn, Arc::new(home)).keep_until_given_back(lease);
+        if mode == ScopeMode::Transaction {
+            lent.begin().await?;
         }
-        .with_guard(lease))
+        // A database of its own: plain table names, and no session state to set or reset.
+        Ok(TenantScope::on_connection(
+            tenant.id,
+            TableNamespace::Unqualified,
+            lent,
+        ))
     }
     // ANCHOR_END: scope
 
