@@ -90,14 +90,17 @@ pub async fn connect_sqlx_pool(
     hooks: ConnectionHooks,
 ) -> Result<sea_orm::sqlx::PgPool> {
     use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-    use sea_orm::sqlx::{AssertSqlSafe, Executor};
+    use sea_orm::sqlx::{AssertSqlSafe, ConnectOptions, Executor};
     let mut connect: PgConnectOptions = loopback_without_tls(url)
         .parse()
         .map_err(|e: sea_orm::sqlx::Error| crate::Error::invalid("url", e.to_string()))?;
     if let Some(app) = &settings.application_name {
         connect = connect.application_name(app);
     }
-    connect = connect.statement_cache_capacity(settings.statement_cache);
+    // Statement logging off, as `connect_pool` has it (sea-orm's `sqlx_logging(false)`).
+    connect = connect
+        .statement_cache_capacity(settings.statement_cache)
+        .disable_statement_logging();
     let mut options = PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .min_connections(0)
