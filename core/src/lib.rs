@@ -9,8 +9,8 @@
 //!
 //! For strategy crates only (an application never needs them): the [`catalog`] queries, the
 //! [`sql`] helpers (statements, advisory locks by name), [`connect_pool`] with
-//! [`PoolSettings`], and the constructors of [`TenantScope`] (`in_transaction`, `autocommit`,
-//! `with_guard`).
+//! [`PoolSettings`], [`connect_sqlx_pool`] and [`LentConnection`], and the constructors of
+//! [`TenantScope`] (`in_transaction`, `autocommit`, `on_connection`).
 //!
 //! Core depends on no strategy crate.
 
@@ -35,7 +35,7 @@ pub use domain::TENANT_TABLES;
 pub use error::{Error, Result, SlugError, is_undefined_table};
 pub use lent::{ConnectionHome, LentConnection};
 pub use page::{Page, PageRequest};
-pub use scope::{ScopeGuard, ScopeMode, TENANT_ID, TableNamespace, TenantScope};
+pub use scope::{ScopeMode, TENANT_ID, TableNamespace, TenantScope};
 pub use store::{
     Connections, MigrateOptions, MigrationOutcome, MigrationReport, Strategy, TenantMigration,
     TenantStore, UnscopedView,

@@ -59,21 +59,6 @@ pub struct TenantScope {
     tenant_id: TenantId,
     namespace: TableNamespace,
     executor: Executor,
-    /// What the strategy keeps alive while the scope lives (separate-db's lease on a tenant's
-    /// pool, which keeps the router from closing the pool under the scope). Declared after the
-    /// executor, so it is dropped after it: a transaction ends before its pool may close.
-    guard: Option<Box<dyn ScopeGuard>>,
-}
-
-/// What a strategy attaches to a scope with [`TenantScope::with_guard`]: kept alive as long as
-/// the scope, and asked to explain a statement that timed out waiting for a connection (a
-/// pool that cannot connect because its server is down times out like a busy one).
-#[async_trait::async_trait]
-pub trait ScopeGuard: Send + Sync + 'static {
-    /// Returns the error to report for `err`, an [`Error::PoolTimeout`]. The default keeps it.
-    async fn explain_timeout(&self, err: Error) -> Error {
-        err
-    }
 }
 
 impl std::fmt::Debug for TenantScope {
@@ -105,7 +90,6 @@ impl TenantScope {
             tenant_id,
             namespace,
             executor: Executor::Transaction(txn),
-            guard: None,
         }
     }
 
@@ -121,7 +105,6 @@ impl TenantScope {
             tenant_id,
             namespace,
             executor: Executor::Autocommit(pool),
-            guard: None,
         }
     }
 
@@ -138,23 +121,6 @@ impl TenantScope {
             tenant_id,
             namespace,
             executor: Executor::Lent(conn),
-            guard: None,
-        }
-    }
-
-    /// For strategy crates: keeps `guard` alive as long as the scope (it is dropped after the
-    /// scope's transaction or connection handle) and lets it explain connection timeouts.
-    pub fn with_guard(mut self, guard: impl ScopeGuard) -> Self {
-        self.guard = Some(Box::new(guard));
-        self
-    }
-
-    async fn checked<T>(&self, res: std::result::Result<T, sea_orm::DbErr>) -> Result<T> {
-        match (res.map_err(Error::from), &self.guard) {
-            (Err(Error::PoolTimeout), Some(guard)) => {
-                Err(guard.explain_timeout(Error::PoolTimeout).await)
-            }
-            (other, _) => other,
         }
     }
 
@@ -264,9 +230,9 @@ impl TenantScope {
     /// Runs a statement and returns how many rows it touched.
     pub async fn execute<S: StatementBuilder + Sync>(&self, stmt: &S) -> Result<u64> {
         let res = match &self.executor {
-            Executor::Transaction(t) => self.checked(t.execute(stmt).await).await?,
-            Executor::Autocommit(c) => self.checked(c.execute(stmt).await).await?,
-            Executor::Lent(c) => self.checked(c.execute(build(stmt)).await).await?,
+            Executor::Transaction(t) => t.execute(stmt).await?,
+            Executor::Autocommit(c) => c.execute(stmt).await?,
+            Executor::Lent(c) => c.execute(build(stmt)).await?,
         };
         Ok(res.rows_affected())
     }
@@ -277,9 +243,9 @@ impl TenantScope {
         stmt: &S,
     ) -> Result<Vec<T>> {
         let rows = match &self.executor {
-            Executor::Transaction(t) => self.checked(t.query_all(stmt).await).await?,
-            Executor::Autocommit(c) => self.checked(c.query_all(stmt).await).await?,
-            Executor::Lent(c) => self.checked(c.query_all(build(stmt)).await).await?,
+            Executor::Transaction(t) => t.query_all(stmt).await?,
+            Executor::Autocommit(c) => c.query_all(stmt).await?,
+            Executor::Lent(c) => c.query_all(build(stmt)).await?,
         };
         rows.iter()
             .map(|row| T::from_query_result(row, "").map_err(Error::from))
@@ -293,13 +259,9 @@ impl TenantScope {
         stmt: &S,
     ) -> Result<Option<T>> {
         let row = match &self.executor {
-            Executor::Transaction(t) => self.checked(t.query_one(stmt).await).await?,
-            Executor::Autocommit(c) => self.checked(c.query_one(stmt).await).await?,
-            Executor::Lent(c) => self
-                .checked(c.query_all(build(stmt)).await)
-                .await?
-                .into_iter()
-                .next(),
+            Executor::Transaction(t) => t.query_one(stmt).await?,
+            Executor::Autocommit(c) => c.query_one(stmt).await?,
+            Executor::Lent(c) => c.query_all(build(stmt)).await?.into_iter().next(),
         };
         row.map(|r| T::from_query_result(&r, "").map_err(Error::from))
             .transpose()

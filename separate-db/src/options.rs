@@ -128,7 +128,6 @@ impl SeparateDbOptions {
             max_lifetime: self.max_connection_lifetime,
             idle_timeout: Some(Duration::from_secs(60)),
             application_name: self.application_name.clone(),
-            retry_after: self.retry_after,
         }
     }
 }

@@ -18,13 +18,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use tenancy_core::sea_orm::DatabaseConnection;
 use tenancy_core::sea_orm::sqlx::Postgres;
 use tenancy_core::sea_orm::sqlx::pool::PoolConnection;
-use tenancy_core::{
-    ConnectionHome, Error, PoolSettings, Result, ScopeGuard, TenantId, connect_pool,
-};
+use tenancy_core::{ConnectionHome, Error, PoolSettings, Result, TenantId, connect_pool};
 
 pub(crate) use crate::server::Server;
 
@@ -37,7 +34,6 @@ pub(crate) struct RouterSettings {
     pub max_lifetime: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub application_name: String,
-    pub retry_after: Duration,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,12 +64,26 @@ struct Pool {
 struct State {
     /// The slots of each tenant database.
     pools: HashMap<(usize, String), Vec<Pool>>,
-    /// Connections the open slots hold (plus any reserved), per server.
+    /// Connections the open slots hold, per server.
     allotted: Vec<u32>,
     /// The generation the next opened pool gets.
     next_generation: u64,
     /// Slots closed to make room for another database.
     closed: u64,
+}
+
+impl State {
+    /// Takes the slot of `generation` out of `key`'s slots (and `key` out of the map when it
+    /// was the last), for closing.
+    fn take_slot(&mut self, key: &(usize, String), generation: u64) -> Option<Pool> {
+        let slots = self.pools.get_mut(key)?;
+        let i = slots.iter().position(|p| p.generation == generation)?;
+        let pool = slots.swap_remove(i);
+        if slots.is_empty() {
+            self.pools.remove(key);
+        }
+        Some(pool)
+    }
 }
 
 /// The pools of every tenant database, and the budget they share.
@@ -99,7 +109,7 @@ enum Next {
 }
 
 // ANCHOR: guard
-/// A pool in use. While a lease lives the router will not close its pool.
+/// A slot in use. While a lease lives the router will not close its slot.
 #[derive(Debug)]
 pub(crate) struct Lease {
     router: Arc<Router>,
@@ -144,18 +154,7 @@ impl Lease {
     /// Ends the lease and closes its slot instead of keeping it: for a connection to a
     /// maintenance database, used once in a while, which should not hold a tenant's room.
     pub async fn discard(self) {
-        let slot = {
-            let mut state = lock(&self.router.state);
-            let slots = state.pools.get_mut(&self.key);
-            let slot = slots.and_then(|slots| {
-                let i = slots.iter().position(|p| p.generation == self.generation)?;
-                Some(slots.swap_remove(i))
-            });
-            if state.pools.get(&self.key).is_some_and(Vec::is_empty) {
-                state.pools.remove(&self.key);
-            }
-            slot
-        };
+        let slot = lock(&self.router.state).take_slot(&self.key, self.generation);
         if let Some(pool) = slot {
             self.router.close(pool).await;
         }
@@ -182,19 +181,11 @@ impl Drop for Lease {
     }
 }
 
-#[async_trait]
-impl ScopeGuard for Lease {
-    async fn explain_timeout(&self, err: Error) -> Error {
-        self.server()
-            .explain(err, self.router.settings.retry_after)
-            .await
-    }
-}
 // ANCHOR_END: guard
 
 impl Router {
     pub fn new(servers: Vec<Arc<Server>>, settings: RouterSettings) -> Self {
-        let allotted = servers.iter().map(|s| s.reserved).collect();
+        let allotted = vec![0; servers.len()];
         Router {
             servers,
             settings,
@@ -310,15 +301,7 @@ impl Router {
                         .filter(|(_, p)| !has_slots || p.last_used.elapsed() >= COLD)
                         .min_by_key(|(_, p)| p.last_used)
                         .map(|(k, p)| (k.clone(), p.generation));
-                    match victim.and_then(|(k, generation)| {
-                        let slots = state.pools.get_mut(&k)?;
-                        let i = slots.iter().position(|p| p.generation == generation)?;
-                        let pool = slots.swap_remove(i);
-                        if slots.is_empty() {
-                            state.pools.remove(&k);
-                        }
-                        Some(pool)
-                    }) {
+                    match victim.and_then(|(k, generation)| state.take_slot(&k, generation)) {
                         Some(pool) => {
                             state.closed += 1;
                             Next::Close(pool)

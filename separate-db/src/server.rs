@@ -19,8 +19,6 @@ pub(crate) struct Server {
     pub url: url::Url,
     /// The most connections the store holds to this server.
     pub budget: u32,
-    /// Connections reserved outside the router (the control pool on the control server).
-    pub reserved: u32,
     /// Wakes requests waiting for budget when a pool comes free or closes.
     pub(crate) changed: Notify,
     /// Set when the server did not answer: requests fail fast until then.
@@ -28,12 +26,11 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    pub fn new(name: String, url: url::Url, budget: u32, reserved: u32) -> Self {
+    pub fn new(name: String, url: url::Url, budget: u32) -> Self {
         Server {
             name,
             url,
             budget,
-            reserved,
             changed: Notify::new(),
             down_until: Mutex::new(None),
         }

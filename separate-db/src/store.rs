@@ -49,7 +49,6 @@ impl SeparateDbStore {
             options.control_server.clone(),
             url.clone(),
             options.connections_per_server,
-            0,
         ))];
         for s in &options.servers {
             check_identifier("servers", &s.name, 0)?;
@@ -65,7 +64,6 @@ impl SeparateDbStore {
                 s.name.clone(),
                 u,
                 options.connections_per_server,
-                0,
             )));
         }
         let control = connect_pool(control_url, &options.control_pool()).await?;
