@@ -1,0 +1,264 @@
+//! The workspace's own tasks, run as `cargo xtask <task>` (the alias is in `.cargo/config.toml`).
+//!
+//! - `cargo xtask test [ARGS...]`: sets up what the tests need, then runs
+//!   `cargo test --workspace --all-features [ARGS...]`. This is the README's test command.
+//! - `cargo xtask setup`: only the set-up (CI runs it before its other steps).
+//!
+//! The set-up, so that the test command works on a fresh machine:
+//! - **PostgreSQL.** `DATABASE_URL` names the server. When it is unset and we run as root, the
+//!   machine's own cluster on 127.0.0.1:5432 is used (PostgreSQL refuses to run as root, so
+//!   the tests' embedded server cannot serve root); when unset and not root, the tests start
+//!   an embedded server themselves. A loopback server that does not answer is started with
+//!   `pg_ctlcluster` where the machine has it (Debian's clusters); otherwise the task stops and
+//!   says what to set.
+//! - **PgBouncer**, for the leak tests through a transaction pooler. `PGBOUNCER_URL` names one;
+//!   otherwise the `pgbouncer` binary must be installed. As root with `apt-get`, the task
+//!   installs the Debian package; otherwise it stops at once with the one line to run.
+//!
+//! No dependencies: it builds in seconds, before anything else.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+/// The machine's cluster, used as root when `DATABASE_URL` is unset.
+const MACHINE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+const USAGE: &str =
+    "usage: cargo xtask test [ARGS...]   set up, then cargo test --workspace --all-features ARGS
+       cargo xtask setup            only the set-up (PostgreSQL, PgBouncer)";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let result = match args.next().as_deref() {
+        Some("test") => setup().and_then(|()| test(args.collect())),
+        Some("setup") => setup(),
+        Some("--help" | "-h" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(USAGE.to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn log(what: &str) {
+    eprintln!("==> {what}");
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn setup() -> Result<(), String> {
+    postgres()?;
+    pgbouncer()
+}
+
+fn test(extra: Vec<String>) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    log("cargo test --workspace --all-features");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["test", "--workspace", "--all-features"])
+        .args(extra);
+    if std::env::var_os("DATABASE_URL").is_none() && is_root() {
+        cmd.env("DATABASE_URL", MACHINE_URL);
+    }
+    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the tests failed ({status})"))
+    }
+}
+
+// --- PostgreSQL -----------------------------------------------------------------------------------
+
+/// Host and port of a `postgres://` URL (defaults: localhost, 5432).
+fn host_port(url: &str) -> (String, u16) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.strip_prefix('[') {
+        // [v6]:port
+        Some(v6) => match v6.split_once(']') {
+            Some((h, p)) => (h.to_owned(), p.trim_start_matches(':').parse().ok()),
+            None => (v6.to_owned(), None),
+        },
+        None => match host_port.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), p.parse().ok()),
+            None => (host_port.to_owned(), None),
+        },
+    };
+    let port = port.unwrap_or(5432);
+    (
+        if host.is_empty() {
+            "localhost".into()
+        } else {
+            host
+        },
+        port,
+    )
+}
+
+fn answers(host: &str, port: u16) -> bool {
+    (host, port)
+        .to_socket_addrs()
+        .map(|mut addrs| {
+            addrs.any(|a| TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok())
+        })
+        .unwrap_or(false)
+}
+
+fn postgres() -> Result<(), String> {
+    let url = match std::env::var("DATABASE_URL") {
+        Ok(url) => url,
+        Err(_) if is_root() => MACHINE_URL.to_owned(),
+        Err(_) => {
+            log("PostgreSQL: DATABASE_URL is unset; the tests start an embedded server");
+            return Ok(());
+        }
+    };
+    let (host, port) = host_port(&url);
+    if answers(&host, port) {
+        log(&format!("PostgreSQL answers on {host}:{port}"));
+        return Ok(());
+    }
+    let loopback = matches!(host.as_str(), "127.0.0.1" | "localhost" | "::1");
+    if loopback && start_machine_cluster(port) {
+        for _ in 0..30 {
+            if answers(&host, port) {
+                log(&format!("PostgreSQL started on {host}:{port}"));
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    Err(format!(
+        "no PostgreSQL answers on {host}:{port} (from DATABASE_URL or the default {MACHINE_URL}): \
+         start one, or set DATABASE_URL to a server the tests may create databases on"
+    ))
+}
+
+/// Starts a Debian cluster on `port` with `pg_ctlcluster`; whether it tried.
+fn start_machine_cluster(port: u16) -> bool {
+    let Ok(versions) = std::fs::read_dir("/etc/postgresql") else {
+        return false;
+    };
+    for version in versions.flatten() {
+        let Ok(clusters) = std::fs::read_dir(version.path()) else {
+            continue;
+        };
+        for cluster in clusters.flatten() {
+            let conf = cluster.path().join("postgresql.conf");
+            let text = std::fs::read_to_string(&conf).unwrap_or_default();
+            let cluster_port = text
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("port"))
+                .filter_map(|l| l.trim_start().strip_prefix('='))
+                .filter_map(|v| v.split('#').next()?.trim().parse::<u16>().ok())
+                .next_back()
+                .unwrap_or(5432);
+            if cluster_port != port {
+                continue;
+            }
+            let (v, c) = (version.file_name(), cluster.file_name());
+            log(&format!(
+                "starting PostgreSQL cluster {} {}",
+                v.to_string_lossy(),
+                c.to_string_lossy()
+            ));
+            return Command::new("pg_ctlcluster")
+                .arg("--skip-systemctl-redirect")
+                .arg(&v)
+                .arg(&c)
+                .arg("start")
+                .status()
+                .is_ok_and(|s| s.success());
+        }
+    }
+    false
+}
+
+// --- PgBouncer ------------------------------------------------------------------------------------
+
+fn pgbouncer_binary() -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|d| d.join("pgbouncer"))
+        .find(|p| p.is_file())
+}
+
+fn pgbouncer() -> Result<(), String> {
+    if std::env::var_os("PGBOUNCER_URL").is_some() {
+        log("PgBouncer: PGBOUNCER_URL is set");
+        return Ok(());
+    }
+    if let Some(binary) = pgbouncer_binary() {
+        log(&format!("PgBouncer: {}", binary.display()));
+        return Ok(());
+    }
+    let line = "sudo apt-get install pgbouncer";
+    let apt = Command::new("apt-get").arg("--version").output().is_ok();
+    if !(apt && is_root()) {
+        return Err(format!(
+            "PgBouncer is missing (the leak tests run through it): run `{line}` (or install \
+             pgbouncer another way, or set PGBOUNCER_URL to one in transaction mode), then \
+             `cargo xtask test` again"
+        ));
+    }
+    log("installing pgbouncer (apt-get)");
+    let ok = Command::new("apt-get")
+        .args(["update", "-qq"])
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new("apt-get")
+            .args(["install", "-y", "-qq", "pgbouncer"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success());
+    match (ok, pgbouncer_binary()) {
+        (true, Some(binary)) => {
+            log(&format!("PgBouncer: installed {}", binary.display()));
+            Ok(())
+        }
+        _ => Err(format!(
+            "installing pgbouncer failed: run `{line}` and try again"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn host_and_port_come_from_the_url() {
+        assert_eq!(
+            host_port("postgres://postgres@127.0.0.1:5432/postgres"),
+            ("127.0.0.1".into(), 5432)
+        );
+        assert_eq!(
+            host_port("postgres://u:p@db.example:6543/x?sslmode=disable"),
+            ("db.example".into(), 6543)
+        );
+        assert_eq!(
+            host_port("postgres://localhost/x"),
+            ("localhost".into(), 5432)
+        );
+        assert_eq!(host_port("postgres://[::1]:5433/x"), ("::1".into(), 5433));
+        assert_eq!(host_port("postgres://[::1]/x"), ("::1".into(), 5432));
+    }
+}
