@@ -12,6 +12,13 @@
                                               {{#results FILE}} or {{#results FILE:ROW,ROW}}
                                               with a table rendered from docs/src/results/FILE.json
 
+The scale runner (`cargo run --release -p tenancy-benches --bin scale`) writes one file per
+strategy and size into docs/src/scale/; they are read as the result "scale" (the creation and
+migration table) and "scale.load" (the read load, connections, memory and disk table), with
+one row per strategy and tenant count: {{#value scale:separate-schema@1000:create_one_ms}},
+and {{#ratio scale:separate-schema@10000:migrate_one_column_ms:separate-schema@1000}} for the
+ratio of one field in two rows.
+
 Every result file records when, where and with what it was measured: date, commit, CPU model,
 PostgreSQL, Rust and sqlx versions. A chapter never types a measured number; editing a result
 file changes the chapter on the next `mdbook build`.
@@ -32,7 +39,11 @@ RESULTS = DOCS / "src" / "results"
 MARKER = re.compile(r"\{\{#results ([\w/.-]+)(?::([\w,./ -]+))?\}\}")
 # One number in prose: {{#value FILE:ROW:FIELD}}, FIELD one of median, ratio (to the
 # file's baseline row), per_second, latency.
-VALUE = re.compile(r"\{\{#value ([\w/.-]+):([\w./@-]+):(median|ratio|per_second|latency)\}\}")
+VALUE = re.compile(r"\{\{#value ([\w/.-]+):([\w./@-]+):([a-z0-9_]+)\}\}")
+# A target: the value and its verdict, {{#target FILE:ROW:FIELD<=LIMIT}} (or >=).
+TARGET = re.compile(r"\{\{#target ([\w/.-]+):([\w./@-]+):([a-z0-9_]+)(<=|>=)([\d.]+)\}\}")
+RATIO = re.compile(r"\{\{#ratio ([\w/.-]+):([\w./@-]+):([a-z0-9_]+):([\w./@-]+)\}\}")
+SCALE = DOCS / "src" / "scale"
 
 
 # --- where and with what -----------------------------------------------------------------------
@@ -226,7 +237,31 @@ def run_or_die(cmd, env=None):
 
 
 # --- rendering ---------------------------------------------------------------------------------
+def load_scale():
+    """The scale runner's files as one result: a row per strategy and tenant count, with the
+    ratios to the psql baselines where the run has them."""
+    rows = []
+    for f in sorted(SCALE.glob("scale-*.json")):
+        r = json.loads(f.read_text())
+        if "measured" not in r:
+            raise KeyError(f"{f.relative_to(ROOT)} predates the recorded run details: rerun it")
+        row = dict(r, id=r["strategy"], parameter=str(r["tenants"]), file=f.name)
+        if r.get("psql_create_one_ms"):
+            row["create_vs_psql"] = r["create_one_ms"] / r["psql_create_one_ms"]
+        if r.get("psql_add_column_ms"):
+            row["add_column_vs_psql"] = r["migrate_one_column_ms"] / r["psql_add_column_ms"]
+        row["migrate_one_column_per_tenant_ms"] = r["migrate_one_column_ms"] / max(1, r["tenants"])
+        rows.append(row)
+    if not rows:
+        raise KeyError("no scale results in docs/src/scale/: run the scale runner")
+    rows.sort(key=lambda r: (r["tenants"], ["shared-schema", "separate-schema",
+                                            "separate-db"].index(r["strategy"])))
+    return {"what": "the scale runner", "unit": "mixed", "rows": rows}
+
+
 def load(name):
+    if name in ("scale", "scale.load"):
+        return load_scale()
     path = RESULTS / f"{name}.json"
     if not path.is_file():
         raise KeyError(f"no result file {path.relative_to(ROOT)}")
@@ -235,8 +270,73 @@ def load(name):
 
 def fmt(x, unit):
     if unit == "µs":
+        if x >= 1_000_000:
+            return f"{x / 1e6:,.2f} s"
+        if x >= 10_000:
+            return f"{x / 1000:,.1f} ms"
+        if x >= 1000:
+            return f"{x / 1000:,.2f} ms"
         return f"{x:,.0f} µs" if x >= 100 else f"{x:,.1f} µs"
     return f"{x:,.0f}"
+
+
+def field(r, key):
+    """One field of a row, formatted by its name's unit suffix."""
+    if key not in r or r[key] is None:
+        raise KeyError(f"row {r['id']}@{r.get('parameter')} has no {key}")
+    x = r[key]
+    if key.endswith("_vs_psql") or key.endswith("_ratio"):
+        return f"{x:.2f}×"
+    if key.endswith("_ms"):
+        return f"{x / 1000:,.2f} s" if x >= 1000 else (f"{x:,.1f} ms" if x >= 10 else
+                                                          f"{x:,.2f} ms")
+    if key.endswith("_us"):
+        return f"{x / 1000:,.1f} ms" if x >= 10000 else f"{x:,.0f} µs"
+    if key.endswith("_per_second"):
+        return f"{x:,.0f}/s"
+    if key.endswith("_mb"):
+        return f"{x:,.0f} MB"
+    if key.endswith("_kb"):
+        return f"{x:,.0f} kB"
+    return f"{x:,}" if isinstance(x, int) else f"{x:,.2f}"
+
+
+def scale_footer(rows):
+    runs = sorted({(r["measured"]["date"], r["measured"]["commit"]) for r in rows})
+    m = rows[0]["measured"]
+    when = "; ".join(f"{d} at commit `{c}`" for d, c in runs)
+    return (f"*The scale runner: five projects per tenant, {rows[0]['reads']:,} reads "
+            f"{rows[0]['concurrency']} in flight spread over every tenant; single runs, not "
+            f"medians. Measured {when} on {m['cpu']} ({m['cores']} cores), PostgreSQL "
+            f"{m['postgresql']}, {m['rust']}, sqlx {m['sqlx']}; from `docs/src/scale/`.*")
+
+
+def render_scale(name, rows):
+    f = lambda r, k: field(r, k) if r.get(k) is not None else "–"
+    if name == "scale":
+        lines = ["| strategy | tenants | created per second | one more creation | psql, same DDL "
+                 "| vs psql | `migrate_all`, nothing pending | one new column | per tenant "
+                 "| psql, one transaction per schema | vs psql |",
+                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            lines.append(
+                f"| {r['strategy']} | {r['tenants']:,} | {f(r, 'tenants_created_per_second')} | "
+                f"{f(r, 'create_one_ms')} | {f(r, 'psql_create_one_ms')} | "
+                f"{f(r, 'create_vs_psql')} | {f(r, 'migrate_nothing_pending_ms')} | "
+                f"{f(r, 'migrate_one_column_ms')} | {f(r, 'migrate_one_column_per_tenant_ms')} | "
+                f"{f(r, 'psql_add_column_ms')} | {f(r, 'add_column_vs_psql')} |")
+    else:
+        lines = ["| strategy | tenants | read p50 | read p99 | reads per second "
+                 "| server connections | backend memory | disk per tenant |",
+                 "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            lines.append(
+                f"| {r['strategy']} | {r['tenants']:,} | {f(r, 'read_p50_us')} | "
+                f"{f(r, 'read_p99_us')} | {f(r, 'reads_per_second')} | "
+                f"{r['server_connections']} | {f(r, 'backend_memory_mb')} | "
+                f"{f(r, 'disk_per_tenant_kb')} |")
+    lines += ["", scale_footer(rows)]
+    return "\n".join(lines)
 
 
 def render(name, only):
@@ -249,6 +349,8 @@ def render(name, only):
         if missing:
             raise KeyError(f"{name}: no rows {', '.join(missing)}")
         rows = [r for w in wanted for r in rows if r["id"] == w]
+    if name in ("scale", "scale.load"):
+        return render_scale(name, rows)
     m = doc["measured"]
     lines = []
     if name == "limits":
@@ -258,16 +360,21 @@ def render(name, only):
                          f"{r['per_second']:,} | {r['latency_us']:.0f} µs |")
     else:
         base = next((r for r in doc["rows"] if r["id"] == "baseline"), None)
-        against = "vs baseline" if base else (
-            "vs bare" if any(r["id"].endswith("/bare") for r in doc["rows"]) else
-            "vs its first size")
-        lines += [f"| variant | median | 95% interval | {against} |", "|---|---:|---:|---:|"]
+        bare = any(r["id"].endswith("/bare") for r in doc["rows"])
+        sizes = len({r["id"] for r in doc["rows"]}) < len(doc["rows"])
+        against = "vs baseline" if base else ("vs bare" if bare else
+                                              ("vs its first size" if sizes else None))
+        if against:
+            lines += [f"| variant | median | 95% interval | {against} |", "|---|---:|---:|---:|"]
+        else:
+            lines += ["| variant | median | 95% interval |", "|---|---:|---:|"]
         for r in rows:
-            b = base or baseline_of(doc, r)
-            ratio = f"{r['median'] / b['median']:.2f}×" if b else "no bare run"
-            lines.append(f"| `{r['id']}` ({r['parameter']}) | {fmt(r['median'], doc['unit'])} | "
-                         f"{fmt(r['low'], doc['unit'])} to {fmt(r['high'], doc['unit'])} | "
-                         f"{ratio} |")
+            line = (f"| `{r['id']}` ({r['parameter']}) | {fmt(r['median'], doc['unit'])} | "
+                    f"{fmt(r['low'], doc['unit'])} to {fmt(r['high'], doc['unit'])} |")
+            if against:
+                b = base or baseline_of(doc, r)
+                line += f" {r['median'] / b['median']:.2f}× |" if b else " no bare run |"
+            lines.append(line)
     lines.append("")
     lines.append(f"*{doc['what']}. Measured {m['date']} at commit `{m['commit']}` on {m['cpu']} "
                  f"({m['cores']} cores), PostgreSQL {m['postgresql']}, {m['rust']}, sqlx "
@@ -279,35 +386,82 @@ def baseline_of(doc, r):
     """What a row without a `baseline` row beside it is compared with: `route/bare` for
     `route/variant` (the http bench), else the same variant's first size (tenant_spread)."""
     route, _, _ = r["id"].rpartition("/")
-    if route:
+    if route and any(x["id"].endswith("/bare") for x in doc["rows"]):
         return next((x for x in doc["rows"] if x["id"] == f"{route}/bare"), None)
     return next(x for x in doc["rows"] if x["id"] == r["id"])
 
 
-def value(name, row, field):
-    """One number; ROW is an id, or id@parameter where an id has several (tenant_spread)."""
-    doc = load(name)
+def find_row(doc, name, row):
     rid, _, param = row.partition("@")
     r = next((r for r in doc["rows"]
               if r["id"] == rid and (not param or r.get("parameter") == param)), None)
     if r is None:
         raise KeyError(f"{name}: no row {row}")
-    if field == "median":
+    return r
+
+
+def value(name, row, key):
+    """One number; ROW is an id, or id@parameter where an id has several (tenant_spread, the
+    scale runner's files). KEY is median, ratio, per_second or latency for criterion and
+    pgbench files, or a field of a scale row."""
+    doc = load(name)
+    r = find_row(doc, name, row)
+    field_name = key
+    if name in ("scale", "scale.load"):
+        return field(r, field_name)
+    if field_name == "median":
         return fmt(r["median"], doc["unit"])
-    if field == "ratio":
+    if field_name == "ratio":
         # Against the baseline row, or else the same variant's first size.
         base = next((b for b in doc["rows"] if b["id"] == "baseline"), None) or \
             baseline_of(doc, r)
         if base is None:
             raise KeyError(f"{name}: nothing to compare {row} with")
         return f"{r['median'] / base['median']:.2f}×"
-    if field == "per_second":
+    if field_name == "per_second":
         return f"{r['per_second']:,}"
-    return f"{r['latency_us']:.0f} µs"
+    if field_name == "latency":
+        return f"{r['latency_us']:.0f} µs"
+    raise KeyError(f"{name}: no field {key} (median, ratio, per_second or latency)")
+
+
+def raw(name, row, key):
+    """The number behind {{#value}}: a scale field, or a criterion row's median or ratio."""
+    doc = load(name)
+    r = find_row(doc, name, row)
+    if name in ("scale", "scale.load"):
+        if r.get(key) is None:
+            raise KeyError(f"{name}: row {row} has no {key}")
+        return r[key]
+    if key == "ratio":
+        base = next((b for b in doc["rows"] if b["id"] == "baseline"), None) or \
+            baseline_of(doc, r)
+        return r["median"] / base["median"]
+    if key in ("median", "per_second"):
+        return r[key]
+    raise KeyError(f"{name}: a target needs a number field, not {key}")
+
+
+def target(name, row, key, op, limit):
+    x, limit = raw(name, row, key), float(limit)
+    met = x <= limit if op == "<=" else x >= limit
+    return f"{value(name, row, key)} **{'met' if met else 'missed'}**"
+
+
+def ratio(name, row, key, other):
+    """The ratio of field KEY in ROW to the same field in OTHER, in one result."""
+    doc = load(name)
+    a, b = find_row(doc, name, row), find_row(doc, name, other)
+    for r, label in ((a, row), (b, other)):
+        if r.get(key) is None:
+            raise KeyError(f"{name}: row {label} has no {key}")
+    return f"{a[key] / b[key]:.1f}×"
 
 
 def expand(text):
     text = MARKER.sub(lambda mt: render(mt.group(1), mt.group(2)), text)
+    text = RATIO.sub(lambda mt: ratio(*mt.groups()), text)
+    text = TARGET.sub(lambda mt: target(*mt.groups()), text)
     return VALUE.sub(lambda mt: value(mt.group(1), mt.group(2), mt.group(3)), text)
 
 

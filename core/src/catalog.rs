@@ -146,12 +146,21 @@ pub async fn delete_in_two_phases<F, Fut>(
     purge: F,
 ) -> Result<()>
 where
-    F: FnOnce() -> Fut,
+    F: Fn() -> Fut,
     Fut: Future<Output = Result<()>>,
 {
     set_state(conn, tenant.id, TenantState::Deleting).await?;
-    purge().await?;
-    remove(conn, tenant.id).await
+    // A process that still has the tenant cached may write a row between the purge and the
+    // removal; where the tenant's rows reference the catalog row (shared tables), the removal
+    // is then refused, and the purge runs again.
+    let mut attempts = 0;
+    loop {
+        purge().await?;
+        match remove(conn, tenant.id).await {
+            Err(Error::ForeignKeyViolation { .. }) if attempts < 3 => attempts += 1,
+            done => return done,
+        }
+    }
 }
 // ANCHOR_END: delete_in_two_phases
 

@@ -83,8 +83,7 @@ impl SeparateDbStore {
             .apply(&txn, None, from)
             .await?;
         if let Some(id) = tenant {
-            txn.execute_unprepared(&pin_tenant_tables("public", id))
-                .await?;
+            pin_tenant_tables(&txn, "public", id).await?;
         }
         txn.execute_raw(stmt(
             &format!("UPDATE {VERSION_TABLE} SET version = $1"),

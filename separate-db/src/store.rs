@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tenancy_core::migration::{control, pin_tenant_tables};
-use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use tenancy_core::sea_orm::{DatabaseConnection, TransactionTrait};
 use tenancy_core::sea_orm_migration::MigratorTrait;
 use tenancy_core::sql::AdvisoryLock;
 use tenancy_core::{
@@ -129,10 +129,7 @@ impl SeparateDbStore {
             .await?;
         {
             let lease = self.lease(server, &database).await?;
-            lease
-                .connection()
-                .execute_unprepared(&pin_tenant_tables("public", tenant.id))
-                .await?;
+            pin_tenant_tables(lease.connection(), "public", tenant.id).await?;
         }
         catalog::set_ready(&txn, tenant.id, version).await?;
         txn.commit().await?;

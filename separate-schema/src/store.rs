@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tenancy_core::migration::pin_tenant_tables;
+use tenancy_core::migration::{pin_statement, pin_tenant_tables};
 use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::{
     Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, Result,
@@ -72,21 +72,39 @@ impl SeparateSchemaStore {
             txn.commit().await?;
             return Ok(current);
         }
-        let schema_q = quote_ident(&schema);
-        // A schema left by an earlier, interrupted attempt can only be an empty shell (the
-        // build is transactional), but clear it rather than trust it.
-        txn.execute_unprepared(&format!(
-            "DROP SCHEMA IF EXISTS {schema_q} CASCADE; CREATE SCHEMA {schema_q}; \
-             SET LOCAL search_path TO {schema_q};\n{}{}",
-            script.body,
-            pin_tenant_tables(&schema, tenant.id),
-        ))
-        .await?;
+        txn.execute_unprepared(&Self::build_sql(&script, &schema, tenant.id))
+            .await?;
         catalog::set_ready(&txn, tenant.id, script.version).await?;
         txn.commit().await?;
         self.tenant(tenant.id).await
     }
     // ANCHOR_END: provision
+
+    /// The DDL that builds a tenant's schema from the template, sent as one message inside
+    /// the provisioning transaction. A schema left by an earlier, interrupted attempt can only
+    /// be an empty shell (the build is transactional), but it is cleared rather than trusted.
+    fn build_sql(script: &CloneScript, schema: &str, tenant: TenantId) -> String {
+        let schema_q = quote_ident(schema);
+        let mut sql = format!(
+            "DROP SCHEMA IF EXISTS {schema_q} CASCADE; CREATE SCHEMA {schema_q}; \
+             SET LOCAL search_path TO {schema_q};\n{}",
+            script.body,
+        );
+        for table in &script.tenant_tables {
+            sql.push_str(&pin_statement(None, table, tenant));
+            sql.push_str(";\n");
+        }
+        sql
+    }
+
+    /// The DDL a creation would run to build the schema of a tenant with `slug` and `id`
+    /// (the template's copy and the tenant pins), without running it: what the scale runner
+    /// hands to `psql` as the physical baseline of a creation. Run it inside a transaction (it
+    /// sets a transaction-local `search_path`).
+    pub async fn provisioning_sql(&self, slug: &Slug, id: TenantId) -> Result<String> {
+        let script = self.clone_script().await?;
+        Ok(Self::build_sql(&script, &self.schema_for(slug), id))
+    }
 
     // ANCHOR: migrate_tenant
     async fn migrate_tenant(&self, tenant: Tenant) -> TenantMigration {
@@ -109,8 +127,7 @@ impl SeparateSchemaStore {
                 .apply(&txn, Some(&schema), current.schema_version)
                 .await?;
             // Tables added by the migrations are pinned to the tenant like the first ones.
-            txn.execute_unprepared(&pin_tenant_tables(&schema, tenant.id))
-                .await?;
+            pin_tenant_tables(&txn, &schema, tenant.id).await?;
             catalog::set_schema_version(&txn, tenant.id, to).await?;
             txn.commit().await?;
             Ok(MigrationOutcome::Migrated {

@@ -17,6 +17,8 @@ pub(crate) struct CloneScript {
     pub(crate) version: i32,
     /// Runs with `search_path` set to the new schema.
     pub(crate) body: String,
+    /// The tables that have a `tenant_id` column, each pinned to the tenant in a copy.
+    pub(crate) tenant_tables: Vec<String>,
 }
 
 impl SeparateSchemaStore {
@@ -73,14 +75,20 @@ impl SeparateSchemaStore {
         }
         let tables = conn
             .query_all_raw(stmt(
-                "SELECT c.relname AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                "SELECT c.relname AS t, EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid \
+                   AND a.attname = 'tenant_id' AND NOT a.attisdropped) AS scoped \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY c.oid",
                 [template.as_str().into()],
             ))
             .await?;
         let mut body = String::new();
+        let mut tenant_tables = Vec::new();
         for row in &tables {
             let table: String = row.try_get("", "t")?;
+            if row.try_get::<bool>("", "scoped")? {
+                tenant_tables.push(table.clone());
+            }
             body.push_str(&format!(
                 "CREATE TABLE {t} (LIKE {tmpl}.{t} INCLUDING ALL EXCLUDING INDEXES);\n",
                 t = quote_ident(&table),
@@ -132,7 +140,11 @@ impl SeparateSchemaStore {
                 quote_ident(&name)
             ));
         }
-        Ok(CloneScript { version, body })
+        Ok(CloneScript {
+            version,
+            body,
+            tenant_tables,
+        })
     }
     // ANCHOR_END: clone_script
 

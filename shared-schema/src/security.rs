@@ -60,3 +60,34 @@ END $$;
     Ok(())
 }
 // ANCHOR_END: secure_tables
+
+// ANCHOR: tie_to_catalog
+/// Gives every table of `public` that has a `tenant_id` column a foreign key to the catalog
+/// (`tenancy_tenant_exists`), so that the database refuses a row for a tenant that is not in
+/// it: a process that still has a deleted tenant cached cannot write for it, and a delete
+/// cannot remove the catalog row while a row of the tenant remains. Idempotent and cheap when
+/// every table has it; runs at every start and after every migration.
+pub(crate) async fn tie_to_catalog(conn: &impl ConnectionTrait) -> Result<()> {
+    conn.execute_unprepared(
+        r#"
+DO $$
+DECLARE t record;
+BEGIN
+    FOR t IN
+        SELECT c.relname FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint k
+                          WHERE k.conrelid = c.oid AND k.conname = 'tenancy_tenant_exists')
+    LOOP
+        EXECUTE format('ALTER TABLE public.%I ADD CONSTRAINT tenancy_tenant_exists '
+                       'FOREIGN KEY (tenant_id) REFERENCES tenancy.tenants (id)', t.relname);
+    END LOOP;
+END $$;
+"#,
+    )
+    .await?;
+    Ok(())
+}
+// ANCHOR_END: tie_to_catalog

@@ -13,7 +13,7 @@ use tenancy_core::{
 
 use crate::binding::TenantPool;
 use crate::options::{Isolation, SharedSchemaOptions};
-use crate::security::secure_tables;
+use crate::security::{secure_tables, tie_to_catalog};
 
 /// The name under which the shared tables' version is kept in `tenancy.templates`.
 const SHARED_TABLES: &str = "shared";
@@ -88,6 +88,8 @@ impl SharedSchemaStore {
             secure_tables(&txn, &self.options.app_role).await?;
             catalog::set_template_version(&txn, SHARED_TABLES, version).await?;
         }
+        // Also for databases installed before the tie existed.
+        tie_to_catalog(&txn).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -177,6 +179,7 @@ impl TenantStore for SharedSchemaStore {
                 .apply(&txn, Some("public"), from)
                 .await?;
             secure_tables(&txn, &self.options.app_role).await?;
+            tie_to_catalog(&txn).await?;
             catalog::set_template_version(&txn, SHARED_TABLES, latest).await?;
             MigrationOutcome::Migrated { from, to: latest }
         };

@@ -3,11 +3,15 @@
 //! Run with `cargo run --release -p tenancy-benches --bin scale -- --tenants 1000`
 //! (`--strategy shared-schema` to pick one; `--help` for the rest). Against `DATABASE_URL`, on
 //! the same machine as PostgreSQL (backend memory is read from `/proc`). Per strategy it
-//! records tenants created per second, `migrate_all` with nothing pending and with one new
-//! column, p50/p99 scoped read latency under concurrent load spread over every tenant, the
-//! connections held on the server, backend memory after the load touched every tenant, and
-//! disk per tenant; writes `scale-<strategy>-<tenants>.json` into the output folder and SVG
-//! charts of every result file there.
+//! records tenants created per second, the mean of one more creation at a time with that many
+//! present, `migrate_all` with nothing pending and with one new column, p50/p99 scoped read
+//! latency under concurrent load spread over every tenant, the connections held on the server,
+//! backend memory after the load touched every tenant, and disk per tenant. For
+//! separate-schema it also runs the physical baselines with `psql` in the same run: the
+//! creation's DDL and the new column, one transaction per schema. It writes
+//! `scale-<strategy>-<tenants>.json` (with the date, commit, CPU, PostgreSQL, Rust and sqlx of
+//! the run) into the output folder, which the book renders, and SVG charts of every result
+//! file there.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,12 +36,14 @@ struct Args {
     projects: usize,
     reads: usize,
     concurrency: usize,
+    creates: usize,
+    migrate_concurrency: usize,
     out: PathBuf,
     charts: bool,
 }
 
 const USAGE: &str = "scale [--strategy NAME]... [--tenants N=1000] [--projects N=5] \
-[--reads N=20000] [--concurrency N=16] [--out DIR=docs/src/scale] [--no-charts]";
+[--reads N=20000] [--concurrency N=16] [--creates N=50] [--migrate-concurrency N=4] [--out DIR=docs/src/scale] [--no-charts]";
 
 fn parse() -> Result<Args> {
     let mut args = Args {
@@ -46,6 +52,8 @@ fn parse() -> Result<Args> {
         projects: 5,
         reads: 20_000,
         concurrency: 16,
+        creates: 50,
+        migrate_concurrency: MigrateOptions::default().concurrency,
         out: PathBuf::from("docs/src/scale"),
         charts: true,
     };
@@ -68,6 +76,8 @@ fn parse() -> Result<Args> {
             "--projects" => args.projects = value()?.parse()?,
             "--reads" => args.reads = value()?.parse()?,
             "--concurrency" => args.concurrency = value()?.parse()?,
+            "--migrate-concurrency" => args.migrate_concurrency = value()?.parse()?,
+            "--creates" => args.creates = value()?.parse::<usize>()?.max(1),
             "--out" => args.out = PathBuf::from(value()?),
             "--no-charts" => args.charts = false,
             "--help" | "-h" => {
@@ -86,18 +96,42 @@ fn parse() -> Result<Args> {
     Ok(args)
 }
 
+/// Where and with what a run was measured (the same fields as `docs/results.py` records).
+#[derive(Debug, Serialize, Deserialize)]
+struct Measured {
+    date: String,
+    commit: String,
+    cpu: String,
+    cores: usize,
+    postgresql: String,
+    rust: String,
+    sqlx: String,
+}
+
 /// One strategy's results.
 #[derive(Debug, Serialize, Deserialize)]
 struct Results {
     date: String,
     machine: String,
     postgres: String,
+    measured: Measured,
     strategy: String,
     tenants: usize,
     projects_per_tenant: usize,
     tenants_created_per_second: f64,
+    /// One more tenant created with `tenants` present, one at a time: the mean.
+    create_one_ms: f64,
+    /// separate-schema only: the same DDL run by `psql`, one transaction per schema, one
+    /// session (its start-up subtracted): the physical baseline of a creation.
+    psql_create_one_ms: Option<f64>,
+    /// Tenants migrated at once (`MigrateOptions::concurrency`).
+    #[serde(default)]
+    migrate_concurrency: usize,
     migrate_nothing_pending_ms: f64,
     migrate_one_column_ms: f64,
+    /// separate-schema only: one `ALTER TABLE ... ADD COLUMN` per tenant schema run by
+    /// `psql`, one transaction each, one session, over the same schemas.
+    psql_add_column_ms: Option<f64>,
     reads: usize,
     concurrency: usize,
     read_p50_us: f64,
@@ -149,6 +183,112 @@ async fn scalar<T: tenancy_core::sea_orm::TryGetable>(
 /// Databases of this run: the control database and any tenant databases named after it.
 const OURS: &str = "(datname = $1 OR starts_with(datname, $1 || '_'))";
 
+/// Runs `script` through `psql` against `url` in one session and returns how long it took,
+/// less the start-up of a `psql` that runs nothing (the least of three).
+fn psql(url: &str, script: &str) -> Result<Duration> {
+    let run = |file: &Path| -> Result<Duration> {
+        let started = Instant::now();
+        let out = std::process::Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(file)
+            .arg(url)
+            .output()
+            .context("psql is missing: it comes with PostgreSQL's client programs")?;
+        let took = started.elapsed();
+        anyhow::ensure!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(took)
+    };
+    let dir = std::env::temp_dir().join(format!("tenancy-scale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (empty, work) = (dir.join("empty.sql"), dir.join("work.sql"));
+    std::fs::write(&empty, "SELECT 1;\n")?;
+    std::fs::write(&work, script)?;
+    let start_up = (0..3).map(|_| run(&empty)).collect::<Result<Vec<_>>>()?;
+    let took = run(&work)?;
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(took.saturating_sub(start_up.into_iter().min().unwrap_or_default()))
+}
+
+fn measured(postgresql: &str) -> Measured {
+    let command = |cmd: &str, args: &[&str]| {
+        std::process::Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map_or_else(
+                || "unknown".to_owned(),
+                |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+            )
+    };
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| Some(l.split_once(':')?.1.trim().to_owned()))
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let sqlx = std::fs::read_to_string(format!("{root}/Cargo.lock"))
+        .ok()
+        .and_then(|lock| {
+            let at = lock.find("name = \"sqlx\"\nversion = \"")? + 25;
+            Some(lock[at..].split('"').next()?.to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    Measured {
+        date: chrono::Utc::now().format("%Y-%m-%d").to_string(),
+        commit: command("git", &["-C", root, "describe", "--always", "--dirty"]),
+        cpu,
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        postgresql: postgresql.to_owned(),
+        rust: command("rustc", &["--version"]),
+        sqlx,
+    }
+}
+
+/// separate-schema's physical baselines, by `psql` on the same database: `creates` schemas
+/// built with the DDL a creation runs (then dropped), and one column added to every tenant
+/// schema. Each is one transaction per schema, as the store does it.
+async fn psql_baselines(db: &TestDatabase, creates: usize) -> Result<(Duration, Duration)> {
+    use tenancy_core::{Slug, TenantId};
+    use tenancy_separate_schema::{SeparateSchemaOptions, SeparateSchemaStore};
+    let store = SeparateSchemaStore::connect(db.url(), SeparateSchemaOptions::default()).await?;
+    let url = tenancy_core::loopback_without_tls(db.url());
+    let mut build = String::new();
+    let mut drop = String::new();
+    for i in 0..creates {
+        let slug = Slug::parse(&format!("psql{i}"))?;
+        let sql = store.provisioning_sql(&slug, TenantId::new()).await?;
+        build.push_str(&format!("BEGIN;\n{sql};\nCOMMIT;\n"));
+        drop.push_str(&format!(
+            "DROP SCHEMA {} CASCADE;\n",
+            tenancy_core::quote_ident(&store.schema_for(&slug))
+        ));
+    }
+    let create = psql(&url, &build)? / u32::try_from(creates).unwrap_or(u32::MAX);
+    psql(&url, &drop)?;
+    let mut alter = String::new();
+    let slugs = store
+        .connection()
+        .query_all_raw(stmt("SELECT slug FROM tenancy.tenants", []))
+        .await?;
+    for row in slugs {
+        let slug = Slug::parse(&row.try_get::<String>("", "slug")?)?;
+        alter.push_str(&format!(
+            "BEGIN;\nALTER TABLE {}.projects ADD COLUMN psql_column integer;\nCOMMIT;\n",
+            tenancy_core::quote_ident(&store.schema_for(&slug))
+        ));
+    }
+    let add_column = psql(&url, &alter)?;
+    Ok((create, add_column))
+}
+
 async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
     let db = TestDatabase::create().await?;
     let admin = Database::connect(tenancy_core::loopback_without_tls(db.admin_url())).await?;
@@ -178,19 +318,38 @@ async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
     let grown = started.elapsed();
     progress.finish_and_clear();
 
+    // One more tenant at a time, the way an operator creates one, then the same by psql.
+    let started = Instant::now();
+    for i in 0..args.creates {
+        tenancy_benches::tenant(store.as_ref(), &format!("extra{i}")).await?;
+    }
+    let create_one = started.elapsed() / u32::try_from(args.creates).unwrap_or(u32::MAX);
+
     // Migrate.
     let started = Instant::now();
-    let report = store.migrate_all(MigrateOptions::default()).await?;
+    let report = store
+        .migrate_all(MigrateOptions {
+            concurrency: args.migrate_concurrency,
+        })
+        .await?;
     let nothing = started.elapsed();
     anyhow::ensure!(report.is_success(), "{report:?}");
     let column_store =
         tenancy_benches::open_store(strategy, &db, tenancy_benches::migrations_with_columns(1))
             .await?;
     let started = Instant::now();
-    let report = column_store.migrate_all(MigrateOptions::default()).await?;
+    let report = column_store
+        .migrate_all(MigrateOptions {
+            concurrency: args.migrate_concurrency,
+        })
+        .await?;
     let one_column = started.elapsed();
     anyhow::ensure!(report.is_success(), "{report:?}");
     drop(column_store);
+    let baselines = match strategy {
+        Strategy::SeparateSchema => Some(psql_baselines(&db, args.creates).await?),
+        _ => None,
+    };
 
     // Read under load, spread over every tenant, watching the server's connections.
     let most = Arc::new(AtomicI64::new(0));
@@ -275,16 +434,22 @@ async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
     drop(store);
     admin.close().await.ok();
     db.drop_database().await?;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     Ok(Results {
         date: chrono::Utc::now().format("%Y-%m-%d").to_string(),
         machine: machine(),
+        measured: measured(&postgres),
         postgres,
         strategy: strategy.as_str().into(),
         tenants: args.tenants,
         projects_per_tenant: args.projects,
         tenants_created_per_second: args.tenants as f64 / grown.as_secs_f64(),
-        migrate_nothing_pending_ms: nothing.as_secs_f64() * 1e3,
-        migrate_one_column_ms: one_column.as_secs_f64() * 1e3,
+        create_one_ms: ms(create_one),
+        psql_create_one_ms: baselines.map(|(create, _)| ms(create)),
+        migrate_concurrency: args.migrate_concurrency,
+        migrate_nothing_pending_ms: ms(nothing),
+        migrate_one_column_ms: ms(one_column),
+        psql_add_column_ms: baselines.map(|(_, add)| ms(add)),
         reads: args.reads,
         concurrency: args.concurrency,
         read_p50_us: pct(0.50),
@@ -292,7 +457,7 @@ async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
         reads_per_second: args.reads as f64 / load.as_secs_f64(),
         server_connections: most.load(Ordering::Relaxed),
         backend_memory_mb: memory,
-        disk_per_tenant_kb: disk as f64 / 1024.0 / args.tenants.max(1) as f64,
+        disk_per_tenant_kb: disk as f64 / 1024.0 / (args.tenants + args.creates) as f64,
     })
 }
 

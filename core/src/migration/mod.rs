@@ -59,8 +59,9 @@ impl TenantMigrations {
     }
 
     /// Applies the migrations after `from` inside `txn`, with `search_path` set
-    /// transaction-locally to `schema` (when given), and returns the new version. The caller
-    /// commits, together with its record of the new version.
+    /// transaction-locally to `schema` (when given, and set back to the session's afterwards),
+    /// and returns the new version. The caller commits, together with its record of the new
+    /// version.
     pub async fn apply(
         &self,
         txn: &DatabaseTransaction,
@@ -81,34 +82,77 @@ impl TenantMigrations {
             );
             migration.up(&manager).await?;
         }
+        if schema.is_some() {
+            // Back to the session's path for the rest of the transaction: PostgreSQL plans a
+            // prepared statement again whenever the search_path differs from the one it was
+            // planned under, and the caller's statements that follow (pinning, the version
+            // update) are prepared ones, the same for every tenant.
+            txn.execute_unprepared("SET LOCAL search_path TO DEFAULT")
+                .await?;
+        }
         Ok(self.latest())
     }
 }
 
 // ANCHOR: pin
-/// A statement that pins every table of `schema` that has a `tenant_id` column and no pin yet
-/// to `tenant`, with a `tenancy_pinned_tenant` check constraint: the database itself then
-/// refuses a row of another tenant, or a change of a row's tenant. For strategies that give a
-/// tenant a schema or a database of its own. Idempotent; run it after every migration so that
-/// tables added later are pinned too.
-pub fn pin_tenant_tables(schema: &str, tenant: crate::TenantId) -> String {
-    // The schema name is a validated identifier; it is passed as a literal and quoted again
-    // by format(%I) inside the block.
+/// The statement that pins `table` (in `schema`, or unqualified and found on the
+/// `search_path`) to `tenant`: a
+/// `tenancy_pinned_tenant` check constraint, so that the database itself refuses a row of
+/// another tenant, or a change of a row's tenant. For strategies that give a tenant a schema or
+/// a database of its own; a schema copied from a template gets one per table that has a
+/// `tenant_id` column.
+pub fn pin_statement(schema: Option<&str>, table: &str, tenant: crate::TenantId) -> String {
+    let target = match schema {
+        Some(schema) => format!("{}.{}", quote_ident(schema), quote_ident(table)),
+        None => quote_ident(table),
+    };
     format!(
-        "DO $$ DECLARE t record; BEGIN FOR t IN \
-           SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped \
-           WHERE n.nspname = {schema} AND c.relkind IN ('r', 'p') AND NOT EXISTS \
-             (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.conname = 'tenancy_pinned_tenant') \
-         LOOP EXECUTE format('ALTER TABLE %I.%I ADD CONSTRAINT tenancy_pinned_tenant CHECK (tenant_id = %L)', \
-           {schema}, t.relname, '{id}'); END LOOP; END $$",
-        schema = quote_literal(schema),
-        id = tenant.as_uuid()
+        "ALTER TABLE {target} ADD CONSTRAINT tenancy_pinned_tenant CHECK (tenant_id = '{}')",
+        tenant.as_uuid()
     )
 }
 
-// ANCHOR_END: pin
-
-fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+/// Pins every table of `schema` that has a `tenant_id` column and no pin yet (see
+/// [`pin_statement`]) and returns how many it pinned. Idempotent; run it after every migration
+/// so that tables added later are pinned too. The search is one prepared statement, so a run
+/// that finds nothing new costs one round trip and no planning.
+pub async fn pin_tenant_tables(
+    conn: &impl ConnectionTrait,
+    schema: &str,
+    tenant: crate::TenantId,
+) -> Result<usize> {
+    // Finding a schema's tables: pg_class has no index on its namespace, so a scan of it costs
+    // in proportion to every table of every schema, and pinning N tenants' schemas one by one
+    // would cost N². pg_depend is indexed by the object depended on, and a table always
+    // depends on its schema when the schema was made by CREATE SCHEMA. `public` may be pinned
+    // (PostgreSQL 14 and older record no dependencies on it); it only serves a tenant database
+    // of its own, whose catalog is small, so it keeps the plain scan.
+    let tables = if schema == "public" {
+        "SELECT c.oid, c.relname FROM pg_class c \
+         WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND $1 <> ''"
+    } else {
+        "SELECT c.oid, c.relname FROM pg_depend d JOIN pg_class c ON c.oid = d.objid \
+         WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = to_regnamespace($1) \
+           AND d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND c.relkind IN ('r', 'p')"
+    };
+    let unpinned = conn
+        .query_all_raw(crate::sql::stmt(
+            &format!(
+                "SELECT c.relname AS t FROM ({tables}) c \
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' \
+                   AND NOT a.attisdropped \
+                 WHERE NOT EXISTS (SELECT 1 FROM pg_constraint k \
+                   WHERE k.conrelid = c.oid AND k.conname = 'tenancy_pinned_tenant') \
+                 ORDER BY c.relname"
+            ),
+            [schema.into()],
+        ))
+        .await?;
+    for row in &unpinned {
+        let table: String = row.try_get("", "t")?;
+        conn.execute_unprepared(&pin_statement(Some(schema), &table, tenant))
+            .await?;
+    }
+    Ok(unpinned.len())
 }
+// ANCHOR_END: pin

@@ -253,3 +253,105 @@ async fn tenant_schemas_keep_the_template_names() -> Result<()> {
     drop(store);
     db.drop_database().await
 }
+
+/// A migration that adds a tenant table of its own, as an application would.
+struct AddNotes;
+
+impl MigrationName for AddNotes {
+    fn name(&self) -> &str {
+        "m0002_add_notes"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddNotes {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("CREATE TABLE notes (id uuid PRIMARY KEY, tenant_id uuid NOT NULL)")
+            .await?;
+        Ok(())
+    }
+}
+
+/// How many tables with a `tenant_id` in `schema` lack the tenant pin.
+async fn unpinned(admin: &impl ConnectionTrait, schema: &str) -> Result<i64> {
+    scalar(
+        admin,
+        &format!(
+            "SELECT count(*) FROM information_schema.columns c WHERE c.table_schema = '{schema}' \
+             AND c.column_name = 'tenant_id' AND NOT EXISTS (SELECT 1 FROM pg_constraint k \
+             WHERE k.conrelid = format('%I.%I', c.table_schema, c.table_name)::regclass \
+             AND k.conname = 'tenancy_pinned_tenant')"
+        ),
+    )
+    .await
+}
+
+/// Every table with a `tenant_id` in a tenant's schema is pinned to that tenant, the ones it
+/// was created with (as soon as it is created) and one a later migration adds: the database
+/// refuses another tenant's id in any of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tenant_table_is_pinned_to_its_tenant() -> Result<()> {
+    let db = TestDatabase::create().await?;
+    let store = SeparateSchemaStore::connect(db.url(), SeparateSchemaOptions::default()).await?;
+    let a = store
+        .create_tenant(NewTenant::new(Slug::parse("alpha")?, "A"))
+        .await?;
+    let b = store
+        .create_tenant(NewTenant::new(Slug::parse("bravo")?, "B"))
+        .await?;
+    let admin = db.admin().await?;
+    for (t, other) in [(&a, &b), (&b, &a)] {
+        let schema = store.schema_for(&t.slug);
+        let n = unpinned(&admin, &schema).await?;
+        ensure!(
+            n == 0,
+            "{schema}: {n} tenant tables are not pinned at creation"
+        );
+        let foreign = admin
+            .execute_unprepared(&format!(
+                "INSERT INTO \"{schema}\".projects (id, tenant_id, name) \
+                 VALUES (gen_random_uuid(), '{}', 'x')",
+                other.id.as_uuid()
+            ))
+            .await;
+        ensure!(
+            foreign.is_err(),
+            "{schema}.projects took another tenant's id"
+        );
+    }
+    let mut list = tenancy_core::migration::tenant::Migrator::migrations();
+    list.push(Box::new(AddNotes));
+    let upgraded = SeparateSchemaStore::connect(
+        db.url(),
+        SeparateSchemaOptions {
+            migrations: TenantMigrations::new(list),
+            ..Default::default()
+        },
+    )
+    .await?;
+    ensure!(
+        upgraded
+            .migrate_all(MigrateOptions::default())
+            .await?
+            .is_success()
+    );
+    for (t, other) in [(&a, &b), (&b, &a)] {
+        let schema = store.schema_for(&t.slug);
+        let n = unpinned(&admin, &schema).await?;
+        ensure!(
+            n == 0,
+            "{schema}: {n} tenant tables are not pinned after the migration"
+        );
+        let foreign = admin
+            .execute_unprepared(&format!(
+                "INSERT INTO \"{schema}\".notes VALUES (gen_random_uuid(), '{}')",
+                other.id.as_uuid()
+            ))
+            .await;
+        ensure!(foreign.is_err(), "{schema}.notes took another tenant's id");
+    }
+    admin.close().await.ok();
+    db.drop_database().await
+}

@@ -305,3 +305,42 @@ pub async fn delete_leaves_other_tenants(h: &Harness) -> Result<()> {
     );
     Ok(())
 }
+
+/// A tenant deleted by one process while another still holds it (as the demo's identity
+/// cache keeps a tenant for a while): the other process's writes for it fail, none lands
+/// anywhere, and the other tenants are untouched.
+pub async fn deleted_tenant_takes_no_writes(h: &Harness) -> Result<()> {
+    let deleter = h.store(StoreConfig::default()).await?;
+    let stale = h.store(StoreConfig::default()).await?;
+    let a = tenant(&*deleter, "alpha").await?;
+    let b = tenant(&*deleter, "bravo").await?;
+    // The second process has served A (its connections may stay bound to A's placement).
+    let cached = stale.tenant(a.id).await?;
+    new_project(&*stale, &cached, "before").await?;
+    new_project(&*stale, &b, "b").await?;
+
+    deleter.delete_tenant(a.id).await?;
+
+    // The second process still believes A is ready.
+    let late = async {
+        let s = stale.scope(&cached).await?;
+        projects::create(&s, NewProject::named("after")).await?;
+        s.commit().await?;
+        anyhow::Ok(())
+    }
+    .await;
+    ensure!(
+        late.is_err(),
+        "a write for a deleted tenant was accepted from a process that had it cached"
+    );
+    ensure!(
+        rows_anywhere(h, a.id).await? == 0,
+        "no row of the deleted tenant exists anywhere"
+    );
+    ensure!(
+        all_projects(&*stale, &b).await?.len() == 1,
+        "B keeps its project"
+    );
+    new_project(&*stale, &b, "b2").await?;
+    Ok(())
+}

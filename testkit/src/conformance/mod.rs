@@ -114,6 +114,7 @@ macro_rules! conformance_tests {
             // isolation.rs
             isolation_between_tenants, concurrent_tenants_see_only_their_own,
             no_state_survives_checkout, tenant_id_never_changes, delete_leaves_other_tenants,
+            deleted_tenant_takes_no_writes,
         );
     };
     ($factory:path; $($check:ident),+ $(,)?) => {
