@@ -4,6 +4,14 @@
 use tenancy_core::sea_orm::ConnectionTrait;
 use tenancy_core::{Result, quote_ident};
 
+/// The tables of `public` that have a `tenant_id` column (the tenant tables of the shared
+/// schema), as the head of a PL/pgSQL `FOR ... IN` query.
+const TENANT_TABLES_IN_PUBLIC: &str = "
+        SELECT c.relname FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')";
+
 // ANCHOR: secure_tables
 /// Puts every table of `public` that has a `tenant_id` column under row-level security
 /// and grants the application role what tenant traffic needs. Idempotent; runs after
@@ -33,11 +41,7 @@ GRANT USAGE ON SCHEMA public TO {role};
 DO $$
 DECLARE t record;
 BEGIN
-    FOR t IN
-        SELECT c.relname FROM pg_class c
-        JOIN pg_namespace n ON n.oid = c.relnamespace
-        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
-        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+    FOR t IN {TENANT_TABLES_IN_PUBLIC}
     LOOP
         EXECUTE format('ALTER TABLE public.%I ENABLE ROW LEVEL SECURITY', t.relname);
         EXECUTE format('ALTER TABLE public.%I FORCE ROW LEVEL SECURITY', t.relname);
@@ -68,16 +72,12 @@ END $$;
 /// cannot remove the catalog row while a row of the tenant remains. Idempotent and cheap when
 /// every table has it; runs at every start and after every migration.
 pub(crate) async fn tie_to_catalog(conn: &impl ConnectionTrait) -> Result<()> {
-    conn.execute_unprepared(
+    conn.execute_unprepared(&format!(
         r#"
 DO $$
 DECLARE t record;
 BEGIN
-    FOR t IN
-        SELECT c.relname FROM pg_class c
-        JOIN pg_namespace n ON n.oid = c.relnamespace
-        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
-        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+    FOR t IN {TENANT_TABLES_IN_PUBLIC}
           AND NOT EXISTS (SELECT 1 FROM pg_constraint k
                           WHERE k.conrelid = c.oid AND k.conname = 'tenancy_tenant_exists')
     LOOP
@@ -85,8 +85,8 @@ BEGIN
                        'FOREIGN KEY (tenant_id) REFERENCES tenancy.tenants (id)', t.relname);
     END LOOP;
 END $$;
-"#,
-    )
+"#
+    ))
     .await?;
     Ok(())
 }

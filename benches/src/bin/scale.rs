@@ -4,11 +4,13 @@
 //! (`--strategy shared-schema` to pick one; `--help` for the rest). Against `DATABASE_URL`, on
 //! the same machine as PostgreSQL (backend memory is read from `/proc`). Per strategy it
 //! records tenants created per second, the mean of one more creation at a time with that many
-//! present, `migrate_all` with nothing pending and with one new column, p50/p99 scoped read
+//! present, `migrate_all` with nothing pending and with one new column (the median of
+//! `--rounds` runs, each adding one more), p50/p99 scoped read
 //! latency under concurrent load spread over every tenant, the connections held on the server,
 //! backend memory after the load touched every tenant, and disk per tenant. For
 //! separate-schema it also runs the physical baselines with `psql` in the same run: the
-//! creation's DDL and the new column, one transaction per schema. It writes
+//! creation's DDL and the new column, one transaction per schema, the column right after each
+//! of the store's rounds. It writes
 //! `scale-<strategy>-<tenants>.json` (with the date, commit, CPU, PostgreSQL, Rust and sqlx of
 //! the run) into the output folder, which the book renders, and SVG charts of every result
 //! file there.
@@ -38,12 +40,13 @@ struct Args {
     concurrency: usize,
     creates: usize,
     migrate_concurrency: usize,
+    rounds: usize,
     out: PathBuf,
     charts: bool,
 }
 
 const USAGE: &str = "scale [--strategy NAME]... [--tenants N=1000] [--projects N=5] \
-[--reads N=20000] [--concurrency N=16] [--creates N=50] [--migrate-concurrency N=4] [--out DIR=docs/src/scale] [--no-charts]";
+[--reads N=20000] [--concurrency N=16] [--creates N=50] [--migrate-concurrency N=4] [--rounds N=3] [--out DIR=docs/src/scale] [--no-charts]";
 
 fn parse() -> Result<Args> {
     let mut args = Args {
@@ -54,6 +57,7 @@ fn parse() -> Result<Args> {
         concurrency: 16,
         creates: 50,
         migrate_concurrency: MigrateOptions::default().concurrency,
+        rounds: 3,
         out: PathBuf::from("docs/src/scale"),
         charts: true,
     };
@@ -76,6 +80,7 @@ fn parse() -> Result<Args> {
             "--projects" => args.projects = value()?.parse()?,
             "--reads" => args.reads = value()?.parse()?,
             "--concurrency" => args.concurrency = value()?.parse()?,
+            "--rounds" => args.rounds = value()?.parse::<usize>()?.max(1),
             "--migrate-concurrency" => args.migrate_concurrency = value()?.parse()?,
             "--creates" => args.creates = value()?.parse::<usize>()?.max(1),
             "--out" => args.out = PathBuf::from(value()?),
@@ -128,10 +133,19 @@ struct Results {
     #[serde(default)]
     migrate_concurrency: usize,
     migrate_nothing_pending_ms: f64,
+    /// The median of `rounds` runs, each adding one more column.
     migrate_one_column_ms: f64,
+    #[serde(default)]
+    rounds: usize,
     /// separate-schema only: one `ALTER TABLE ... ADD COLUMN` per tenant schema run by
-    /// `psql`, one transaction each, one session, over the same schemas.
+    /// `psql`, one transaction each, one session, over the same schemas; the median of
+    /// `rounds`, each run right after the store's.
     psql_add_column_ms: Option<f64>,
+    /// separate-schema only: the same by `psql` with the statements the store adds to each
+    /// tenant's transaction (catalog lock and update, `search_path` set and reset, the pin
+    /// lookup as a prepared statement): what the store's bookkeeping costs at the limit.
+    #[serde(default)]
+    psql_add_column_bookkept_ms: Option<f64>,
     reads: usize,
     concurrency: usize,
     read_p50_us: f64,
@@ -252,13 +266,18 @@ fn measured(postgresql: &str) -> Measured {
     }
 }
 
-/// separate-schema's physical baselines, by `psql` on the same database: `creates` schemas
-/// built with the DDL a creation runs (then dropped), and one column added to every tenant
-/// schema. Each is one transaction per schema, as the store does it.
-async fn psql_baselines(db: &TestDatabase, creates: usize) -> Result<(Duration, Duration)> {
-    use tenancy_core::{Slug, TenantId};
+/// The separate-schema store `psql_*` baselines use to find what a creation sends.
+async fn schema_store(db: &TestDatabase) -> Result<tenancy_separate_schema::SeparateSchemaStore> {
     use tenancy_separate_schema::{SeparateSchemaOptions, SeparateSchemaStore};
-    let store = SeparateSchemaStore::connect(db.url(), SeparateSchemaOptions::default()).await?;
+    Ok(SeparateSchemaStore::connect(db.url(), SeparateSchemaOptions::default()).await?)
+}
+
+/// separate-schema's physical baseline of a creation, by `psql` on the same database:
+/// `creates` schemas built with the DDL a creation runs, one transaction each (then dropped);
+/// the mean.
+async fn psql_create(db: &TestDatabase, creates: usize) -> Result<Duration> {
+    use tenancy_core::{Slug, TenantId};
+    let store = schema_store(db).await?;
     let url = tenancy_core::loopback_without_tls(db.url());
     let mut build = String::new();
     let mut drop = String::new();
@@ -273,20 +292,54 @@ async fn psql_baselines(db: &TestDatabase, creates: usize) -> Result<(Duration, 
     }
     let create = psql(&url, &build)? / u32::try_from(creates).unwrap_or(u32::MAX);
     psql(&url, &drop)?;
-    let mut alter = String::new();
-    let slugs = store
+    Ok(create)
+}
+
+/// separate-schema's physical baselines of a migration, by `psql` on the same database, one
+/// transaction per tenant schema, in one session: the bare `ALTER TABLE ... ADD COLUMN`, and
+/// the same with the statements the store adds to each tenant's transaction (lock the catalog
+/// row, set and reset `search_path`, look for tables to pin as a prepared statement, update
+/// the catalog row). Returns (bare, with the bookkeeping).
+async fn psql_add_column(db: &TestDatabase, round: usize) -> Result<(Duration, Duration)> {
+    use tenancy_core::Slug;
+    let store = schema_store(db).await?;
+    let url = tenancy_core::loopback_without_tls(db.url());
+    let rows = store
         .connection()
-        .query_all_raw(stmt("SELECT slug FROM tenancy.tenants", []))
+        .query_all_raw(stmt("SELECT id, slug FROM tenancy.tenants", []))
         .await?;
-    for row in slugs {
+    let (mut bare, mut kept) = (String::new(), String::new());
+    kept.push_str(
+        "PREPARE pin(text) AS SELECT c.relname FROM pg_depend d JOIN pg_class c ON c.oid = d.objid \
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped \
+         WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = to_regnamespace($1) \
+         AND d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND c.relkind IN ('r', 'p') \
+         AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid \
+         AND k.conname = 'tenancy_pinned_tenant');\n",
+    );
+    for row in rows {
         let slug = Slug::parse(&row.try_get::<String>("", "slug")?)?;
-        alter.push_str(&format!(
-            "BEGIN;\nALTER TABLE {}.projects ADD COLUMN psql_column integer;\nCOMMIT;\n",
-            tenancy_core::quote_ident(&store.schema_for(&slug))
+        let id: Uuid = row.try_get("", "id")?;
+        let schema = store.schema_for(&slug);
+        let q = tenancy_core::quote_ident(&schema);
+        bare.push_str(&format!(
+            "BEGIN;\nALTER TABLE {q}.projects ADD COLUMN psql_column_{round} integer;\nCOMMIT;\n"
+        ));
+        kept.push_str(&format!(
+            "BEGIN;\nSELECT id FROM tenancy.tenants WHERE id = '{id}' FOR UPDATE;\n\
+             SET LOCAL search_path TO {q};\n\
+             ALTER TABLE projects ADD COLUMN psql_kept_{round} integer;\n\
+             SET LOCAL search_path TO DEFAULT;\nEXECUTE pin('{schema}');\n\
+             UPDATE tenancy.tenants SET schema_version = schema_version WHERE id = '{id}';\n\
+             COMMIT;\n"
         ));
     }
-    let add_column = psql(&url, &alter)?;
-    Ok((create, add_column))
+    Ok((psql(&url, &bare)?, psql(&url, &kept)?))
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples.get(samples.len() / 2).copied().unwrap_or_default()
 }
 
 async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
@@ -334,21 +387,40 @@ async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
         .await?;
     let nothing = started.elapsed();
     anyhow::ensure!(report.is_success(), "{report:?}");
-    let column_store =
-        tenancy_benches::open_store(strategy, &db, tenancy_benches::migrations_with_columns(1))
-            .await?;
-    let started = Instant::now();
-    let report = column_store
-        .migrate_all(MigrateOptions {
-            concurrency: args.migrate_concurrency,
-        })
+    // One new column, `rounds` times, each round the store's run then psql's beside it.
+    let separate_schema = strategy == Strategy::SeparateSchema;
+    let (mut ours, mut theirs, mut kept) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..args.rounds {
+        let column_store = tenancy_benches::open_store(
+            strategy,
+            &db,
+            tenancy_benches::migrations_with_columns(round + 1),
+        )
         .await?;
-    let one_column = started.elapsed();
-    anyhow::ensure!(report.is_success(), "{report:?}");
-    drop(column_store);
-    let baselines = match strategy {
-        Strategy::SeparateSchema => Some(psql_baselines(&db, args.creates).await?),
-        _ => None,
+        let started = Instant::now();
+        let report = column_store
+            .migrate_all(MigrateOptions {
+                concurrency: args.migrate_concurrency,
+            })
+            .await?;
+        ours.push(started.elapsed());
+        anyhow::ensure!(report.is_success(), "{report:?}");
+        drop(column_store);
+        if separate_schema {
+            let (bare, bookkept) = psql_add_column(&db, round).await?;
+            theirs.push(bare);
+            kept.push(bookkept);
+        }
+    }
+    let one_column = median(ours);
+    let baselines = if separate_schema {
+        Some((
+            psql_create(&db, args.creates).await?,
+            median(theirs),
+            median(kept),
+        ))
+    } else {
+        None
     };
 
     // Read under load, spread over every tenant, watching the server's connections.
@@ -445,11 +517,13 @@ async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
         projects_per_tenant: args.projects,
         tenants_created_per_second: args.tenants as f64 / grown.as_secs_f64(),
         create_one_ms: ms(create_one),
-        psql_create_one_ms: baselines.map(|(create, _)| ms(create)),
+        psql_create_one_ms: baselines.map(|(create, _, _)| ms(create)),
         migrate_concurrency: args.migrate_concurrency,
         migrate_nothing_pending_ms: ms(nothing),
         migrate_one_column_ms: ms(one_column),
-        psql_add_column_ms: baselines.map(|(_, add)| ms(add)),
+        rounds: args.rounds,
+        psql_add_column_ms: baselines.map(|(_, add, _)| ms(add)),
+        psql_add_column_bookkept_ms: baselines.map(|(_, _, kept)| ms(kept)),
         reads: args.reads,
         concurrency: args.concurrency,
         read_p50_us: pct(0.50),
