@@ -24,6 +24,7 @@ PostgreSQL, Rust and sqlx versions. A chapter never types a measured number; edi
 file changes the chapter on the next `mdbook build`.
 """
 import datetime
+import functools
 import json
 import os
 import re
@@ -262,7 +263,9 @@ def load_scale():
     return {"what": "the scale runner", "unit": "mixed", "rows": rows}
 
 
+@functools.lru_cache(maxsize=None)
 def load(name):
+    """A result by name (read once per run of this script; callers do not change it)."""
     if name in ("scale", "scale.load"):
         return load_scale()
     path = RESULTS / f"{name}.json"
@@ -284,11 +287,14 @@ def fmt(x, unit):
 
 
 def field(r, key):
-    """One field of a row, formatted by its name's unit suffix."""
+    """One field of a scale row, formatted by its name's unit suffix."""
     if key not in r or r[key] is None:
         raise KeyError(f"row {r['id']}@{r.get('parameter')} has no {key}")
-    x = r[key]
-    if key.endswith("_vs_psql") or key.endswith("_ratio"):
+    return fmt_field(key, r[key])
+
+
+def fmt_field(key, x):
+    if "_vs_" in key or key.endswith("_ratio"):
         return f"{x:.2f}×"
     if key.endswith("_ms"):
         return f"{x / 1000:,.2f} s" if x >= 1000 else (f"{x:,.1f} ms" if x >= 10 else
@@ -406,33 +412,10 @@ def find_row(doc, name, row):
     return r
 
 
-def value(name, row, key):
-    """One number; ROW is an id, or id@parameter where an id has several (tenant_spread, the
-    scale runner's files). KEY is median, ratio, per_second or latency for criterion and
-    pgbench files, or a field of a scale row."""
-    doc = load(name)
-    r = find_row(doc, name, row)
-    field_name = key
-    if name in ("scale", "scale.load"):
-        return field(r, field_name)
-    if field_name == "median":
-        return fmt(r["median"], doc["unit"])
-    if field_name == "ratio":
-        # Against the baseline row, or else the same variant's first size.
-        base = next((b for b in doc["rows"] if b["id"] == "baseline"), None) or \
-            baseline_of(doc, r)
-        if base is None:
-            raise KeyError(f"{name}: nothing to compare {row} with")
-        return f"{r['median'] / base['median']:.2f}×"
-    if field_name == "per_second":
-        return f"{r['per_second']:,}"
-    if field_name == "latency":
-        return f"{r['latency_us']:.0f} µs"
-    raise KeyError(f"{name}: no field {key} (median, ratio, per_second or latency)")
-
-
 def raw(name, row, key):
-    """The number behind {{#value}}: a scale field, or a criterion row's median or ratio."""
+    """The number behind {{#value}} and {{#target}}: a field of a scale row, or a criterion or
+    pgbench row's median, ratio (against the file's baseline row, or else the same variant's
+    first size), per_second or latency."""
     doc = load(name)
     r = find_row(doc, name, row)
     if name in ("scale", "scale.load"):
@@ -442,10 +425,29 @@ def raw(name, row, key):
     if key == "ratio":
         base = next((b for b in doc["rows"] if b["id"] == "baseline"), None) or \
             baseline_of(doc, r)
+        if base is None:
+            raise KeyError(f"{name}: nothing to compare {row} with")
         return r["median"] / base["median"]
+    if key == "latency":
+        return r["latency_us"]
     if key in ("median", "per_second"):
         return r[key]
-    raise KeyError(f"{name}: a target needs a number field, not {key}")
+    raise KeyError(f"{name}: no field {key} (median, ratio, per_second or latency)")
+
+
+def value(name, row, key):
+    """One number, formatted; ROW is an id, or id@parameter where an id has several
+    (tenant_spread, the scale runner's files)."""
+    x = raw(name, row, key)
+    if name in ("scale", "scale.load"):
+        return fmt_field(key, x)
+    if key == "median":
+        return fmt(x, load(name)["unit"])
+    if key == "ratio":
+        return f"{x:.2f}×"
+    if key == "per_second":
+        return f"{x:,}"
+    return f"{x:.0f} µs"
 
 
 def target(name, row, key, op, limit):

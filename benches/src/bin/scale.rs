@@ -197,36 +197,6 @@ async fn scalar<T: tenancy_core::sea_orm::TryGetable>(
 /// Databases of this run: the control database and any tenant databases named after it.
 const OURS: &str = "(datname = $1 OR starts_with(datname, $1 || '_'))";
 
-/// Runs `script` through `psql` against `url` in one session and returns how long it took,
-/// less the start-up of a `psql` that runs nothing (the least of three).
-fn psql(url: &str, script: &str) -> Result<Duration> {
-    let run = |file: &Path| -> Result<Duration> {
-        let started = Instant::now();
-        let out = std::process::Command::new("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
-            .arg(file)
-            .arg(url)
-            .output()
-            .context("psql is missing: it comes with PostgreSQL's client programs")?;
-        let took = started.elapsed();
-        anyhow::ensure!(
-            out.status.success(),
-            "psql failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(took)
-    };
-    let dir = std::env::temp_dir().join(format!("tenancy-scale-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let (empty, work) = (dir.join("empty.sql"), dir.join("work.sql"));
-    std::fs::write(&empty, "SELECT 1;\n")?;
-    std::fs::write(&work, script)?;
-    let start_up = (0..3).map(|_| run(&empty)).collect::<Result<Vec<_>>>()?;
-    let took = run(&work)?;
-    std::fs::remove_dir_all(&dir).ok();
-    Ok(took.saturating_sub(start_up.into_iter().min().unwrap_or_default()))
-}
-
 fn measured(postgresql: &str) -> Measured {
     let command = |cmd: &str, args: &[&str]| {
         std::process::Command::new(cmd)
@@ -266,75 +236,115 @@ fn measured(postgresql: &str) -> Measured {
     }
 }
 
-/// The separate-schema store `psql_*` baselines use to find what a creation sends.
-async fn schema_store(db: &TestDatabase) -> Result<tenancy_separate_schema::SeparateSchemaStore> {
-    use tenancy_separate_schema::{SeparateSchemaOptions, SeparateSchemaStore};
-    Ok(SeparateSchemaStore::connect(db.url(), SeparateSchemaOptions::default()).await?)
+/// separate-schema's physical baselines, by `psql` on the run's database: each script runs in
+/// one `psql` session, timed less the start-up of a `psql` that runs nothing (the least of
+/// three, measured once).
+struct PsqlBaselines {
+    /// What a creation sends, and the tenants' schemas.
+    store: tenancy_separate_schema::SeparateSchemaStore,
+    url: String,
+    start_up: Duration,
+    dir: PathBuf,
 }
 
-/// separate-schema's physical baseline of a creation, by `psql` on the same database:
-/// `creates` schemas built with the DDL a creation runs, one transaction each (then dropped);
-/// the mean.
-async fn psql_create(db: &TestDatabase, creates: usize) -> Result<Duration> {
-    use tenancy_core::{Slug, TenantId};
-    let store = schema_store(db).await?;
-    let url = tenancy_core::loopback_without_tls(db.url());
-    let mut build = String::new();
-    let mut drop = String::new();
-    for i in 0..creates {
-        let slug = Slug::parse(&format!("psql{i}"))?;
-        let sql = store.provisioning_sql(&slug, TenantId::new()).await?;
-        build.push_str(&format!("BEGIN;\n{sql};\nCOMMIT;\n"));
-        drop.push_str(&format!(
-            "DROP SCHEMA {} CASCADE;\n",
-            tenancy_core::quote_ident(&store.schema_for(&slug))
-        ));
+impl PsqlBaselines {
+    async fn new(db: &TestDatabase) -> Result<Self> {
+        use tenancy_separate_schema::{SeparateSchemaOptions, SeparateSchemaStore};
+        let dir = std::env::temp_dir().join(format!("tenancy-scale-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let mut baselines = PsqlBaselines {
+            store: SeparateSchemaStore::connect(db.url(), SeparateSchemaOptions::default()).await?,
+            url: tenancy_core::loopback_without_tls(db.url()),
+            start_up: Duration::ZERO,
+            dir,
+        };
+        let start_up = (0..3)
+            .map(|_| baselines.session("SELECT 1;\n"))
+            .collect::<Result<Vec<_>>>()?;
+        baselines.start_up = start_up.into_iter().min().unwrap_or_default();
+        Ok(baselines)
     }
-    let create = psql(&url, &build)? / u32::try_from(creates).unwrap_or(u32::MAX);
-    psql(&url, &drop)?;
-    Ok(create)
+
+    /// Runs `script` in one `psql` session; how long it took, less the start-up.
+    fn session(&self, script: &str) -> Result<Duration> {
+        let file = self.dir.join("script.sql");
+        std::fs::write(&file, script)?;
+        let started = Instant::now();
+        let out = std::process::Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(&file)
+            .arg(&self.url)
+            .output()
+            .context("psql is missing: it comes with PostgreSQL's client programs")?;
+        let took = started.elapsed();
+        anyhow::ensure!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(took.saturating_sub(self.start_up))
+    }
+
+    /// A creation: `creates` schemas built with the DDL a creation runs, one transaction each
+    /// (then dropped); the mean.
+    async fn create(&self, creates: usize) -> Result<Duration> {
+        use tenancy_core::{Slug, TenantId};
+        let mut build = String::new();
+        let mut drop = String::new();
+        for i in 0..creates {
+            let slug = Slug::parse(&format!("psql{i}"))?;
+            let sql = self.store.provisioning_sql(&slug, TenantId::new()).await?;
+            build.push_str(&format!("BEGIN;\n{sql};\nCOMMIT;\n"));
+            drop.push_str(&format!(
+                "DROP SCHEMA {} CASCADE;\n",
+                tenancy_core::quote_ident(&self.store.schema_for(&slug))
+            ));
+        }
+        let create = self.session(&build)? / u32::try_from(creates).unwrap_or(u32::MAX);
+        self.session(&drop)?;
+        Ok(create)
+    }
+
+    /// A migration, one transaction per tenant schema: the bare `ALTER TABLE ... ADD COLUMN`,
+    /// and the same with the statements the store adds to each tenant's transaction (lock the
+    /// catalog row, set and reset `search_path`, core's lookup of tables to pin as a prepared
+    /// statement, update the catalog row). Returns (bare, with the bookkeeping).
+    async fn add_column(&self, round: usize) -> Result<(Duration, Duration)> {
+        use tenancy_core::Slug;
+        let rows = self
+            .store
+            .connection()
+            .query_all_raw(stmt("SELECT id, slug FROM tenancy.tenants", []))
+            .await?;
+        let (mut bare, mut kept) = (String::new(), String::new());
+        // Every tenant schema has the same lookup (only `public` differs).
+        let lookup = tenancy_core::migration::unpinned_tables_sql("tenant");
+        kept.push_str(&format!("PREPARE pin(text) AS {lookup};\n"));
+        for row in rows {
+            let slug = Slug::parse(&row.try_get::<String>("", "slug")?)?;
+            let id: Uuid = row.try_get("", "id")?;
+            let schema = self.store.schema_for(&slug);
+            let q = tenancy_core::quote_ident(&schema);
+            bare.push_str(&format!(
+                "BEGIN;\nALTER TABLE {q}.projects ADD COLUMN psql_column_{round} integer;\nCOMMIT;\n"
+            ));
+            kept.push_str(&format!(
+                "BEGIN;\nSELECT id FROM tenancy.tenants WHERE id = '{id}' FOR UPDATE;\n\
+                 SET LOCAL search_path TO {q};\n\
+                 ALTER TABLE projects ADD COLUMN psql_kept_{round} integer;\n\
+                 SET LOCAL search_path TO DEFAULT;\nEXECUTE pin('{schema}');\n\
+                 UPDATE tenancy.tenants SET schema_version = schema_version WHERE id = '{id}';\n\
+                 COMMIT;\n"
+            ));
+        }
+        Ok((self.session(&bare)?, self.session(&kept)?))
+    }
 }
 
-/// separate-schema's physical baselines of a migration, by `psql` on the same database, one
-/// transaction per tenant schema, in one session: the bare `ALTER TABLE ... ADD COLUMN`, and
-/// the same with the statements the store adds to each tenant's transaction (lock the catalog
-/// row, set and reset `search_path`, look for tables to pin as a prepared statement, update
-/// the catalog row). Returns (bare, with the bookkeeping).
-async fn psql_add_column(db: &TestDatabase, round: usize) -> Result<(Duration, Duration)> {
-    use tenancy_core::Slug;
-    let store = schema_store(db).await?;
-    let url = tenancy_core::loopback_without_tls(db.url());
-    let rows = store
-        .connection()
-        .query_all_raw(stmt("SELECT id, slug FROM tenancy.tenants", []))
-        .await?;
-    let (mut bare, mut kept) = (String::new(), String::new());
-    kept.push_str(
-        "PREPARE pin(text) AS SELECT c.relname FROM pg_depend d JOIN pg_class c ON c.oid = d.objid \
-         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped \
-         WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = to_regnamespace($1) \
-         AND d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND c.relkind IN ('r', 'p') \
-         AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid \
-         AND k.conname = 'tenancy_pinned_tenant');\n",
-    );
-    for row in rows {
-        let slug = Slug::parse(&row.try_get::<String>("", "slug")?)?;
-        let id: Uuid = row.try_get("", "id")?;
-        let schema = store.schema_for(&slug);
-        let q = tenancy_core::quote_ident(&schema);
-        bare.push_str(&format!(
-            "BEGIN;\nALTER TABLE {q}.projects ADD COLUMN psql_column_{round} integer;\nCOMMIT;\n"
-        ));
-        kept.push_str(&format!(
-            "BEGIN;\nSELECT id FROM tenancy.tenants WHERE id = '{id}' FOR UPDATE;\n\
-             SET LOCAL search_path TO {q};\n\
-             ALTER TABLE projects ADD COLUMN psql_kept_{round} integer;\n\
-             SET LOCAL search_path TO DEFAULT;\nEXECUTE pin('{schema}');\n\
-             UPDATE tenancy.tenants SET schema_version = schema_version WHERE id = '{id}';\n\
-             COMMIT;\n"
-        ));
+impl Drop for PsqlBaselines {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
     }
-    Ok((psql(&url, &bare)?, psql(&url, &kept)?))
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -388,7 +398,10 @@ async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
     let nothing = started.elapsed();
     anyhow::ensure!(report.is_success(), "{report:?}");
     // One new column, `rounds` times, each round the store's run then psql's beside it.
-    let separate_schema = strategy == Strategy::SeparateSchema;
+    let psql = match strategy {
+        Strategy::SeparateSchema => Some(PsqlBaselines::new(&db).await?),
+        _ => None,
+    };
     let (mut ours, mut theirs, mut kept) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..args.rounds {
         let column_store = tenancy_benches::open_store(
@@ -406,22 +419,22 @@ async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
         ours.push(started.elapsed());
         anyhow::ensure!(report.is_success(), "{report:?}");
         drop(column_store);
-        if separate_schema {
-            let (bare, bookkept) = psql_add_column(&db, round).await?;
+        if let Some(psql) = &psql {
+            let (bare, bookkept) = psql.add_column(round).await?;
             theirs.push(bare);
             kept.push(bookkept);
         }
     }
     let one_column = median(ours);
-    let baselines = if separate_schema {
-        Some((
-            psql_create(&db, args.creates).await?,
+    let baselines = match &psql {
+        Some(psql) => Some((
+            psql.create(args.creates).await?,
             median(theirs),
             median(kept),
-        ))
-    } else {
-        None
+        )),
+        None => None,
     };
+    drop(psql);
 
     // Read under load, spread over every tenant, watching the server's connections.
     let most = Arc::new(AtomicI64::new(0));

@@ -112,15 +112,9 @@ pub fn pin_statement(schema: Option<&str>, table: &str, tenant: crate::TenantId)
     )
 }
 
-/// Pins every table of `schema` that has a `tenant_id` column and no pin yet (see
-/// [`pin_statement`]) and returns how many it pinned. Idempotent; run it after every migration
-/// so that tables added later are pinned too. The search is one prepared statement, so a run
-/// that finds nothing new costs one round trip and no planning.
-pub async fn pin_tenant_tables(
-    conn: &impl ConnectionTrait,
-    schema: &str,
-    tenant: crate::TenantId,
-) -> Result<usize> {
+/// The query that lists the tables of schema `$1` that have a `tenant_id` column and no pin
+/// yet, one `t` per row, as [`pin_tenant_tables`] runs it (prepared, with the schema as `$1`).
+pub fn unpinned_tables_sql(schema: &str) -> String {
     // Finding a schema's tables: pg_class has no index on its namespace, so a scan of it costs
     // in proportion to every table of every schema, and pinning N tenants' schemas one by one
     // would cost N². pg_depend is indexed by the object depended on, and a table always
@@ -129,22 +123,34 @@ pub async fn pin_tenant_tables(
     // of its own, whose catalog is small, so it keeps the plain scan.
     let tables = if schema == "public" {
         "SELECT c.oid, c.relname FROM pg_class c \
-         WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND $1 <> ''"
+         WHERE c.relnamespace = to_regnamespace($1) AND c.relkind IN ('r', 'p')"
     } else {
         "SELECT c.oid, c.relname FROM pg_depend d JOIN pg_class c ON c.oid = d.objid \
          WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = to_regnamespace($1) \
            AND d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND c.relkind IN ('r', 'p')"
     };
+    format!(
+        "SELECT c.relname AS t FROM ({tables}) c \
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' \
+           AND NOT a.attisdropped \
+         WHERE NOT EXISTS (SELECT 1 FROM pg_constraint k \
+           WHERE k.conrelid = c.oid AND k.conname = 'tenancy_pinned_tenant') \
+         ORDER BY c.relname"
+    )
+}
+
+/// Pins every table of `schema` that has a `tenant_id` column and no pin yet (see
+/// [`pin_statement`]) and returns how many it pinned. Idempotent; run it after every migration
+/// so that tables added later are pinned too. The search ([`unpinned_tables_sql`]) is one
+/// prepared statement, so a run that finds nothing new costs one round trip and no planning.
+pub async fn pin_tenant_tables(
+    conn: &impl ConnectionTrait,
+    schema: &str,
+    tenant: crate::TenantId,
+) -> Result<usize> {
     let unpinned = conn
         .query_all_raw(crate::sql::stmt(
-            &format!(
-                "SELECT c.relname AS t FROM ({tables}) c \
-                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' \
-                   AND NOT a.attisdropped \
-                 WHERE NOT EXISTS (SELECT 1 FROM pg_constraint k \
-                   WHERE k.conrelid = c.oid AND k.conname = 'tenancy_pinned_tenant') \
-                 ORDER BY c.relname"
-            ),
+            &unpinned_tables_sql(schema),
             [schema.into()],
         ))
         .await?;
