@@ -230,16 +230,25 @@ fn is_pool_timeout(err: &DbErr) -> bool {
         )
 }
 
-fn is_unavailable(err: &DbErr) -> bool {
-    match sqlx_error(err) {
-        Some(sea_orm::sqlx::Error::Io(_)) | Some(sea_orm::sqlx::Error::Tls(_)) => true,
-        Some(sea_orm::sqlx::Error::PoolClosed) => true,
-        // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now,
-        // 08xxx connection exceptions.
-        Some(sea_orm::sqlx::Error::Database(db)) => db
+/// Whether a driver error says the server cannot be reached or ended the session: the
+/// socket failed, or the server sent 57P01 admin_shutdown (a restart, `pg_terminate_backend`),
+/// 57P02 crash_shutdown, 57P03 cannot_connect_now or an 08xxx connection exception. After
+/// one of these the connection is gone.
+pub(crate) fn ends_session(err: &sea_orm::sqlx::Error) -> bool {
+    match err {
+        sea_orm::sqlx::Error::Io(_) | sea_orm::sqlx::Error::Tls(_) => true,
+        sea_orm::sqlx::Error::PoolClosed => true,
+        sea_orm::sqlx::Error::Database(db) => db
             .code()
             .is_some_and(|c| c.starts_with("57P0") || c.starts_with("08")),
-        _ => matches!(
+        _ => false,
+    }
+}
+
+fn is_unavailable(err: &DbErr) -> bool {
+    match sqlx_error(err) {
+        Some(e) => ends_session(e),
+        None => matches!(
             err,
             DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::ConnectionClosed)
         ),

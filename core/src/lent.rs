@@ -24,6 +24,13 @@ pub trait ConnectionHome: Send + Sync + 'static {
     /// no error that could have broken the connection. The strategy decides whether to keep
     /// it (a tenant binding on it stays valid for `tenant`) or return it to its pool.
     fn give_back(&self, tenant: TenantId, conn: PoolConnection<Postgres>);
+
+    /// Told when a lent connection failed in a way that may have broken it (the server
+    /// restarted, its backend was terminated). Other connections the strategy keeps idle
+    /// outside its pool may be dead too: it should stop handing them out unchecked (the
+    /// pool's own checkout pings a connection before handing it out). The default does
+    /// nothing.
+    fn connection_broke(&self) {}
 }
 
 /// A pooled connection held by one scope. For strategy crates: build it with
@@ -61,12 +68,14 @@ fn query_err(err: sqlx::Error) -> DbErr {
 }
 
 /// Whether an error may have left the connection unusable (as opposed to a statement the
-/// server refused, after which the connection is fine).
+/// server refused, after which the connection is fine). A terminated backend answers with a
+/// database error (57P01) before it closes the socket: that one breaks it too.
 fn breaks_connection(err: &sqlx::Error) -> bool {
-    !matches!(
-        err,
-        sqlx::Error::Database(_) | sqlx::Error::RowNotFound | sqlx::Error::ColumnDecode { .. }
-    )
+    crate::error::ends_session(err)
+        || !matches!(
+            err,
+            sqlx::Error::Database(_) | sqlx::Error::RowNotFound | sqlx::Error::ColumnDecode { .. }
+        )
 }
 
 impl LentConnection {
@@ -170,6 +179,7 @@ impl LentConnection {
             // Closing the socket ends the session: the server rolls back what was open and
             // forgets every setting. Nothing of this scope reaches another one.
             drop(conn.detach());
+            self.home.connection_broke();
         } else if self.in_transaction.load(Ordering::Acquire) {
             // Dropped with a transaction open (an error path, or a read that needed no
             // commit): roll back off the request's path, then give the connection back.

@@ -23,10 +23,7 @@ impl SeparateDbStore {
     ) -> Result<tenancy_core::sea_orm::DatabaseTransaction> {
         match lease.connection().begin().await {
             Ok(txn) => Ok(txn),
-            Err(e) => Err(lease
-                .server()
-                .explain(e.into(), self.inner.options.retry_after)
-                .await),
+            Err(e) => Err(lease.server().explain(e.into()).await),
         }
     }
 

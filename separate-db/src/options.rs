@@ -40,7 +40,8 @@ pub struct SeparateDbOptions {
     pub control_connections: u32,
     /// How long a request waits for room in a server's budget before [`Error::PoolTimeout`].
     pub budget_timeout: Duration,
-    /// How long a request waits for a connection of its tenant's pool.
+    /// How long a request waits for a connection of its tenant's pool; a scope's whole wait
+    /// (room in the budget included) ends after this long as well.
     pub acquire_timeout: Duration,
     /// Pooled connections are closed after this long (bounds the server's per-connection
     /// caches); `None` keeps them.
@@ -53,7 +54,8 @@ pub struct SeparateDbOptions {
     /// in `pg_stat_activity`.
     pub application_name: String,
     /// After a server failed to answer, requests for its tenants fail at once with
-    /// [`Error::Unavailable`] for this long, then the next one tries again.
+    /// [`Error::Unavailable`]; one of them every `retry_after` asks the server again (a TCP
+    /// connect), and the first answer ends the outage.
     pub retry_after: Duration,
     /// The tenant migrations.
     pub migrations: TenantMigrations,
@@ -72,7 +74,7 @@ impl Default for SeparateDbOptions {
             max_connection_lifetime: Some(Duration::from_secs(300)),
             database_prefix: None,
             application_name: "tenancy-separate-db".into(),
-            retry_after: Duration::from_secs(1),
+            retry_after: Duration::from_millis(200),
             migrations: TenantMigrations::default(),
         }
     }
@@ -128,6 +130,7 @@ impl SeparateDbOptions {
             max_lifetime: self.max_connection_lifetime,
             idle_timeout: Some(Duration::from_secs(60)),
             application_name: self.application_name.clone(),
+            retry_after: self.retry_after,
         }
     }
 }

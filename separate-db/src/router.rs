@@ -11,8 +11,8 @@
 //! tenant gives its connections back one at a time. When every slot is in use, the request
 //! waits for one to come free, up to `budget_timeout`, and then fails with
 //! [`Error::PoolTimeout`]. A server that does not answer is reported as
-//! [`Error::Unavailable`] and is not asked again for a short while (`retry_after`), after which
-//! the next request tries it: recovery needs no restart.
+//! [`Error::Unavailable`] at once while it stays down; one request every `retry_after` asks it
+//! again, and the first answer ends the outage: recovery needs no restart.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,6 +34,7 @@ pub(crate) struct RouterSettings {
     pub max_lifetime: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub application_name: String,
+    pub retry_after: Duration,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -41,8 +42,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A slot's idle connection, held by the router rather than its pool.
-type Held = Arc<Mutex<Option<PoolConnection<Postgres>>>>;
+/// A slot's idle connection, held by the router rather than its pool, with the server's
+/// count of broken connections when it was given back.
+type Held = Arc<Mutex<Option<(PoolConnection<Postgres>, u64)>>>;
 
 /// One slot: a pool of one connection of a tenant database.
 #[derive(Debug)]
@@ -121,14 +123,21 @@ pub(crate) struct Lease {
 
 /// Where a scope gives its slot's connection back: into the slot, not its pool.
 #[derive(Debug)]
-pub(crate) struct SlotHome(Held);
+pub(crate) struct SlotHome {
+    held: Held,
+    server: Arc<Server>,
+}
 
 impl ConnectionHome for SlotHome {
     fn give_back(&self, _tenant: TenantId, conn: PoolConnection<Postgres>) {
-        let mut held = lock(&self.0);
+        let mut held = lock(&self.held);
         if held.is_none() {
-            *held = Some(conn);
+            *held = Some((conn, self.server.broken_count()));
         }
+    }
+
+    fn connection_broke(&self) {
+        self.server.connection_broke();
     }
 }
 
@@ -143,12 +152,23 @@ impl Lease {
     /// The slot's connection, for a scope to hold ([`tenancy_core::LentConnection`]), and
     /// where to give it back.
     pub async fn take_connection(&self) -> Result<(PoolConnection<Postgres>, SlotHome)> {
+        let server = self.server().clone();
         let kept = lock(&self.held).take();
         let conn = match kept {
-            Some(conn) => conn,
-            None => self.conn.get_postgres_connection_pool().acquire().await?,
+            // Kept since no connection to the server broke: as good as when it was kept.
+            Some((conn, broken)) if broken == server.broken_count() => conn,
+            // Kept from before a breakage (or none kept): back through the pool, whose
+            // checkout pings it and opens a new one if it is dead.
+            other => {
+                drop(other);
+                self.conn.get_postgres_connection_pool().acquire().await?
+            }
         };
-        Ok((conn, SlotHome(self.held.clone())))
+        let home = SlotHome {
+            held: self.held.clone(),
+            server,
+        };
+        Ok((conn, home))
     }
 
     /// Ends the lease and closes its slot instead of keeping it: for a connection to a
@@ -257,7 +277,7 @@ impl Router {
     /// A lease on the pool of `database` on server `server`, opening the pool when needed.
     pub async fn lease(self: &Arc<Self>, server: usize, database: &str) -> Result<Lease> {
         let srv = self.servers[server].clone();
-        srv.check_up()?;
+        srv.check_up(self.settings.retry_after).await?;
         let key = (server, database.to_owned());
         let deadline = tokio::time::Instant::now() + self.settings.budget_timeout;
         loop {

@@ -3,12 +3,23 @@
 //! while, then tried again).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tenancy_core::{Error, Result};
 use tokio::sync::Notify;
 
 use crate::router::lock;
+
+/// How long the probe waits for a TCP connection.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A server that did not answer the last probe.
+#[derive(Debug)]
+struct Down {
+    /// When a probe last began.
+    probed: Instant,
+}
 
 /// One PostgreSQL server the store places tenants on.
 #[derive(Debug)]
@@ -21,8 +32,11 @@ pub(crate) struct Server {
     pub budget: u32,
     /// Wakes requests waiting for budget when a pool comes free or closes.
     pub(crate) changed: Notify,
-    /// Set when the server did not answer: requests fail fast until then.
-    down_until: Mutex<Option<Instant>>,
+    /// Set while the server is known not to answer: requests fail fast.
+    down: Mutex<Option<Down>>,
+    /// Counts connections to this server that broke under a scope. A slot's idle connection
+    /// kept since an earlier count is not trusted: it goes through its pool's ping first.
+    broken: AtomicU64,
 }
 
 impl Server {
@@ -32,8 +46,20 @@ impl Server {
             url,
             budget,
             changed: Notify::new(),
-            down_until: Mutex::new(None),
+            down: Mutex::new(None),
+            broken: AtomicU64::new(0),
         }
+    }
+
+    /// How many connections to this server broke so far (see [`Server::connection_broke`]).
+    pub(crate) fn broken_count(&self) -> u64 {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    /// A connection to this server broke (a restart, a terminated backend): the idle
+    /// connections the slots keep may be dead as well.
+    pub(crate) fn connection_broke(&self) {
+        self.broken.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The URL of `database` on this server.
@@ -54,30 +80,45 @@ impl Server {
 
     /// Whether the server is not known to be down.
     pub fn is_up(&self) -> bool {
-        self.check_up().is_ok()
-    }
-
-    pub(crate) fn check_up(&self) -> Result<()> {
-        match *lock(&self.down_until) {
-            Some(until) if Instant::now() < until => Err(self.unavailable()),
-            _ => Ok(()),
-        }
+        lock(&self.down).is_none()
     }
 
     // ANCHOR: health
-    /// Asks the server directly whether it answers, and remembers a "no" for `retry_after`.
-    async fn probe(&self, retry_after: Duration) -> bool {
+    /// Fails at once with [`Error::Unavailable`] while the server is marked down, except
+    /// that one request every `retry_after` asks the server again (a TCP connect): the first
+    /// answer ends the outage for every request, with no wait for a timer to run out.
+    pub(crate) async fn check_up(&self, retry_after: Duration) -> Result<()> {
+        {
+            let mut down = lock(&self.down);
+            match down.as_mut() {
+                None => return Ok(()),
+                Some(d) if d.probed.elapsed() < retry_after => return Err(self.unavailable()),
+                // This request asks; the others fail fast until `retry_after` from now.
+                Some(d) => d.probed = Instant::now(),
+            }
+        }
+        if self.probe().await {
+            Ok(())
+        } else {
+            Err(self.unavailable())
+        }
+    }
+
+    /// Asks the server directly whether it answers, and marks it down (or up) accordingly.
+    async fn probe(&self) -> bool {
         let host = self.url.host_str().unwrap_or("localhost").to_owned();
         let port = self.url.port().unwrap_or(5432);
         let up = matches!(
             tokio::time::timeout(
-                Duration::from_secs(1),
+                PROBE_TIMEOUT,
                 tokio::net::TcpStream::connect((host.as_str(), port))
             )
             .await,
             Ok(Ok(_))
         );
-        *lock(&self.down_until) = (!up).then(|| Instant::now() + retry_after);
+        *lock(&self.down) = (!up).then(|| Down {
+            probed: Instant::now(),
+        });
         if !up {
             tracing::warn!(server = %self.name, "server does not answer");
         }
@@ -85,10 +126,10 @@ impl Server {
     }
 
     /// Turns a timeout on this server's pools into `Unavailable` when the server is down.
-    pub async fn explain(&self, err: Error, retry_after: Duration) -> Error {
+    pub async fn explain(&self, err: Error) -> Error {
         match err {
             Error::PoolTimeout | Error::Unavailable(_) => {
-                if self.probe(retry_after).await {
+                if self.probe().await {
                     err
                 } else {
                     self.unavailable()

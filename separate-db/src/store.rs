@@ -225,18 +225,22 @@ impl TenantStore for SeparateDbStore {
         tenant.ensure_ready()?;
         // The database name comes from the validated slug and must match the catalog.
         let (server, database) = self.server_of(tenant)?;
-        let lease = self.lease(server, &database).await?;
         // The scope holds its slot's connection (no pool checkout per statement) and gives it
-        // back to the slot; the lease, and so the slot, is kept until then.
-        let (conn, home) = match lease.take_connection().await {
-            Ok(taken) => taken,
-            Err(e) => {
-                return Err(lease
-                    .server()
-                    .explain(e, self.inner.options.retry_after)
-                    .await);
+        // back to the slot; the lease, and so the slot, is kept until then. Room in the budget
+        // and the connection together are waited for at most `acquire_timeout`.
+        let srv = &self.inner.router.servers[server];
+        let wait = async {
+            let lease = self.lease(server, &database).await?;
+            match lease.take_connection().await {
+                Ok(taken) => Ok((lease, taken)),
+                Err(e) => Err(srv.explain(e).await),
             }
         };
+        let (lease, (conn, home)) =
+            match tokio::time::timeout(self.inner.options.acquire_timeout, wait).await {
+                Ok(got) => got?,
+                Err(_) => return Err(srv.explain(Error::PoolTimeout).await),
+            };
         let lent =
             LentConnection::new(tenant.id, conn, Arc::new(home)).keep_until_given_back(lease);
         if mode == ScopeMode::Transaction {

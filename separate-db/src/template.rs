@@ -47,7 +47,7 @@ impl SeparateDbStore {
         lease.discard().await;
         match res {
             Ok(_) => Ok(()),
-            Err(e) => Err(srv.explain(e.into(), self.inner.options.retry_after).await),
+            Err(e) => Err(srv.explain(e.into()).await),
         }
     }
     // ANCHOR_END: maintenance

@@ -76,6 +76,12 @@ impl ConnectionHome for Warm {
     fn give_back(&self, tenant: TenantId, conn: PoolConnection<Postgres>) {
         self.idle().push_back((tenant, conn, Instant::now()));
     }
+
+    /// One connection broke (a restart, a terminated backend): the warm ones may be dead as
+    /// well, so they all go back to the pool, which pings each before handing it out again.
+    fn connection_broke(&self) {
+        self.idle().clear();
+    }
 }
 
 /// Transaction binding: connections go straight back to the pool.

@@ -42,7 +42,17 @@ pub async fn spawn_app(strategy: Strategy) -> Result<TestApp> {
 
 /// The app on the database at `url` (which the caller owns).
 pub async fn spawn_on(strategy: Strategy, url: &str) -> Result<TestApp> {
-    let settings = settings(strategy, url)?;
+    spawn_with(strategy, url, |_| {}).await
+}
+
+/// The app on the database at `url`, with the test's settings changed by `change`.
+pub async fn spawn_with(
+    strategy: Strategy,
+    url: &str,
+    change: impl FnOnce(&mut Settings),
+) -> Result<TestApp> {
+    let mut settings = settings(strategy, url)?;
+    change(&mut settings);
     let backend = Backend::open(strategy, url, &settings).await?;
     let first_run = backend.first_run().await?;
     let app = Application::build(&settings, &backend, ADMIN)?;

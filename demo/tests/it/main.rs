@@ -5,5 +5,6 @@ mod helpers;
 
 mod api;
 mod denial;
+mod faults;
 mod input;
 mod operations;
