@@ -131,7 +131,10 @@ where
     match tenant.state {
         TenantState::Ready => Ok(tenant),
         TenantState::Deleting => Err(Error::not_ready(&tenant)),
-        TenantState::Provisioning => provision(tenant).await,
+        TenantState::Provisioning => {
+            crate::fault::point("create:registered");
+            provision(tenant).await
+        }
     }
 }
 // ANCHOR_END: resume_creation
@@ -150,12 +153,14 @@ where
     Fut: Future<Output = Result<()>>,
 {
     set_state(conn, tenant.id, TenantState::Deleting).await?;
+    crate::fault::point("delete:marked");
     // A process that still has the tenant cached may write a row between the purge and the
     // removal; where the tenant's rows reference the catalog row (shared tables), the removal
     // is then refused, and the purge runs again.
     let mut attempts = 0;
     loop {
         purge().await?;
+        crate::fault::point("delete:purged");
         match remove(conn, tenant.id).await {
             Err(Error::ForeignKeyViolation { .. }) if attempts < 3 => attempts += 1,
             done => return done,

@@ -9,7 +9,7 @@
 //!
 //! For strategy crates only (an application never needs them): the [`catalog`] queries, the
 //! [`sql`] helpers (statements, advisory locks by name), [`connect_pool`] with
-//! [`PoolSettings`], [`connect_sqlx_pool`] and [`LentConnection`], and the constructors of
+//! [`PoolSettings`], [`connect_sqlx_pool`] and [`LentConnection`], the [`fault`] points, and the constructors of
 //! [`TenantScope`] (`in_transaction`, `autocommit`, `on_connection`).
 //!
 //! Core depends on no strategy crate.
@@ -20,6 +20,7 @@ pub mod domain;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 mod error;
+pub mod fault;
 mod lent;
 pub mod migration;
 mod page;

@@ -4,7 +4,7 @@
 use tenancy_core::migration::pin_tenant_tables;
 use tenancy_core::sea_orm::{ConnectionTrait, TransactionTrait};
 use tenancy_core::sql::stmt;
-use tenancy_core::{MigrationOutcome, Result, Tenant, TenantId, TenantMigration, catalog};
+use tenancy_core::{MigrationOutcome, Result, Tenant, TenantId, TenantMigration, catalog, fault};
 
 use crate::router::Lease;
 use crate::store::SeparateDbStore;
@@ -87,6 +87,9 @@ impl SeparateDbStore {
             [to.into()],
         ))
         .await?;
+        if tenant.is_some() {
+            fault::point("migrate:applied");
+        }
         txn.commit().await?;
         Ok((from, to))
     }
@@ -99,6 +102,9 @@ impl SeparateDbStore {
             let (from, to) = self
                 .migrate_database(server, &database, Some(tenant.id))
                 .await?;
+            if from != to {
+                fault::point("migrate:committed");
+            }
             // The tenant's database holds the truth; the catalog copy serves the fast path
             // and is brought in line even when the database was already current (a run
             // interrupted between the two commits).

@@ -11,7 +11,7 @@ use tenancy_core::sql::AdvisoryLock;
 use tenancy_core::{
     Error, LentConnection, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement,
     Result, ScopeMode, Strategy, TableNamespace, Tenant, TenantId, TenantMigration, TenantScope,
-    TenantState, TenantStore, UnscopedView, catalog, check_identifier, connect_pool,
+    TenantState, TenantStore, UnscopedView, catalog, check_identifier, connect_pool, fault,
     loopback_without_tls, quote_ident,
 };
 
@@ -127,10 +127,12 @@ impl SeparateDbStore {
         let version = catalog::template_version(&txn, &key).await?;
         self.recreate_database(server, &database, &self.template_database())
             .await?;
+        fault::point("create:built");
         {
             let lease = self.lease(server, &database).await?;
             pin_tenant_tables(lease.connection(), "public", tenant.id).await?;
         }
+        fault::point("create:pinned");
         catalog::set_ready(&txn, tenant.id, version).await?;
         txn.commit().await?;
         self.tenant(tenant.id).await

@@ -9,7 +9,7 @@ use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrai
 use tenancy_core::{
     Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, Result,
     ScopeMode, Slug, Strategy, TableNamespace, Tenant, TenantId, TenantMigration, TenantScope,
-    TenantState, TenantStore, UnscopedView, catalog, connect_pool, quote_ident,
+    TenantState, TenantStore, UnscopedView, catalog, connect_pool, fault, quote_ident,
 };
 use tokio::sync::RwLock;
 
@@ -74,6 +74,7 @@ impl SeparateSchemaStore {
         }
         txn.execute_unprepared(&Self::build_sql(&script, &schema, tenant.id))
             .await?;
+        fault::point("create:built");
         catalog::set_ready(&txn, tenant.id, script.version).await?;
         txn.commit().await?;
         self.tenant(tenant.id).await
@@ -129,7 +130,9 @@ impl SeparateSchemaStore {
             // Tables added by the migrations are pinned to the tenant like the first ones.
             pin_tenant_tables(&txn, &schema, tenant.id).await?;
             catalog::set_schema_version(&txn, tenant.id, to).await?;
+            fault::point("migrate:applied");
             txn.commit().await?;
+            fault::point("migrate:committed");
             Ok(MigrationOutcome::Migrated {
                 from: current.schema_version,
                 to,

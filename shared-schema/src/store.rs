@@ -8,7 +8,7 @@ use tenancy_core::sql::{AdvisoryLock, stmt};
 use tenancy_core::{
     Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, Result,
     ScopeMode, Strategy, TENANT_TABLES, TableNamespace, Tenant, TenantId, TenantMigration,
-    TenantScope, TenantStore, UnscopedView, catalog, connect_pool, quote_ident,
+    TenantScope, TenantStore, UnscopedView, catalog, connect_pool, fault, quote_ident,
 };
 
 use crate::binding::TenantPool;
@@ -185,7 +185,14 @@ impl TenantStore for SharedSchemaStore {
         };
         let touched = catalog::set_all_schema_versions(&txn, latest).await?;
         let ready = catalog::count_ready(&txn).await?;
+        let migrated = matches!(outcome, MigrationOutcome::Migrated { .. });
+        if migrated {
+            fault::point("migrate:applied");
+        }
         txn.commit().await?;
+        if migrated {
+            fault::point("migrate:committed");
+        }
         tracing::info!(from, latest, tenants = touched, "shared tables migrated");
         Ok(MigrationReport {
             target_version: latest,

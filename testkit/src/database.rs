@@ -75,6 +75,18 @@ impl TestDatabase {
         })
     }
 
+    /// A database another process of this test created (the parent of a child started by
+    /// the conformance suite's interrupted checks). Never drop it from here.
+    pub async fn existing(name: &str) -> Result<Self> {
+        let admin_url = admin_url().await?;
+        let url = with_database(&admin_url, name)?;
+        Ok(TestDatabase {
+            name: name.to_owned(),
+            url,
+            admin_url,
+        })
+    }
+
     /// The database's name; also the prefix of any database a test creates on the server
     /// (separate-db tenants), so they are dropped with it.
     pub fn name(&self) -> &str {

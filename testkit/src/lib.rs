@@ -5,6 +5,7 @@
 //!   Dropped after a passing test, kept (and named on stderr) after a failing one.
 //! - [`TestServer`]: a PostgreSQL cluster of a test's own on a free port (the second server of
 //!   the multi-server tests), which the test may stop and start.
+//! - [`fault_report`]: where the fault tests write what they counted.
 //! - [`conformance`]: the suite every [`TenantStore`](tenancy_core::TenantStore) runs from its
 //!   own tests, through [`conformance_tests!`].
 
@@ -16,3 +17,14 @@ mod server;
 pub use database::{TestDatabase, admin_url};
 pub use pgbouncer::pgbouncer_url;
 pub use server::TestServer;
+
+/// Writes a fault test's counts to `target/fault-reports/<name>.json` (which `.ci/run`
+/// prints) and to stderr.
+pub fn fault_report(name: &str, counts: &serde_json::Value) -> anyhow::Result<()> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fault-reports");
+    std::fs::create_dir_all(&dir)?;
+    let text = serde_json::to_string_pretty(counts)?;
+    std::fs::write(dir.join(format!("{name}.json")), &text)?;
+    eprintln!("{name}: {text}");
+    Ok(())
+}

@@ -23,14 +23,8 @@ crate::per_strategy!(
     backends_terminated_mid_transaction
 );
 
-/// Writes a fault test's counts beside the build, and shows them.
 fn report(test: &str, strategy: Strategy, counts: &Value) -> Result<()> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fault-reports");
-    std::fs::create_dir_all(&dir)?;
-    let text = serde_json::to_string_pretty(counts)?;
-    std::fs::write(dir.join(format!("{test}-{strategy}.json")), &text)?;
-    eprintln!("{test} ({strategy}): {text}");
-    Ok(())
+    tenancy_testkit::fault_report(&format!("{test}-{strategy}"), counts)
 }
 
 const BEFORE: u8 = 0;

@@ -16,6 +16,7 @@ use tenancy_testkit::conformance::StoreConfig;
 async fn store(db: &TestDatabase, config: StoreConfig) -> anyhow::Result<Arc<dyn TenantStore>> {
     let options = SeparateDbOptions {
         connections_per_server: config.max_connections,
+        migrations: config.migrations(),
         connections_per_database: 1,
         control_connections: 1,
         ..Default::default()

@@ -12,6 +12,7 @@ use tenancy_testkit::conformance::StoreConfig;
 async fn store(db: &TestDatabase, config: StoreConfig) -> anyhow::Result<Arc<dyn TenantStore>> {
     let options = SeparateSchemaOptions {
         max_connections: config.max_connections,
+        migrations: config.migrations(),
         ..Default::default()
     };
     Ok(Arc::new(
@@ -31,6 +32,7 @@ mod through_pgbouncer {
     async fn store(db: &TestDatabase, config: StoreConfig) -> anyhow::Result<Arc<dyn TenantStore>> {
         let options = SeparateSchemaOptions {
             max_connections: config.max_connections,
+            migrations: config.migrations(),
             tenant_url: Some(tenancy_testkit::pgbouncer_url(db.name()).await?),
             ..Default::default()
         };

@@ -18,6 +18,7 @@ async fn store_with(
 ) -> anyhow::Result<SharedSchemaStore> {
     let options = SharedSchemaOptions {
         max_connections: config.max_connections,
+        migrations: config.migrations(),
         isolation,
         ..SharedSchemaOptions::default()
     };
@@ -59,6 +60,7 @@ mod transaction_binding {
     async fn store(db: &TestDatabase, config: StoreConfig) -> anyhow::Result<Arc<dyn TenantStore>> {
         let options = SharedSchemaOptions {
             max_connections: config.max_connections,
+            migrations: config.migrations(),
             rls_binding: Some(RlsBinding::Transaction),
             ..SharedSchemaOptions::default()
         };
@@ -79,6 +81,7 @@ mod through_pgbouncer {
     async fn store(db: &TestDatabase, config: StoreConfig) -> anyhow::Result<Arc<dyn TenantStore>> {
         let options = SharedSchemaOptions {
             max_connections: config.max_connections,
+            migrations: config.migrations(),
             tenant_url: Some(tenancy_testkit::pgbouncer_url(db.name()).await?),
             ..SharedSchemaOptions::default()
         };

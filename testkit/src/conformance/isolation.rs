@@ -111,7 +111,12 @@ pub async fn isolation_between_tenants(h: &Harness) -> Result<()> {
 /// At least 32 tasks over 8 tenants on a pool smaller than the number of tasks, each writing
 /// markers and checking it sees only its own.
 pub async fn concurrent_tenants_see_only_their_own(h: &Harness) -> Result<()> {
-    let store = h.store(StoreConfig { max_connections: 4 }).await?;
+    let store = h
+        .store(StoreConfig {
+            max_connections: 4,
+            ..StoreConfig::default()
+        })
+        .await?;
     let mut tenants = Vec::new();
     for i in 0..8 {
         tenants.push(tenant(&*store, &format!("tenant-{i}")).await?);
@@ -178,7 +183,12 @@ pub async fn concurrent_tenants_see_only_their_own(h: &Harness) -> Result<()> {
 /// On a pool of exactly one connection: work as A, then as B, then unscoped. B sees nothing
 /// of A, and the unscoped path sees no tenant rows.
 pub async fn no_state_survives_checkout(h: &Harness) -> Result<()> {
-    let store = h.store(StoreConfig { max_connections: 1 }).await?;
+    let store = h
+        .store(StoreConfig {
+            max_connections: 1,
+            ..StoreConfig::default()
+        })
+        .await?;
     let a = tenant(&*store, "alpha").await?;
     let b = tenant(&*store, "bravo").await?;
     for mode in [ScopeMode::Transaction, ScopeMode::Autocommit] {

@@ -11,11 +11,13 @@
 //!
 //! The checks live in one file per promise: `lifecycle.rs` (creating, finding, listing and
 //! deleting tenants), `domain.rs` (projects and tasks), `bad_input.rs` (what is refused) and
-//! `isolation.rs` (no tenant reaches another); `support.rs` holds what they share.
+//! `isolation.rs` (no tenant reaches another), `interrupted.rs` (a process stopped at each
+//! fault point of creating, migrating and deleting); `support.rs` holds what they share.
 //! [`conformance_tests!`](crate::conformance_tests) is the one list of the checks.
 
 mod bad_input;
 mod domain;
+pub mod interrupted;
 mod isolation;
 mod lifecycle;
 mod support;
@@ -25,25 +27,42 @@ use std::sync::Arc;
 use anyhow::Result;
 use futures::future::BoxFuture;
 use tenancy_core::TenantStore;
+use tenancy_core::migration::TenantMigrations;
 
 use crate::TestDatabase;
 
 pub use bad_input::*;
 pub use domain::*;
+pub use interrupted::{
+    interrupted_creation_resumes, interrupted_deletion_finishes, interrupted_migration_resumes,
+};
 pub use isolation::*;
 pub use lifecycle::*;
 pub use support::rows_anywhere;
 
 /// What a test asks of the store it gets.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// The most connections the store may hold to each server.
     pub max_connections: u32,
+    /// The tenant migrations, when not the default ones (a factory passes them to the
+    /// store's options).
+    pub migrations: Option<TenantMigrations>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { max_connections: 5 }
+        StoreConfig {
+            max_connections: 5,
+            migrations: None,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The store's tenant migrations: the configured ones or the default.
+    pub fn migrations(&self) -> TenantMigrations {
+        self.migrations.clone().unwrap_or_default()
     }
 }
 
@@ -58,6 +77,9 @@ pub type StoreFactory = Arc<
 pub struct Harness {
     pub db: TestDatabase,
     factory: StoreFactory,
+    /// The test's name as the test binary knows it (`module::check`), for re-running it in a
+    /// child process ([`interrupted`]).
+    test: String,
 }
 
 impl std::fmt::Debug for Harness {
@@ -75,14 +97,32 @@ impl Harness {
     }
 }
 
-/// Runs one check on a fresh database; drops the database when the check passes.
-pub async fn run<F>(check: F, factory: StoreFactory) -> Result<()>
+/// Runs one check on a fresh database; drops the database when the check passes. `test` is
+/// the test's path (`module_path!()` and the check's name).
+///
+/// In a child process started by [`interrupted`]'s checks the check runs on its parent's
+/// database instead, and leaves it to the parent.
+pub async fn run<F>(check: F, factory: StoreFactory, test: &str) -> Result<()>
 where
     F: for<'a> FnOnce(&'a Harness) -> BoxFuture<'a, Result<()>>,
 {
+    // The test binary names tests without the crate's own segment.
+    let test = test
+        .split_once("::")
+        .map_or(test, |(_, rest)| rest)
+        .to_owned();
+    if let Some(name) = interrupted::parent_database() {
+        let harness = Harness {
+            db: TestDatabase::existing(&name).await?,
+            factory,
+            test,
+        };
+        return check(&harness).await;
+    }
     let harness = Harness {
         db: TestDatabase::create().await?,
         factory,
+        test,
     };
     match check(&harness).await {
         Ok(()) => harness.db.drop_database().await,
@@ -115,6 +155,9 @@ macro_rules! conformance_tests {
             isolation_between_tenants, concurrent_tenants_see_only_their_own,
             no_state_survives_checkout, tenant_id_never_changes, delete_leaves_other_tenants,
             deleted_tenant_takes_no_writes,
+            // interrupted.rs
+            interrupted_creation_resumes, interrupted_migration_resumes,
+            interrupted_deletion_finishes,
         );
     };
     ($factory:path; $($check:ident),+ $(,)?) => {
@@ -126,6 +169,7 @@ macro_rules! conformance_tests {
                 $crate::conformance::run(
                     |h| ::std::boxed::Box::pin($crate::conformance::$check(h)),
                     factory,
+                    concat!(module_path!(), "::", stringify!($check)),
                 ).await
             }
         )+

@@ -1,0 +1,40 @@
+//! Fault points: named places in creating, migrating and deleting a tenant where a test can
+//! stop the process, to prove that the next run completes or cleans up what was left.
+//!
+//! A point does nothing unless the environment variable `TENANCY_FAULT` names it; then the
+//! process aborts there, as a crash or a `kill -9` would stop it: no destructor runs, no
+//! error path cleans up, and the server rolls back whatever transaction was open. The
+//! variable is read once. The points, in the order a tenant meets them:
+//!
+//! | point | where |
+//! |---|---|
+//! | `create:registered` | the catalog row exists (`provisioning`), nothing is built |
+//! | `create:built` | separate-schema: the schema is built, inside the transaction that marks it ready; separate-db: the database is copied from the template |
+//! | `create:pinned` | separate-db: the tables are pinned to the tenant, not yet marked ready |
+//! | `migrate:applied` | a tenant's migrations ran, their transaction is not committed |
+//! | `migrate:committed` | a tenant's migrations are committed; separate-db: the catalog's copy of the version is not yet updated |
+//! | `delete:marked` | the tenant is marked `deleting`, nothing is purged |
+//! | `delete:purged` | the rows, schema or database are gone, the catalog row is not |
+
+use std::sync::OnceLock;
+
+/// Every fault point, for tests that walk through them.
+pub const POINTS: &[&str] = &[
+    "create:registered",
+    "create:built",
+    "create:pinned",
+    "migrate:applied",
+    "migrate:committed",
+    "delete:marked",
+    "delete:purged",
+];
+
+/// Stops the process here if `TENANCY_FAULT` names `point`. For strategy crates.
+pub fn point(point: &'static str) {
+    static ARMED: OnceLock<Option<String>> = OnceLock::new();
+    let armed = ARMED.get_or_init(|| std::env::var("TENANCY_FAULT").ok());
+    if armed.as_deref() == Some(point) {
+        eprintln!("tenancy: stopped at fault point {point} (TENANCY_FAULT)");
+        std::process::abort();
+    }
+}
