@@ -126,6 +126,7 @@ pub async fn open(
             let servers = settings.servers.iter().map(|s| ServerConfig {
                 name: s.name.clone(),
                 url: s.url.expose_secret().to_owned(),
+                tenant_url: None,
             });
             let options = SeparateDbOptions {
                 connections_per_server: settings

@@ -33,6 +33,7 @@
 //!         servers: vec![ServerConfig {
 //!             name: "second".into(),
 //!             url: "postgres://postgres@127.0.0.1:5433/postgres".into(),
+//!             tenant_url: None,
 //!         }],
 //!         ..SeparateDbOptions::default()
 //!     },

@@ -6,7 +6,7 @@ use tenancy_core::sea_orm::{ConnectionTrait, TransactionTrait};
 use tenancy_core::sql::stmt;
 use tenancy_core::{MigrationOutcome, Result, Tenant, TenantId, TenantMigration, catalog, fault};
 
-use crate::router::Lease;
+use crate::router::{Lease, Via};
 use crate::store::SeparateDbStore;
 
 /// The one-row table in every tenant database (and template) that records its version: the
@@ -38,7 +38,14 @@ impl SeparateDbStore {
         database: &str,
         tenant: Option<TenantId>,
     ) -> Result<(i32, i32)> {
-        let lease = self.lease(server, database).await?;
+        // The template is reached directly: `CREATE DATABASE` copies it only when nothing is
+        // connected to it, and a pooler would keep server connections open.
+        let via = if tenant.is_some() {
+            Via::Tenant
+        } else {
+            Via::Direct
+        };
+        let lease = self.inner.router.lease(server, database, via).await?;
         let result = self.migrate_leased(&lease, tenant).await;
         if tenant.is_none() {
             // A template must have no connections to be copied, whatever happened here.

@@ -9,13 +9,19 @@ use tenancy_core::{Error, PoolSettings, Result, Slug, check_identifier};
 use crate::router::RouterSettings;
 
 /// A PostgreSQL server to place tenants on, besides the control server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerConfig {
     /// The name recorded in each tenant's placement. Lowercase letters, digits, `-` and `_`.
     pub name: String,
     /// A URL of the server, with a database that exists (`postgres`, say): the store runs
     /// `CREATE DATABASE` and `DROP DATABASE` from there.
     pub url: String,
+    /// Tenant traffic to this server's databases goes to this URL instead (its database is
+    /// replaced by the tenant's): a PgBouncer in transaction mode that forwards every
+    /// database name to the server (`* = host=... port=...`), say. Creating databases, the
+    /// template and its migrations stay on [`Self::url`]. Through a pooler statements are
+    /// not cached (PgBouncer before 1.21 cannot keep a named statement across transactions).
+    pub tenant_url: Option<String>,
 }
 
 // ANCHOR: options
@@ -24,6 +30,9 @@ pub struct ServerConfig {
 pub struct SeparateDbOptions {
     /// The name of the server that holds the control database (the store's URL).
     pub control_server: String,
+    /// Tenant traffic to the control server's databases goes to this URL, as
+    /// [`ServerConfig::tenant_url`] does for the other servers.
+    pub tenant_url: Option<String>,
     /// More servers to place tenants on.
     pub servers: Vec<ServerConfig>,
     /// The budget: the most connections to tenant databases the store holds to each server.
@@ -65,6 +74,7 @@ impl Default for SeparateDbOptions {
     fn default() -> Self {
         SeparateDbOptions {
             control_server: "main".into(),
+            tenant_url: None,
             servers: Vec::new(),
             connections_per_server: 20,
             connections_per_database: 10,

@@ -23,7 +23,7 @@ use tenancy_core::sea_orm::sqlx::Postgres;
 use tenancy_core::sea_orm::sqlx::pool::PoolConnection;
 use tenancy_core::{ConnectionHome, Error, PoolSettings, Result, TenantId, connect_pool};
 
-pub(crate) use crate::server::Server;
+pub(crate) use crate::server::{Server, Via};
 
 /// How the router opens pools; see [`crate::SeparateDbOptions`].
 #[derive(Debug, Clone)]
@@ -257,7 +257,7 @@ impl Router {
     }
 
     // ANCHOR: open
-    async fn open(&self, server: &Server, database: &str) -> Result<DatabaseConnection> {
+    async fn open(&self, server: &Server, database: &str, via: Via) -> Result<DatabaseConnection> {
         let s = &self.settings;
         let settings = PoolSettings {
             max_connections: 1,
@@ -265,17 +265,20 @@ impl Router {
             max_lifetime: s.max_lifetime,
             idle_timeout: s.idle_timeout,
             application_name: Some(s.application_name.clone()),
-            statement_cache: 100,
+            // Through a transaction pooler a named statement may not outlive its transaction.
+            statement_cache: if server.pooled(via) { 0 } else { 100 },
             // A lazy pool only builds its handle here; connecting happens on first use.
             lazy: true,
         };
-        connect_pool(&server.database_url(database), &settings).await
+        connect_pool(&server.database_url(database, via), &settings).await
     }
     // ANCHOR_END: open
 
     // ANCHOR: lease
-    /// A lease on the pool of `database` on server `server`, opening the pool when needed.
-    pub async fn lease(self: &Arc<Self>, server: usize, database: &str) -> Result<Lease> {
+    /// A lease on the pool of `database` on server `server`, opening the pool when needed
+    /// (reaching the database `via` the pooler or directly; a database is always reached the
+    /// same way).
+    pub async fn lease(self: &Arc<Self>, server: usize, database: &str, via: Via) -> Result<Lease> {
         let srv = self.servers[server].clone();
         srv.check_up(self.settings.retry_after).await?;
         let key = (server, database.to_owned());
@@ -334,7 +337,7 @@ impl Router {
                 Next::Use(conn, held, generation) => {
                     return Ok(self.lease_of(key, generation, conn, held));
                 }
-                Next::Open => return self.insert(key, &srv).await,
+                Next::Open => return self.insert(key, &srv, via).await,
                 Next::Close(pool) => self.close(pool).await,
                 Next::Wait => {
                     if tokio::time::timeout_at(deadline, freed).await.is_err() {
@@ -364,8 +367,13 @@ impl Router {
     }
 
     /// Opens one more slot of `key`, whose connection is already allotted, and leases it.
-    async fn insert(self: &Arc<Self>, key: (usize, String), srv: &Server) -> Result<Lease> {
-        let conn = match self.open(srv, &key.1).await {
+    async fn insert(
+        self: &Arc<Self>,
+        key: (usize, String),
+        srv: &Server,
+        via: Via,
+    ) -> Result<Lease> {
+        let conn = match self.open(srv, &key.1, via).await {
             Ok(conn) => conn,
             Err(e) => {
                 self.release(key.0, 1);

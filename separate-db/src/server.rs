@@ -11,6 +11,15 @@ use tokio::sync::Notify;
 
 use crate::router::lock;
 
+/// How a connection reaches a database: tenant traffic (through the server's pooler, if it
+/// has one), or directly (the maintenance database, the template, which `CREATE DATABASE`
+/// copies only when nothing else is connected to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    Tenant,
+    Direct,
+}
+
 /// How long the probe waits for a TCP connection.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -28,6 +37,8 @@ pub(crate) struct Server {
     /// A URL of the server; its database is the maintenance database (`CREATE DATABASE` runs
     /// there).
     pub url: url::Url,
+    /// Where tenant databases' traffic goes instead of [`Server::url`] (a pooler).
+    pub tenant_url: Option<url::Url>,
     /// The most connections the store holds to this server.
     pub budget: u32,
     /// Wakes requests waiting for budget when a pool comes free or closes.
@@ -40,10 +51,11 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    pub fn new(name: String, url: url::Url, budget: u32) -> Self {
+    pub fn new(name: String, url: url::Url, tenant_url: Option<url::Url>, budget: u32) -> Self {
         Server {
             name,
             url,
+            tenant_url,
             budget,
             changed: Notify::new(),
             down: Mutex::new(None),
@@ -62,11 +74,20 @@ impl Server {
         self.broken.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// The URL of `database` on this server.
-    pub fn database_url(&self, database: &str) -> String {
-        let mut u = self.url.clone();
+    /// The URL of `database` on this server, through the pooler when `via` is
+    /// [`Via::Tenant`] and the server has one.
+    pub fn database_url(&self, database: &str, via: Via) -> String {
+        let mut u = match (&self.tenant_url, via) {
+            (Some(pooler), Via::Tenant) => pooler.clone(),
+            _ => self.url.clone(),
+        };
         u.set_path(database);
         u.to_string()
+    }
+
+    /// Whether tenant traffic goes through a pooler.
+    pub fn pooled(&self, via: Via) -> bool {
+        self.tenant_url.is_some() && via == Via::Tenant
     }
 
     /// The maintenance database.

@@ -16,7 +16,7 @@ use tenancy_core::{
 };
 
 use crate::options::SeparateDbOptions;
-use crate::router::{Lease, Router, Server};
+use crate::router::{Lease, Router, Server, Via};
 use crate::template::template_lock;
 
 /// The separate-db strategy. See the crate documentation.
@@ -34,6 +34,15 @@ pub(crate) struct Inner {
     pub(crate) prefix: String,
 }
 
+/// A pooler URL of a server's tenant traffic, parsed.
+fn tenant_url(url: Option<&str>) -> Result<Option<url::Url>> {
+    url.map(|u| {
+        url::Url::parse(&loopback_without_tls(u))
+            .map_err(|e| Error::invalid("tenant_url", e.to_string()))
+    })
+    .transpose()
+}
+
 impl SeparateDbStore {
     /// Connects to the control database at `control_url`, installs the catalog, and prepares
     /// the router for the control server and `options.servers`. Template databases are
@@ -48,6 +57,7 @@ impl SeparateDbStore {
         let mut servers = vec![Arc::new(Server::new(
             options.control_server.clone(),
             url.clone(),
+            tenant_url(options.tenant_url.as_deref())?,
             options.connections_per_server,
         ))];
         for s in &options.servers {
@@ -63,6 +73,7 @@ impl SeparateDbStore {
             servers.push(Arc::new(Server::new(
                 s.name.clone(),
                 u,
+                tenant_url(s.tenant_url.as_deref())?,
                 options.connections_per_server,
             )));
         }
@@ -101,8 +112,9 @@ impl SeparateDbStore {
         self.inner.router.slots_closed()
     }
 
+    /// A lease on a tenant database (through the server's pooler, if it has one).
     pub(crate) async fn lease(&self, server: usize, database: &str) -> Result<Lease> {
-        self.inner.router.lease(server, database).await
+        self.inner.router.lease(server, database, Via::Tenant).await
     }
 
     // ANCHOR: provision
@@ -129,8 +141,12 @@ impl SeparateDbStore {
             .await?;
         fault::point("create:built");
         {
+            // In a transaction: through a transaction pooler, a statement sqlx prepares and
+            // then runs must not change server connections in between.
             let lease = self.lease(server, &database).await?;
-            pin_tenant_tables(lease.connection(), "public", tenant.id).await?;
+            let pins = lease.connection().begin().await?;
+            pin_tenant_tables(&pins, "public", tenant.id).await?;
+            pins.commit().await?;
         }
         fault::point("create:pinned");
         catalog::set_ready(&txn, tenant.id, version).await?;
@@ -245,7 +261,10 @@ impl TenantStore for SeparateDbStore {
             };
         let lent =
             LentConnection::new(tenant.id, conn, Arc::new(home)).keep_until_given_back(lease);
-        if mode == ScopeMode::Transaction {
+        // Through a transaction pooler every scope is a transaction: sqlx prepares a statement
+        // and runs it in two exchanges, which the pooler may send to two server connections
+        // when no transaction holds one.
+        if mode == ScopeMode::Transaction || srv.pooled(Via::Tenant) {
             lent.begin().await?;
         }
         // A database of its own: plain table names, and no session state to set or reset.

@@ -5,6 +5,7 @@ use tenancy_core::sea_orm::{ConnectionTrait, TransactionTrait};
 use tenancy_core::sql::AdvisoryLock;
 use tenancy_core::{MigrationOutcome, Result, TenantMigration, catalog, quote_ident};
 
+use crate::router::Via;
 use crate::store::SeparateDbStore;
 
 /// The lock on one server's template database (`key` is its catalog name): creations take it
@@ -40,7 +41,7 @@ impl SeparateDbStore {
         let lease = self
             .inner
             .router
-            .lease(server, &srv.maintenance_database())
+            .lease(server, &srv.maintenance_database(), Via::Direct)
             .await?;
         let res = lease.connection().execute_unprepared(sql).await;
         // Its slot is closed, not kept: tenants' connections should hold the budget.

@@ -26,6 +26,57 @@ async fn store(db: &TestDatabase, config: StoreConfig) -> anyhow::Result<Arc<dyn
 
 tenancy_testkit::conformance_tests!(store);
 
+/// The leak tests with tenant traffic through PgBouncer in transaction pooling mode. A
+/// database of its own leaves no session state to leak, but a pooler serves one server
+/// connection to many clients: these show the slots, their held connections and the
+/// uncached statements work there, and nothing crosses databases.
+mod through_pgbouncer {
+    use super::*;
+
+    async fn store(db: &TestDatabase, config: StoreConfig) -> anyhow::Result<Arc<dyn TenantStore>> {
+        let options = SeparateDbOptions {
+            connections_per_server: config.max_connections,
+            migrations: config.migrations(),
+            tenant_url: Some(tenancy_testkit::pgbouncer_url(db.name()).await?),
+            ..Default::default()
+        };
+        Ok(Arc::new(SeparateDbStore::connect(db.url(), options).await?))
+    }
+
+    tenancy_testkit::conformance_tests!(store;
+        concurrent_tenants_see_only_their_own, no_state_survives_checkout,
+        isolation_between_tenants, summary_join, tenant_id_never_changes,
+        lifecycle, delete_leaves_other_tenants,
+    );
+
+    /// Tenant traffic really takes the pooler URL: pointed at a port where nothing listens,
+    /// creating a tenant (direct) works and its scope (pooled) does not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tenant_traffic_takes_the_pooler_url() -> anyhow::Result<()> {
+        use tenancy_core::{Error, NewTenant, Slug};
+        let db = TestDatabase::create().await?;
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let options = SeparateDbOptions {
+            tenant_url: Some(format!("postgres://postgres@127.0.0.1:{closed}/x")),
+            acquire_timeout: std::time::Duration::from_secs(1),
+            ..Default::default()
+        };
+        let store = SeparateDbStore::connect(db.url(), options).await?;
+        let acme = store
+            .create_tenant(NewTenant::new(Slug::parse("acme")?, "Acme"))
+            .await;
+        // Provisioning pins the new database's tables through a tenant connection, so even
+        // the creation needs the pooler; it must fail as unavailable, not succeed elsewhere.
+        anyhow::ensure!(
+            matches!(acme, Err(Error::Unavailable(_)) | Err(Error::PoolTimeout)),
+            "a store whose pooler does not answer served a tenant: {acme:?}"
+        );
+        db.drop_database().await
+    }
+}
+
 /// A migration run leaves no connection to the template behind: a tenant created right after
 /// it is copied from the template at once (a leftover connection makes `CREATE DATABASE ...
 /// TEMPLATE` wait and then fail).

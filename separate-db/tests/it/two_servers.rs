@@ -54,6 +54,7 @@ async fn tenants_spread_over_two_servers_survive_an_outage() -> Result<()> {
             servers: vec![ServerConfig {
                 name: "second".into(),
                 url: second.url("postgres"),
+                tenant_url: None,
             }],
             acquire_timeout: Duration::from_secs(2),
             retry_after: Duration::from_millis(500),
