@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 use crate::page::{Page, PageRequest};
 use crate::sql::stmt;
-use crate::tenant::{Placement, Slug, Tenant, TenantId, TenantState};
+use crate::tenant::{NewTenant, Placement, Slug, Tenant, TenantId, TenantState};
 
 #[derive(Debug, FromQueryResult)]
 struct TenantRow {
@@ -60,6 +60,25 @@ fn placement_json(placement: &Placement) -> Result<serde_json::Value> {
         field: "placement",
         reason: e.to_string(),
     })
+}
+
+/// The channel on which every change to a tenant's catalog row is announced (payload: the
+/// tenant's slug), when the change commits. `LISTEN` on it to forget cached tenants at once.
+pub const CATALOG_CHANNEL: &str = "tenancy_catalog";
+
+/// Records `new` as `provisioning`, unless the slug is taken: returns the catalog row of the
+/// slug, or [`Error::TenantAlreadyExists`] when it was taken and `new` is
+/// [`exclusive`](NewTenant::exclusive). The unique slug decides between concurrent callers.
+pub async fn claim(
+    conn: &impl ConnectionTrait,
+    new: &NewTenant,
+    placement: &Placement,
+) -> Result<Tenant> {
+    let (tenant, inserted) = insert_provisioning(conn, &new.slug, &new.name, placement).await?;
+    if !inserted && new.exclusive {
+        return Err(Error::TenantAlreadyExists(new.slug.to_string()));
+    }
+    Ok(tenant)
 }
 
 /// Records a new tenant as `provisioning`, unless the slug is taken. Returns the catalog row

@@ -98,6 +98,11 @@ pub enum Error {
     #[error("timed out waiting for a database connection")]
     PoolTimeout,
 
+    /// A store refused to serve tenants because the database does not give the isolation it
+    /// promises (row-level security not in force, say); the message says what to fix.
+    #[error("refusing to serve tenants: {0}")]
+    Insecure(String),
+
     /// Anything else from the database; the cause is kept for the log.
     #[error("database error")]
     Backend(#[source] DbErr),

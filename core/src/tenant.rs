@@ -254,6 +254,11 @@ pub struct NewTenant {
     /// For separate-db: the server to place the tenant on. `None` picks the server with the
     /// fewest tenants. Other strategies ignore it.
     pub server: Option<String>,
+    /// Refuse a slug the catalog already holds, in whatever state, with
+    /// [`Error::TenantAlreadyExists`](crate::Error::TenantAlreadyExists): of two concurrent
+    /// creations of one slug exactly one succeeds. `false` (the default) makes creating
+    /// idempotent per slug: an existing tenant is returned, a half-built one completed.
+    pub exclusive: bool,
 }
 
 impl NewTenant {
@@ -263,7 +268,14 @@ impl NewTenant {
             slug,
             name: name.into(),
             server: None,
+            exclusive: false,
         }
+    }
+
+    /// The same, refusing a slug that is taken (see [`NewTenant::exclusive`]).
+    pub fn exclusive(mut self) -> Self {
+        self.exclusive = true;
+        self
     }
 }
 

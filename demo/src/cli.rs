@@ -58,7 +58,7 @@ pub enum Command {
     /// Create users.
     #[command(subcommand)]
     Users(UsersCommand),
-    /// Issue API tokens.
+    /// Issue, list and revoke API tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),
 }
@@ -98,7 +98,17 @@ pub enum TokensCommand {
         /// The user's id.
         #[arg(long)]
         user: Uuid,
+        /// The token stops working after this many days (default: never, until revoked).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
     },
+    /// A user's tokens (ids and dates; the tokens themselves are not stored).
+    List {
+        #[arg(long)]
+        user: Uuid,
+    },
+    /// Revoke a token by its id: every process stops accepting it at once.
+    Revoke { id: Uuid },
 }
 // ANCHOR_END: commands
 
@@ -145,10 +155,25 @@ pub async fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&user)?);
                 Ok(())
             }
-            Command::Tokens(TokensCommand::Create { user }) => {
-                let token = accounts::create_token(&backend.control, user).await?;
+            Command::Tokens(TokensCommand::Create {
+                user,
+                expires_in_days,
+            }) => {
+                let expires_at = expires_in_days
+                    .map(|d| chrono::Utc::now() + chrono::Duration::days(i64::from(d)));
+                let token = accounts::create_token(&backend.control, user, expires_at).await?;
                 println!("{}", token.token);
-                eprintln!("(shown once: it is stored hashed)");
+                eprintln!("(shown once: it is stored hashed; its id is {})", token.id);
+                Ok(())
+            }
+            Command::Tokens(TokensCommand::List { user }) => {
+                let tokens = accounts::list_tokens(&backend.control, user).await?;
+                println!("{}", serde_json::to_string_pretty(&tokens)?);
+                Ok(())
+            }
+            Command::Tokens(TokensCommand::Revoke { id }) => {
+                accounts::revoke_token(&backend.control, id).await?;
+                eprintln!("token {id} revoked");
                 Ok(())
             }
         }

@@ -16,14 +16,16 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use prometheus::IntCounterVec;
+use subtle::ConstantTimeEq;
 use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection};
 use tenancy_core::sql::stmt;
-use tenancy_core::{Error, Slug, Tenant, TenantState, TenantStore};
+use tenancy_core::{Error, Slug, Tenant, TenantState, TenantStore, catalog};
 use uuid::Uuid;
 
-use crate::accounts::{Role, token_hash};
+use crate::accounts::{Role, hex, token_hash};
 use crate::problem::ApiError;
 use crate::settings::{ResolutionSettings, ResolveBy};
 
@@ -49,12 +51,13 @@ pub struct Identity {
     admin_hash: Vec<u8>,
     /// Tenant lookups by result (`hit`, `miss`).
     tenant_lookups: IntCounterVec,
-    /// Token hash to user. Tokens are never revoked through the API.
-    users: Cache<Vec<u8>, Uuid>,
-    /// Tenants by slug: a hot tenant costs no catalog query. Invalidated on delete here, and
-    /// expires after 30 s for deletes made elsewhere.
+    /// Token hash (hex) to its user and expiry. Forgotten when the token changes anywhere
+    /// (see [`listen`]).
+    users: Cache<String, (Uuid, Option<DateTime<Utc>>)>,
+    /// Tenants by slug: a hot tenant costs no catalog query. Forgotten when its catalog row
+    /// changes anywhere.
     tenants: Cache<String, Tenant>,
-    /// (user, tenant) to role; cleared whenever a membership changes.
+    /// (user, tenant) to role; cleared whenever a membership changes anywhere.
     roles: Cache<(Uuid, Uuid), Option<Role>>,
 }
 
@@ -82,9 +85,12 @@ impl Identity {
             admin_hash: token_hash(admin_token),
             tenant_lookups,
             // ANCHOR: caches
-            users: Cache::builder().max_capacity(100_000).build(),
-            // Deletes through this process invalidate at once; a delete by another process
-            // (the CLI, another instance) is seen within the time to live.
+            // Every process forgets an entry when the database announces its change (see
+            // `listen`); the times to live bound what a lost notice can cost.
+            users: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
             tenants: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(30))
@@ -99,23 +105,33 @@ impl Identity {
 
     /// 1. The user the bearer token belongs to. The token is hashed once: the hash is both
     ///    the cache key and what the catalog stores.
+    ///    An expired token is no token.
     pub async fn user(&self, token: &str) -> Result<Option<Uuid>, Error> {
         let hash = token_hash(token);
-        if let Some(user) = self.users.get(&hash).await {
-            return Ok(Some(user));
-        }
-        let row = self
-            .control
-            .query_one_raw(stmt(
-                "SELECT user_id FROM tenancy.api_tokens WHERE token_hash = $1",
-                [hash.clone().into()],
-            ))
-            .await?;
-        let user = row.map(|r| r.try_get::<Uuid>("", "user_id")).transpose()?;
-        if let Some(u) = user {
-            self.users.insert(hash, u).await;
-        }
-        Ok(user)
+        let key = hex(&hash);
+        let found = match self.users.get(&key).await {
+            Some(found) => Some(found),
+            None => {
+                let row = self
+                    .control
+                    .query_one_raw(stmt(
+                        "SELECT user_id, expires_at FROM tenancy.api_tokens WHERE token_hash = $1",
+                        [hash.into()],
+                    ))
+                    .await?;
+                match row {
+                    Some(r) => {
+                        let found = (r.try_get("", "user_id")?, r.try_get("", "expires_at")?);
+                        self.users.insert(key, found).await;
+                        Some(found)
+                    }
+                    None => None,
+                }
+            }
+        };
+        Ok(found
+            .filter(|(_, expires)| expires.is_none_or(|at| Utc::now() < at))
+            .map(|(user, _)| user))
     }
 
     /// 2. The tenant slug the request names, trying each configured source in order.
@@ -189,7 +205,65 @@ impl Identity {
     pub fn forget_roles(&self) {
         self.roles.invalidate_all();
     }
+
+    /// Forgets everything cached: after notices may have been missed.
+    pub fn forget_everything(&self) {
+        self.users.invalidate_all();
+        self.tenants.invalidate_all();
+        self.roles.invalidate_all();
+    }
+
+    /// Acts on one notice from the database (see [`listen`]).
+    pub async fn hear(&self, channel: &str, payload: &str) {
+        match (channel, payload.split_once(':')) {
+            (catalog::CATALOG_CHANNEL, _) => self.forget_tenant(payload).await,
+            (ACCOUNTS_CHANNEL, Some(("token", hash))) => self.users.invalidate(hash).await,
+            (ACCOUNTS_CHANNEL, _) => self.forget_roles(),
+            _ => {}
+        }
+    }
 }
+
+/// The channel the demo's account tables announce changes on (see the accounts migration).
+pub const ACCOUNTS_CHANNEL: &str = "tenancy_accounts";
+
+// ANCHOR: listen
+/// Keeps `identity`'s caches in step with the database, for as long as the app runs: listens
+/// on the catalog's and the accounts' channels, where every change to a tenant, a token or a
+/// membership is announced when it commits, whichever process made it; each notice makes
+/// this process forget what it cached. While the listening connection is down notices are
+/// lost, so the caches are cleared whenever it (re)connects.
+pub async fn listen(identity: Identity, pool: tenancy_core::sea_orm::sqlx::PgPool) {
+    use tenancy_core::sea_orm::sqlx::postgres::PgListener;
+    loop {
+        let listener = async {
+            let mut l = PgListener::connect_with(&pool).await?;
+            l.listen_all([catalog::CATALOG_CHANNEL, ACCOUNTS_CHANNEL])
+                .await?;
+            Ok::<_, tenancy_core::sea_orm::sqlx::Error>(l)
+        };
+        match listener.await {
+            Ok(mut l) => {
+                identity.forget_everything();
+                loop {
+                    match l.try_recv().await {
+                        Ok(Some(notice)) => identity.hear(notice.channel(), notice.payload()).await,
+                        // The connection was lost: the next call connects again, and whatever
+                        // was announced in between is unknown.
+                        Ok(None) => identity.forget_everything(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "listening for cache notices");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for cache notices"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+// ANCHOR_END: listen
 
 fn identity(req: &HttpRequest) -> Result<web::Data<Identity>, ApiError> {
     crate::state::app_data(req)
@@ -271,8 +345,8 @@ impl FromRequest for Admin {
             let identity = identity(&req)?;
             let token =
                 bearer(&req).ok_or(ApiError::Unauthorized("the admin token is required"))?;
-            // Hashes of equal length are compared, so the comparison leaks nothing useful.
-            if token_hash(token) != identity.admin_hash {
+            // In constant time: how long the comparison takes says nothing about the token.
+            if !bool::from(token_hash(token).ct_eq(&identity.admin_hash)) {
                 return Err(ApiError::Unauthorized("the admin token is not valid"));
             }
             Ok(Admin)

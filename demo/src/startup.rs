@@ -148,7 +148,7 @@ impl Backend {
         )
         .await?;
         accounts::set_membership(&txn, acme.id, user.id, Role::Owner).await?;
-        let token = accounts::create_token(&txn, user.id).await?;
+        let token = accounts::create_token(&txn, user.id, None).await?;
         txn.commit().await?;
         Ok(Some(FirstRun {
             tenant: acme.slug.to_string(),
@@ -219,6 +219,12 @@ impl Application {
             admin_token,
             metrics.tenant_cache.clone(),
         );
+        // Every process forgets a cached token, tenant or role when the database announces
+        // its change.
+        tokio::spawn(crate::identity::listen(
+            identity.clone(),
+            backend.control.get_postgres_connection_pool().clone(),
+        ));
         let state = AppState::new(backend.store.clone(), backend.control.clone(), metrics);
         let limit = settings.http.body_limit;
         let server = HttpServer::new(move || {

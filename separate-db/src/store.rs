@@ -166,6 +166,9 @@ impl TenantStore for SeparateDbStore {
     async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
         // An existing tenant keeps the server it was placed on; only a new one is placed.
         let tenant = match catalog::by_slug(&self.inner.control, &new.slug).await? {
+            Some(_) if new.exclusive => {
+                return Err(Error::TenantAlreadyExists(new.slug.to_string()));
+            }
             Some(existing) => existing,
             None => {
                 let server = self.place(new.server.as_deref()).await?;
@@ -173,9 +176,7 @@ impl TenantStore for SeparateDbStore {
                     server: self.inner.router.servers[server].name.clone(),
                     database: self.database_for(&new.slug),
                 };
-                catalog::insert_provisioning(&self.inner.control, &new.slug, &new.name, &placement)
-                    .await?
-                    .0
+                catalog::claim(&self.inner.control, &new, &placement).await?
             }
         };
         catalog::resume_creation(tenant, |t| async move { self.provision(&t).await }).await

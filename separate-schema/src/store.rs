@@ -155,8 +155,7 @@ impl TenantStore for SeparateSchemaStore {
         let placement = Placement::Schema {
             schema: self.schema_for(&new.slug),
         };
-        let (tenant, _inserted) =
-            catalog::insert_provisioning(&self.control, &new.slug, &new.name, &placement).await?;
+        let tenant = catalog::claim(&self.control, &new, &placement).await?;
         catalog::resume_creation(tenant, |t| async move { self.provision(&t).await }).await
     }
     // ANCHOR_END: create_tenant

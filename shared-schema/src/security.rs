@@ -2,12 +2,13 @@
 //! and the policy on every table with a `tenant_id` column.
 
 use tenancy_core::sea_orm::ConnectionTrait;
-use tenancy_core::{Result, quote_ident};
+use tenancy_core::sql::stmt;
+use tenancy_core::{Error, Result, quote_ident};
 
 /// The tables of `public` that have a `tenant_id` column (the tenant tables of the shared
-/// schema), as the head of a PL/pgSQL `FOR ... IN` query.
-const TENANT_TABLES_IN_PUBLIC: &str = "
-        SELECT c.relname FROM pg_class c
+/// schema, as `c`): the `FROM` and `WHERE` of a query, which may go on with `AND ...`.
+const TENANT_TABLES_FROM: &str = "
+        FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')";
@@ -41,7 +42,7 @@ GRANT USAGE ON SCHEMA public TO {role};
 DO $$
 DECLARE t record;
 BEGIN
-    FOR t IN {TENANT_TABLES_IN_PUBLIC}
+    FOR t IN SELECT c.relname {TENANT_TABLES_FROM}
     LOOP
         EXECUTE format('ALTER TABLE public.%I ENABLE ROW LEVEL SECURITY', t.relname);
         EXECUTE format('ALTER TABLE public.%I FORCE ROW LEVEL SECURITY', t.relname);
@@ -77,7 +78,7 @@ pub(crate) async fn tie_to_catalog(conn: &impl ConnectionTrait) -> Result<()> {
 DO $$
 DECLARE t record;
 BEGIN
-    FOR t IN {TENANT_TABLES_IN_PUBLIC}
+    FOR t IN SELECT c.relname {TENANT_TABLES_FROM}
           AND NOT EXISTS (SELECT 1 FROM pg_constraint k
                           WHERE k.conrelid = c.oid AND k.conname = 'tenancy_tenant_exists')
     LOOP
@@ -91,3 +92,73 @@ END $$;
     Ok(())
 }
 // ANCHOR_END: tie_to_catalog
+
+// ANCHOR: check_in_force
+/// Refuses to serve tenants when row-level security would not hold: a tenant table without
+/// `ENABLE` and `FORCE ROW LEVEL SECURITY` or without the policy, a tenant table the
+/// application role owns, or an application role that is a superuser or has `BYPASSRLS`
+/// (each of which lets every row through). Runs at every start, after the install, so a
+/// database changed by hand since is caught before the first request.
+pub(crate) async fn check_in_force(conn: &impl ConnectionTrait, app_role: &str) -> Result<()> {
+    let mut problems = Vec::new();
+    let role = conn
+        .query_one_raw(stmt(
+            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1",
+            [app_role.into()],
+        ))
+        .await?;
+    match role {
+        None => problems.push(format!("the application role {app_role:?} does not exist")),
+        Some(r) => {
+            if r.try_get::<bool>("", "rolsuper")? {
+                problems.push(format!(
+                    "the application role {app_role:?} is a superuser (ALTER ROLE ... NOSUPERUSER)"
+                ));
+            }
+            if r.try_get::<bool>("", "rolbypassrls")? {
+                problems.push(format!(
+                    "the application role {app_role:?} has BYPASSRLS (ALTER ROLE ... NOBYPASSRLS)"
+                ));
+            }
+        }
+    }
+    let tables = conn
+        .query_all_raw(stmt(
+            &format!(
+                "SELECT c.relname::text AS name, c.relrowsecurity AS enabled, \
+                        c.relforcerowsecurity AS forced, \
+                        pg_get_userbyid(c.relowner) = $1 AS owned, \
+                        EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid \
+                                AND p.polname = 'tenant_isolation') AS policy \
+                 {TENANT_TABLES_FROM} ORDER BY 1"
+            ),
+            [app_role.into()],
+        ))
+        .await?;
+    for t in tables {
+        let name: String = t.try_get("", "name")?;
+        for (column, what) in [
+            ("enabled", "ENABLE ROW LEVEL SECURITY"),
+            ("forced", "FORCE ROW LEVEL SECURITY"),
+            ("policy", "the tenant_isolation policy"),
+        ] {
+            if !t.try_get::<bool>("", column)? {
+                problems.push(format!("table public.{name} lacks {what}"));
+            }
+        }
+        if t.try_get::<bool>("", "owned")? {
+            problems.push(format!(
+                "table public.{name} is owned by the application role {app_role:?}"
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Insecure(format!(
+            "row-level security is not in force: {}",
+            problems.join("; ")
+        )))
+    }
+}
+// ANCHOR_END: check_in_force

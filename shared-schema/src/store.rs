@@ -13,7 +13,7 @@ use tenancy_core::{
 
 use crate::binding::TenantPool;
 use crate::options::{Isolation, SharedSchemaOptions};
-use crate::security::{secure_tables, tie_to_catalog};
+use crate::security::{check_in_force, secure_tables, tie_to_catalog};
 
 /// The name under which the shared tables' version is kept in `tenancy.templates`.
 const SHARED_TABLES: &str = "shared";
@@ -90,6 +90,9 @@ impl SharedSchemaStore {
         }
         // Also for databases installed before the tie existed.
         tie_to_catalog(&txn).await?;
+        if self.options.isolation == Isolation::PredicateAndRls {
+            check_in_force(&txn, &self.options.app_role).await?;
+        }
         txn.commit().await?;
         Ok(())
     }
@@ -140,9 +143,7 @@ impl TenantStore for SharedSchemaStore {
 
     // ANCHOR: create_tenant
     async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
-        let (tenant, _inserted) =
-            catalog::insert_provisioning(&self.db, &new.slug, &new.name, &Placement::Shared)
-                .await?;
+        let tenant = catalog::claim(&self.db, &new, &Placement::Shared).await?;
         // Shared tables need nothing built: the tenant is ready as soon as it is recorded.
         catalog::resume_creation(tenant, |tenant| async move {
             let version = self.shared_version().await?;

@@ -10,7 +10,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Catalog)]
+        vec![Box::new(M0001Catalog), Box::new(M0002CatalogNotifications)]
     }
 
     fn migration_table_name() -> DynIden {
@@ -49,6 +49,44 @@ CREATE TABLE tenancy.templates (
     name           text PRIMARY KEY,
     schema_version integer NOT NULL DEFAULT 0
 );
+"#,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Every change to a tenant's catalog row (its state, its version, its removal) is announced
+/// on channel [`CATALOG_CHANNEL`](crate::catalog::CATALOG_CHANNEL) with the tenant's slug, when
+/// the change commits: processes that cache tenants `LISTEN` and forget the tenant at once,
+/// whichever process (or `psql`) made the change.
+/// Named by hand: the derive names a migration after its file, which M0001 already took.
+#[derive(Debug)]
+pub struct M0002CatalogNotifications;
+
+impl MigrationName for M0002CatalogNotifications {
+    fn name(&self) -> &str {
+        "m0002_catalog_notifications"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0002CatalogNotifications {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                r#"
+CREATE OR REPLACE FUNCTION tenancy.announce_tenant_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('tenancy_catalog', OLD.slug);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER tenants_announce_change
+    AFTER UPDATE OR DELETE ON tenancy.tenants
+    FOR EACH ROW EXECUTE FUNCTION tenancy.announce_tenant_change();
 "#,
             )
             .await?;

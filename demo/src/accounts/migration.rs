@@ -24,7 +24,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Accounts)]
+        vec![
+            Box::new(M0001Accounts),
+            Box::new(M0002TokenExpiryAndNotices),
+        ]
     }
 
     fn migration_table_name() -> DynIden {
@@ -72,6 +75,56 @@ CREATE TABLE IF NOT EXISTS tenancy.api_tokens (
     token_hash bytea NOT NULL UNIQUE,
     created_at timestamptz NOT NULL DEFAULT now()
 );
+"#,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Tokens may expire (`expires_at`), and every change to a token or a membership is announced
+/// on channel `tenancy_accounts` when it commits (`token:<hex of the hash>`, `memberships`),
+/// so that every process forgets what it cached at once.
+#[derive(Debug)]
+pub struct M0002TokenExpiryAndNotices;
+
+impl MigrationName for M0002TokenExpiryAndNotices {
+    fn name(&self) -> &str {
+        "m0002_token_expiry_and_notices"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0002TokenExpiryAndNotices {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                r#"
+ALTER TABLE tenancy.api_tokens ADD COLUMN IF NOT EXISTS expires_at timestamptz;
+CREATE INDEX IF NOT EXISTS api_tokens_user_idx ON tenancy.api_tokens (user_id);
+
+CREATE OR REPLACE FUNCTION tenancy.announce_token_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('tenancy_accounts', 'token:' || encode(OLD.token_hash, 'hex'));
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS api_tokens_announce_change ON tenancy.api_tokens;
+CREATE TRIGGER api_tokens_announce_change
+    AFTER UPDATE OR DELETE ON tenancy.api_tokens
+    FOR EACH ROW EXECUTE FUNCTION tenancy.announce_token_change();
+
+CREATE OR REPLACE FUNCTION tenancy.announce_membership_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('tenancy_accounts', 'memberships');
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS memberships_announce_change ON tenancy.memberships;
+CREATE TRIGGER memberships_announce_change
+    AFTER INSERT OR UPDATE OR DELETE ON tenancy.memberships
+    FOR EACH STATEMENT EXECUTE FUNCTION tenancy.announce_membership_change();
 "#,
             )
             .await?;

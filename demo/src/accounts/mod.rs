@@ -8,6 +8,7 @@
 
 pub mod migration;
 
+use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -62,18 +63,32 @@ pub struct NewUser {
 /// A token as shown once, at creation.
 #[derive(Clone, Serialize, utoipa::ToSchema)]
 pub struct IssuedToken {
+    /// The token's id, to list or revoke it by.
+    pub id: Uuid,
     pub user_id: Uuid,
     /// Send as `Authorization: Bearer <token>`. It is not stored and cannot be shown again.
     pub token: String,
+    /// When it stops working; `null`: never (until revoked).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for IssuedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IssuedToken")
+            .field("id", &self.id)
             .field("user_id", &self.user_id)
             .field("token", &"<redacted>")
             .finish()
     }
+}
+
+/// A token as listed: never the token itself, which is not stored.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TokenInfo {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 // ANCHOR: tokens
@@ -82,12 +97,16 @@ pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
+/// Lowercase hex, as PostgreSQL's `encode(..., 'hex')` writes it.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A new random token.
 pub fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("tnc_{hex}")
+    format!("tnc_{}", hex(&bytes))
 }
 // ANCHOR_END: tokens
 
@@ -122,17 +141,24 @@ pub async fn any_user(db: &impl ConnectionTrait) -> Result<bool> {
         .is_some())
 }
 
-/// Issues a token for `user`; `NotFound` when there is no such user.
-pub async fn create_token(db: &impl ConnectionTrait, user: Uuid) -> Result<IssuedToken> {
+/// Issues a token for `user`, valid until `expires_at` when given; `NotFound` when there is
+/// no such user.
+pub async fn create_token(
+    db: &impl ConnectionTrait,
+    user: Uuid,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<IssuedToken> {
     let token = new_token();
+    let id = Uuid::now_v7();
     let inserted = db
         .execute_raw(stmt(
-            "INSERT INTO tenancy.api_tokens (id, user_id, token_hash) \
-             SELECT $1, id, $3 FROM tenancy.users WHERE id = $2",
+            "INSERT INTO tenancy.api_tokens (id, user_id, token_hash, expires_at) \
+             SELECT $1, id, $3, $4 FROM tenancy.users WHERE id = $2",
             [
-                Uuid::now_v7().into(),
+                id.into(),
                 user.into(),
                 token_hash(&token).into(),
+                expires_at.into(),
             ],
         ))
         .await?;
@@ -140,9 +166,56 @@ pub async fn create_token(db: &impl ConnectionTrait, user: Uuid) -> Result<Issue
         return Err(Error::NotFound("user"));
     }
     Ok(IssuedToken {
+        id,
         user_id: user,
         token,
+        expires_at,
     })
+}
+
+/// The tokens of `user`, oldest first; `NotFound` when there is no such user.
+pub async fn list_tokens(db: &impl ConnectionTrait, user: Uuid) -> Result<Vec<TokenInfo>> {
+    let exists = db
+        .query_one_raw(stmt(
+            "SELECT 1 AS one FROM tenancy.users WHERE id = $1",
+            [user.into()],
+        ))
+        .await?;
+    if exists.is_none() {
+        return Err(Error::NotFound("user"));
+    }
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT id, user_id, created_at, expires_at FROM tenancy.api_tokens \
+             WHERE user_id = $1 ORDER BY created_at, id",
+            [user.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(TokenInfo {
+                id: r.try_get("", "id")?,
+                user_id: r.try_get("", "user_id")?,
+                created_at: r.try_get("", "created_at")?,
+                expires_at: r.try_get("", "expires_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Revokes token `id` (deletes it: every process forgets it at once, see the migration's
+/// notices); `NotFound` when there is none.
+pub async fn revoke_token(db: &impl ConnectionTrait, id: Uuid) -> Result<()> {
+    let done = db
+        .execute_raw(stmt(
+            "DELETE FROM tenancy.api_tokens WHERE id = $1",
+            [id.into()],
+        ))
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound("token"));
+    }
+    Ok(())
 }
 
 /// Grants (or changes) a membership; `NotFound` when the user does not exist.

@@ -5,10 +5,10 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenancy_core::Page;
-use tenancy_core::{Error, MigrateOptions, MigrationReport, NewTenant, Slug, Tenant};
+use tenancy_core::{MigrateOptions, MigrationReport, NewTenant, Slug, Tenant};
 use uuid::Uuid;
 
-use crate::accounts::{self, IssuedToken, NewUser, Role, User};
+use crate::accounts::{self, IssuedToken, NewUser, Role, TokenInfo, User};
 use crate::identity::{Admin, Identity};
 use crate::problem::ApiError;
 use crate::routes::tenant::PageQuery;
@@ -99,7 +99,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/users/{id}/tokens")
             .default_service(web::to(crate::problem::method_not_allowed))
-            .route(web::post().to(create_token)),
+            .route(web::post().to(create_token))
+            .route(web::get().to(list_tokens)),
+    )
+    .service(
+        web::resource("/tokens/{id}")
+            .default_service(web::to(crate::problem::method_not_allowed))
+            .route(web::delete().to(revoke_token)),
     );
 }
 
@@ -145,12 +151,8 @@ pub async fn create_tenant(
     let body = body.into_inner();
     let slug = Slug::parse(&body.slug)?;
     let name = name_ok(&body.name)?;
-    match state.store.tenant_by_slug(&slug).await {
-        Ok(_) => return Err(Error::TenantAlreadyExists(slug.to_string()).into()),
-        Err(Error::TenantNotFound) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let mut new = NewTenant::new(slug, name);
+    // Exclusive: of two requests for one slug, even at once, one gets 201 and the other 409.
+    let mut new = NewTenant::new(slug, name).exclusive();
     new.server = body.server;
     let t = state.store.create_tenant(new).await?;
     Ok(HttpResponse::Created().json(TenantView::from(t)))
@@ -228,17 +230,78 @@ pub async fn create_user(
     Ok(HttpResponse::Created().json(user))
 }
 
+/// What issuing a token may say; the body may be left out.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// The token stops working this many seconds from now (1 to 10 years' worth); left out,
+    /// it works until revoked.
+    pub expires_in_secs: Option<u64>,
+}
+
+/// The longest expiry a token may be given: ten years.
+const MAX_EXPIRY_SECS: u64 = 10 * 366 * 24 * 3600;
+
 /// Issue a token for a user; it is shown once.
 #[utoipa::path(post, path = "/admin/users/{id}/tokens", tag = "admin",
-    responses((status = 201, body = IssuedToken), (status = 404, body = crate::problem::Problem)),
+    request_body(content = Option<NewToken>, description = "optional"),
+    responses((status = 201, body = IssuedToken), (status = 404, body = crate::problem::Problem),
+              (status = 422, body = crate::problem::Problem)),
     security(("admin" = [])))]
 pub async fn create_token(
     state: web::Data<AppState>,
     _: Admin,
     id: web::Path<String>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let token = accounts::create_token(&state.control, user_id(&id)?).await?;
+    let new: NewToken = if body.iter().all(u8::is_ascii_whitespace) {
+        NewToken::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::Unprocessable(format!("invalid body: {e}")))?
+    };
+    let expires_at = match new.expires_in_secs {
+        None => None,
+        Some(secs) if (1..=MAX_EXPIRY_SECS).contains(&secs) => {
+            let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+            Some(Utc::now() + chrono::Duration::seconds(secs))
+        }
+        Some(_) => {
+            return Err(ApiError::Unprocessable(format!(
+                "invalid expires_in_secs: must be 1 to {MAX_EXPIRY_SECS}"
+            )));
+        }
+    };
+    let token = accounts::create_token(&state.control, user_id(&id)?, expires_at).await?;
     Ok(HttpResponse::Created().json(token))
+}
+
+/// A user's tokens: ids and dates, never the tokens (they are stored hashed).
+#[utoipa::path(get, path = "/admin/users/{id}/tokens", tag = "admin",
+    responses((status = 200, body = Vec<TokenInfo>), (status = 404, body = crate::problem::Problem)),
+    security(("admin" = [])))]
+pub async fn list_tokens(
+    state: web::Data<AppState>,
+    _: Admin,
+    id: web::Path<String>,
+) -> Result<web::Json<Vec<TokenInfo>>, ApiError> {
+    Ok(web::Json(
+        accounts::list_tokens(&state.control, user_id(&id)?).await?,
+    ))
+}
+
+/// Revoke a token: every process of the app stops accepting it at once.
+#[utoipa::path(delete, path = "/admin/tokens/{id}", tag = "admin",
+    responses((status = 204), (status = 404, body = crate::problem::Problem)),
+    security(("admin" = [])))]
+pub async fn revoke_token(
+    state: web::Data<AppState>,
+    _: Admin,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("token not found".into()))?;
+    accounts::revoke_token(&state.control, id).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Grant a user a role in a tenant.

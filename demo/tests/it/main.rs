@@ -8,3 +8,4 @@ mod denial;
 mod faults;
 mod input;
 mod operations;
+mod security;

@@ -151,3 +151,60 @@ async fn writes_for_another_tenant_are_refused() -> Result<()> {
     txn.rollback().await?;
     db.drop_database().await
 }
+
+/// At start the store checks that row-level security is in force and refuses to serve
+/// tenants when it is not, saying what is wrong: FORCE switched off on a table, the
+/// application role owning a table, or the role given BYPASSRLS. A role of the test's own,
+/// since roles are shared by every database of the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_to_start_when_rls_is_not_in_force() -> Result<()> {
+    let db = TestDatabase::create().await?;
+    let role = format!("{}_app", db.name());
+    let options = || SharedSchemaOptions {
+        app_role: role.clone(),
+        ..SharedSchemaOptions::default()
+    };
+    SharedSchemaStore::connect(db.url(), options()).await?;
+    let admin = db.admin().await?;
+    let quoted = format!("\"{role}\"");
+    for (sabotage, undo, expect) in [
+        (
+            "ALTER TABLE public.tasks NO FORCE ROW LEVEL SECURITY",
+            "ALTER TABLE public.tasks FORCE ROW LEVEL SECURITY",
+            "public.tasks lacks FORCE ROW LEVEL SECURITY",
+        ),
+        (
+            "ALTER TABLE public.projects OWNER TO ROLE_",
+            "ALTER TABLE public.projects OWNER TO CURRENT_USER",
+            "public.projects is owned by the application role",
+        ),
+        (
+            "ALTER ROLE ROLE_ BYPASSRLS",
+            "ALTER ROLE ROLE_ NOBYPASSRLS",
+            "has BYPASSRLS",
+        ),
+    ] {
+        admin
+            .execute_unprepared(&sabotage.replace("ROLE_", &quoted))
+            .await?;
+        let res = SharedSchemaStore::connect(db.url(), options()).await;
+        admin
+            .execute_unprepared(&undo.replace("ROLE_", &quoted))
+            .await?;
+        match res {
+            Err(tenancy_core::Error::Insecure(why)) if why.contains(expect) => {}
+            Err(e) => bail!("after {sabotage:?}: refused, but not as expected: {e}"),
+            Ok(_) => bail!("after {sabotage:?}: the store started"),
+        }
+    }
+    // Undone, it starts again.
+    SharedSchemaStore::connect(db.url(), options()).await?;
+    admin.close().await?;
+    db.drop_database().await?;
+    let server =
+        tenancy_core::sea_orm::Database::connect(tenancy_testkit::admin_url().await?).await?;
+    server
+        .execute_unprepared(&format!("DROP ROLE IF EXISTS \"{role}\""))
+        .await?;
+    Ok(())
+}

@@ -101,3 +101,36 @@ pub async fn lifecycle(h: &Harness) -> Result<()> {
     })?;
     Ok(())
 }
+
+/// Exclusive creations of one slug at once, from two stores (two processes): exactly one
+/// succeeds, the others get `TenantAlreadyExists`, and the catalog holds one tenant.
+pub async fn exclusive_creation_has_one_winner(h: &Harness) -> Result<()> {
+    let first = h.store(StoreConfig::default()).await?;
+    let second = h.store(StoreConfig::default()).await?;
+    let attempts = (0..6).map(|i| {
+        let store = if i % 2 == 0 { &first } else { &second };
+        store.create_tenant(NewTenant::new(slug("once"), "Once").exclusive())
+    });
+    let results = futures::future::join_all(attempts).await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(Error::TenantAlreadyExists(_))))
+        .count();
+    ensure!(
+        won == 1 && refused == 5,
+        "six exclusive creations: {won} succeeded, {refused} refused: {results:?}"
+    );
+    let winner = first.tenant_by_slug(&slug("once")).await?;
+    ensure!(winner.state == TenantState::Ready, "the winner is ready");
+    new_project(&*first, &winner, "one").await?;
+    // Not exclusive, the same slug gives the same tenant back.
+    let again = second
+        .create_tenant(NewTenant::new(slug("once"), "Once"))
+        .await?;
+    ensure!(
+        again.id == winner.id,
+        "an idempotent creation returns the tenant"
+    );
+    Ok(())
+}

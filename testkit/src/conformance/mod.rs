@@ -146,7 +146,7 @@ macro_rules! conformance_tests {
     ($factory:path) => {
         $crate::conformance_tests!($factory;
             // lifecycle.rs
-            lifecycle,
+            lifecycle, exclusive_creation_has_one_winner,
             // domain.rs
             projects_crud_and_paging, tasks_crud_and_paging, summary_join,
             // bad_input.rs
