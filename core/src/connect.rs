@@ -26,6 +26,11 @@ pub struct PoolSettings {
     /// the cache off, as a transaction pooler older than PgBouncer 1.21 needs (it cannot keep
     /// a named statement across transactions).
     pub statement_cache: usize,
+    /// Statements that run longer are cancelled by the server (its `statement_timeout`, sent
+    /// when a connection opens); `None` leaves the server's setting. PgBouncer drops startup
+    /// options (`ignore_startup_parameters = options`): behind it, set the timeout on the
+    /// role (`ALTER ROLE ... SET statement_timeout`) instead.
+    pub statement_timeout: Option<Duration>,
     /// Whether opening the pool only builds its handle (connections open on first use).
     pub lazy: bool,
 }
@@ -39,6 +44,7 @@ impl Default for PoolSettings {
             idle_timeout: None,
             application_name: None,
             statement_cache: 100,
+            statement_timeout: None,
             lazy: false,
         }
     }
@@ -62,9 +68,13 @@ pub async fn connect_pool(url: &str, settings: &PoolSettings) -> Result<Database
     }
     let app = settings.application_name.clone();
     let cache = settings.statement_cache;
+    let timeout = settings.statement_timeout;
     connect.map_sqlx_postgres_opts(move |mut o| {
         if let Some(app) = &app {
             o = o.application_name(app);
+        }
+        if let Some(t) = timeout {
+            o = o.options([("statement_timeout", format!("{}ms", t.as_millis()))]);
         }
         o = o.statement_cache_capacity(cache);
         o
@@ -96,6 +106,9 @@ pub async fn connect_sqlx_pool(
         .map_err(|e: sea_orm::sqlx::Error| crate::Error::invalid("url", e.to_string()))?;
     if let Some(app) = &settings.application_name {
         connect = connect.application_name(app);
+    }
+    if let Some(t) = settings.statement_timeout {
+        connect = connect.options([("statement_timeout", format!("{}ms", t.as_millis()))]);
     }
     // Statement logging off, as `connect_pool` has it (sea-orm's `sqlx_logging(false)`).
     connect = connect

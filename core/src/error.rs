@@ -98,6 +98,11 @@ pub enum Error {
     #[error("timed out waiting for a database connection")]
     PoolTimeout,
 
+    /// A statement ran longer than the store's `statement_timeout` and the server cancelled
+    /// it (SQLSTATE 57014); its transaction wrote nothing.
+    #[error("a statement ran past the statement timeout and was cancelled")]
+    StatementTimeout,
+
     /// A store refused to serve tenants because the database does not give the isolation it
     /// promises (row-level security not in force, say); the message says what to fix.
     #[error("refusing to serve tenants: {0}")]
@@ -180,6 +185,9 @@ impl From<DbErr> for Error {
         }
         if is_pool_timeout(&err) {
             return Error::PoolTimeout;
+        }
+        if sqlstate(&err).as_deref() == Some("57014") {
+            return Error::StatementTimeout;
         }
         Error::Backend(err)
     }

@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use crate::accounts::{Role, hex, token_hash};
 use crate::problem::ApiError;
-use crate::settings::{ResolutionSettings, ResolveBy};
+use crate::settings::{RateLimitSettings, ResolutionSettings, ResolveBy};
 
 /// The token of `Authorization: Bearer <token>`, if the request carries one.
 fn bearer(req: &HttpRequest) -> Option<&str> {
@@ -59,6 +59,89 @@ pub struct Identity {
     tenants: Cache<String, Tenant>,
     /// (user, tenant) to role; cleared whenever a membership changes anywhere.
     roles: Cache<(Uuid, Uuid), Option<Role>>,
+    /// Request rates per tenant and per token, when limited.
+    limits: Arc<Limits>,
+}
+
+type Keyed<K> = governor::DefaultKeyedRateLimiter<K>;
+
+// ANCHOR: limits
+/// The request rates of [`RateLimitSettings`], kept per tenant and per token (its hash) by
+/// `governor`'s keyed limiters (a generic cell rate algorithm: no timer, one atomic per key).
+#[derive(Default)]
+pub struct Limits {
+    per_tenant: Option<Keyed<Uuid>>,
+    per_token: Option<Keyed<String>>,
+}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits")
+            .field("per_tenant", &self.per_tenant.is_some())
+            .field("per_token", &self.per_token.is_some())
+            .finish()
+    }
+}
+
+impl Limits {
+    pub fn new(settings: &RateLimitSettings) -> Self {
+        let burst = settings.burst_seconds;
+        Limits {
+            per_tenant: keyed(settings.per_tenant, burst),
+            per_token: keyed(settings.per_token, burst),
+        }
+    }
+
+    /// `Err(seconds to wait)` when the tenant or the token is over its rate.
+    fn check(&self, tenant: Uuid, token: &HashedToken) -> Result<(), u64> {
+        use governor::clock::{Clock, DefaultClock};
+        let wait = |not_until: governor::NotUntil<_>| {
+            let secs = not_until
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs_f64();
+            // Whole seconds, at least one: what `Retry-After` can say.
+            secs.ceil().max(1.0) as u64
+        };
+        if let Some(l) = &self.per_tenant {
+            l.check_key(&tenant).map_err(wait)?;
+        }
+        if let Some(l) = &self.per_token {
+            l.check_key(&token.hex).map_err(wait)?;
+        }
+        Ok(())
+    }
+}
+
+/// A keyed limiter of `rate` per second with `burst_seconds` of burst; `None` for rate 0.
+fn keyed<K: std::hash::Hash + Eq + Clone>(rate: u32, burst_seconds: u32) -> Option<Keyed<K>> {
+    let rate = std::num::NonZeroU32::new(rate)?;
+    let seconds = std::num::NonZeroU32::new(burst_seconds).unwrap_or(std::num::NonZeroU32::MIN);
+    let quota = governor::Quota::per_second(rate).allow_burst(rate.saturating_mul(seconds));
+    Some(governor::RateLimiter::keyed(quota))
+}
+// ANCHOR_END: limits
+
+/// A bearer token, hashed once per request: the hash is what the catalog stores, its hex the
+/// key of the caches and of the token's rate.
+pub struct HashedToken {
+    hash: Vec<u8>,
+    hex: String,
+}
+
+impl std::fmt::Debug for HashedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HashedToken(<redacted>)")
+    }
+}
+
+impl HashedToken {
+    pub fn of(token: &str) -> Self {
+        let hash = token_hash(token);
+        HashedToken {
+            hex: hex(&hash),
+            hash,
+        }
+    }
 }
 
 impl std::fmt::Debug for Identity {
@@ -77,6 +160,7 @@ impl Identity {
         resolution: ResolutionSettings,
         admin_token: &str,
         tenant_lookups: IntCounterVec,
+        limits: Limits,
     ) -> Self {
         Identity {
             store,
@@ -100,29 +184,28 @@ impl Identity {
                 .time_to_live(Duration::from_secs(60))
                 .build(),
             // ANCHOR_END: caches
+            limits: Arc::new(limits),
         }
     }
 
     /// 1. The user the bearer token belongs to. The token is hashed once: the hash is both
     ///    the cache key and what the catalog stores.
     ///    An expired token is no token.
-    pub async fn user(&self, token: &str) -> Result<Option<Uuid>, Error> {
-        let hash = token_hash(token);
-        let key = hex(&hash);
-        let found = match self.users.get(&key).await {
+    pub async fn user(&self, token: &HashedToken) -> Result<Option<Uuid>, Error> {
+        let found = match self.users.get(&token.hex).await {
             Some(found) => Some(found),
             None => {
                 let row = self
                     .control
                     .query_one_raw(stmt(
                         "SELECT user_id, expires_at FROM tenancy.api_tokens WHERE token_hash = $1",
-                        [hash.into()],
+                        [token.hash.clone().into()],
                     ))
                     .await?;
                 match row {
                     Some(r) => {
                         let found = (r.try_get("", "user_id")?, r.try_get("", "expires_at")?);
-                        self.users.insert(key, found).await;
+                        self.users.insert(token.hex.clone(), found).await;
                         Some(found)
                     }
                     None => None,
@@ -283,8 +366,9 @@ pub struct Member {
 async fn member(req: &HttpRequest) -> Result<Member, ApiError> {
     let identity = identity(req)?;
     let token = bearer(req).ok_or(ApiError::Unauthorized("a bearer token is required"))?;
+    let token = HashedToken::of(token);
     let user = identity
-        .user(token)
+        .user(&token)
         .await?
         .ok_or(ApiError::Unauthorized("the bearer token is not valid"))?;
     let not_found = || ApiError::NotFound("tenant not found".into());
@@ -295,6 +379,11 @@ async fn member(req: &HttpRequest) -> Result<Member, ApiError> {
         other => other.into(),
     })?;
     let role = identity.role(user, &tenant).await?.ok_or_else(not_found)?;
+    // Only a member's requests count against the tenant's rate: nobody else can use it up.
+    identity
+        .limits
+        .check(tenant.id.as_uuid(), &token)
+        .map_err(ApiError::TooMany)?;
     Ok(Member { tenant, user, role })
 }
 

@@ -43,6 +43,12 @@ pub enum ApiError {
     /// The database cannot be reached (or no connection came free in time).
     #[error("the database is unavailable; retry shortly")]
     Unavailable,
+    /// A statement ran past the tenant statement timeout; nothing was written.
+    #[error("the request took too long and was cancelled; nothing was written")]
+    TooSlow,
+    /// Too many requests for the tenant or the token; retry after the given seconds.
+    #[error("too many requests; retry after {0} s")]
+    TooMany(u64),
     /// Anything else; the cause is logged, not shown.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -59,6 +65,8 @@ impl ApiError {
             ApiError::TooLarge(_) => "body-too-large",
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::Unavailable => "unavailable",
+            ApiError::TooSlow => "statement-timeout",
+            ApiError::TooMany(_) => "rate-limited",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -87,6 +95,10 @@ impl From<Error> for ApiError {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::Unavailable
             }
+            Error::StatementTimeout => {
+                tracing::warn!("a statement ran past the statement timeout");
+                ApiError::TooSlow
+            }
             other => ApiError::Internal(other.into()),
         }
     }
@@ -112,7 +124,8 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::TooSlow => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -134,8 +147,11 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => {
                 res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
-            ApiError::Unavailable => {
+            ApiError::Unavailable | ApiError::TooSlow => {
                 res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            ApiError::TooMany(secs) => {
+                res.insert_header((header::RETRY_AFTER, HeaderValue::from(*secs)));
             }
             _ => {}
         }

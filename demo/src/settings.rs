@@ -30,10 +30,27 @@ pub struct Settings {
     pub max_connections: u32,
     /// Seconds a request waits for a database connection.
     pub acquire_timeout_secs: u64,
+    /// Milliseconds a tenant's statement may run before the server cancels it (the request
+    /// then answers 503); 0: no limit.
+    pub statement_timeout_ms: u64,
     /// Extra servers for separate-db.
     pub servers: Vec<ServerSettings>,
     /// Create the sample tenant, user and token on first run.
     pub sample_data: bool,
+    /// Requests per second allowed per tenant and per token.
+    pub rate_limit: RateLimitSettings,
+}
+
+/// Request rates, checked after the token, tenant and membership: over the rate a request
+/// gets 429 with `Retry-After`. `0` turns a limit off (the default).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    /// Requests per second to one tenant, from all its users together.
+    pub per_tenant: u32,
+    /// Requests per second with one token.
+    pub per_token: u32,
+    /// How many requests above the rate may come at once, as seconds' worth of the rate.
+    pub burst_seconds: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +98,7 @@ data_dir = ".tenancy-demo"
 database_name = "tenancy_demo"
 max_connections = 10
 acquire_timeout_secs = 5
+statement_timeout_ms = 5000
 tenants = []
 servers = []
 sample_data = true
@@ -89,6 +107,11 @@ sample_data = true
 host = "127.0.0.1"
 port = 8080
 body_limit = 65536
+
+[rate_limit]
+per_tenant = 0
+per_token = 0
+burst_seconds = 1
 
 [resolution]
 order = ["path", "header", "subdomain"]

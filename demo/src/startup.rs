@@ -218,6 +218,7 @@ impl Application {
             settings.resolution.clone(),
             admin_token,
             metrics.tenant_cache.clone(),
+            crate::identity::Limits::new(&settings.rate_limit),
         );
         // Every process forgets a cached token, tenant or role when the database announces
         // its change.

@@ -58,6 +58,8 @@ pub struct StoreSettings {
     pub connections_per_server: Option<u32>,
     /// How long a request waits for a connection.
     pub acquire_timeout: Option<Duration>,
+    /// How long a tenant statement may run.
+    pub statement_timeout: Option<Duration>,
     /// separate-db: more servers to place tenants on.
     pub servers: Vec<ServerSettings>,
     /// The tenant migrations.
@@ -72,6 +74,8 @@ impl From<&Settings> for StoreSettings {
             max_connections: Some(settings.max_connections),
             connections_per_server: Some(settings.max_connections.max(4)),
             acquire_timeout: Some(Duration::from_secs(settings.acquire_timeout_secs)),
+            statement_timeout: Some(Duration::from_millis(settings.statement_timeout_ms))
+                .filter(|t| !t.is_zero()),
             servers: settings.servers.clone(),
             migrations: TenantMigrations::default(),
         }
@@ -101,6 +105,7 @@ pub async fn open(
             let options = SharedSchemaOptions {
                 max_connections: settings.max_connections.unwrap_or(d.max_connections),
                 acquire_timeout: settings.acquire_timeout.unwrap_or(d.acquire_timeout),
+                statement_timeout: settings.statement_timeout.or(d.statement_timeout),
                 migrations,
                 ..d
             };
@@ -113,6 +118,7 @@ pub async fn open(
             let options = SeparateSchemaOptions {
                 max_connections: settings.max_connections.unwrap_or(d.max_connections),
                 acquire_timeout: settings.acquire_timeout.unwrap_or(d.acquire_timeout),
+                statement_timeout: settings.statement_timeout.or(d.statement_timeout),
                 migrations,
                 ..d
             };
@@ -133,6 +139,7 @@ pub async fn open(
                     .connections_per_server
                     .unwrap_or(d.connections_per_server),
                 acquire_timeout: settings.acquire_timeout.unwrap_or(d.acquire_timeout),
+                statement_timeout: settings.statement_timeout.or(d.statement_timeout),
                 servers: servers.collect(),
                 migrations,
                 ..d

@@ -7,6 +7,9 @@ use tenancy_core::sql::stmt;
 use tenancy_core::{MigrationOutcome, Result, Tenant, TenantId, TenantMigration, catalog, fault};
 
 use crate::router::{Lease, Via};
+
+/// Lifts the statement timeout of tenant connections for the rest of a transaction.
+pub(crate) const LIFT_STATEMENT_TIMEOUT: &str = "SET LOCAL statement_timeout = 0";
 use crate::store::SeparateDbStore;
 
 /// The one-row table in every tenant database (and template) that records its version: the
@@ -57,6 +60,8 @@ impl SeparateDbStore {
 
     async fn migrate_leased(&self, lease: &Lease, tenant: Option<TenantId>) -> Result<(i32, i32)> {
         let txn = self.begin(lease).await?;
+        // Tenant connections may carry the store's statement timeout; a migration must not.
+        txn.execute_unprepared(LIFT_STATEMENT_TIMEOUT).await?;
         if tenant.is_none() {
             // Tenant databases inherit the table from their template.
             txn.execute_unprepared(&format!(

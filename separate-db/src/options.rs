@@ -66,6 +66,11 @@ pub struct SeparateDbOptions {
     /// [`Error::Unavailable`]; one of them every `retry_after` asks the server again (a TCP
     /// connect), and the first answer ends the outage.
     pub retry_after: Duration,
+    /// Each tenant statement that runs longer is cancelled ([`tenancy_core::Error::StatementTimeout`]), so
+    /// one tenant's runaway query cannot hold a connection for long. Tenant traffic only: the
+    /// catalog, migrations and purges are not limited. `None`: the server's setting. Not sent
+    /// through a pooler, which drops startup options: set it on the role there.
+    pub statement_timeout: Option<Duration>,
     /// The tenant migrations.
     pub migrations: TenantMigrations,
 }
@@ -85,6 +90,7 @@ impl Default for SeparateDbOptions {
             database_prefix: None,
             application_name: "tenancy-separate-db".into(),
             retry_after: Duration::from_millis(200),
+            statement_timeout: None,
             migrations: TenantMigrations::default(),
         }
     }
@@ -141,6 +147,7 @@ impl SeparateDbOptions {
             idle_timeout: Some(Duration::from_secs(60)),
             application_name: self.application_name.clone(),
             retry_after: self.retry_after,
+            statement_timeout: self.statement_timeout,
         }
     }
 }

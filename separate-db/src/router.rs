@@ -35,6 +35,7 @@ pub(crate) struct RouterSettings {
     pub idle_timeout: Option<Duration>,
     pub application_name: String,
     pub retry_after: Duration,
+    pub statement_timeout: Option<Duration>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -267,6 +268,8 @@ impl Router {
             application_name: Some(s.application_name.clone()),
             // Through a transaction pooler a named statement may not outlive its transaction.
             statement_cache: if server.pooled(via) { 0 } else { 100 },
+            // Tenant traffic only; maintenance and templates are reached directly.
+            statement_timeout: s.statement_timeout.filter(|_| via == Via::Tenant),
             // A lazy pool only builds its handle here; connecting happens on first use.
             lazy: true,
         };

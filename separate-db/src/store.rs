@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tenancy_core::migration::{control, pin_tenant_tables};
-use tenancy_core::sea_orm::{DatabaseConnection, TransactionTrait};
+use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::sea_orm_migration::MigratorTrait;
 use tenancy_core::sql::AdvisoryLock;
 use tenancy_core::{
@@ -145,6 +145,8 @@ impl SeparateDbStore {
             // then runs must not change server connections in between.
             let lease = self.lease(server, &database).await?;
             let pins = lease.connection().begin().await?;
+            pins.execute_unprepared(crate::migrate::LIFT_STATEMENT_TIMEOUT)
+                .await?;
             pin_tenant_tables(&pins, "public", tenant.id).await?;
             pins.commit().await?;
         }

@@ -34,6 +34,11 @@ pub struct SeparateSchemaOptions {
     /// sqlx's default of 100 covers a few dozen tenants. Each kept statement costs the server
     /// a little memory per connection, bounded with the connection by its lifetime.
     pub statement_cache: usize,
+    /// Each tenant statement that runs longer is cancelled ([`tenancy_core::Error::StatementTimeout`]), so
+    /// one tenant's runaway query cannot hold a connection for long. Tenant traffic only: the
+    /// catalog, migrations and purges are not limited. `None`: the server's setting. Not sent
+    /// through a pooler, which drops startup options: set it on the role there.
+    pub statement_timeout: Option<Duration>,
     /// The tenant migrations.
     pub migrations: TenantMigrations,
 }
@@ -49,6 +54,7 @@ impl Default for SeparateSchemaOptions {
             template_schema: "tenant_template".into(),
             tenant_url: None,
             statement_cache: 2_000,
+            statement_timeout: None,
             migrations: TenantMigrations::default(),
         }
     }
@@ -65,8 +71,10 @@ impl SeparateSchemaOptions {
     // ANCHOR: pool
     /// The settings of the direct pool, or (`through_pooler`) of the pool to a transaction
     /// pooler, which must not cache named statements.
-    pub(crate) fn pool(&self, through_pooler: bool) -> PoolSettings {
+    /// The pool of the catalog and DDL (`tenant: false`), or of tenant traffic.
+    pub(crate) fn pool(&self, through_pooler: bool, tenant: bool) -> PoolSettings {
         PoolSettings {
+            statement_timeout: self.statement_timeout.filter(|_| tenant),
             max_connections: self.max_connections,
             acquire_timeout: self.acquire_timeout,
             max_lifetime: self.max_connection_lifetime,

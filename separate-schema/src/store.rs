@@ -31,10 +31,13 @@ impl SeparateSchemaStore {
     /// Connects to `database_url`, installs the catalog and, when missing, the template schema.
     pub async fn connect(database_url: &str, options: SeparateSchemaOptions) -> Result<Self> {
         options.check()?;
-        let control = connect_pool(database_url, &options.pool(false)).await?;
-        let tenants = match &options.tenant_url {
-            Some(url) => connect_pool(url, &options.pool(true)).await?,
-            None => control.clone(),
+        let control = connect_pool(database_url, &options.pool(false, false)).await?;
+        // Tenant traffic has a pool of its own through a pooler, or to be held to a statement
+        // timeout the catalog and DDL must not have.
+        let tenants = match (&options.tenant_url, options.statement_timeout) {
+            (Some(url), _) => connect_pool(url, &options.pool(true, true)).await?,
+            (None, Some(_)) => connect_pool(database_url, &options.pool(false, true)).await?,
+            (None, None) => control.clone(),
         };
         let store = SeparateSchemaStore {
             control,
@@ -228,9 +231,10 @@ impl TenantStore for SeparateSchemaStore {
 
     fn connections(&self) -> tenancy_core::Connections {
         let control = tenancy_core::Connections::of(&self.control);
-        match &self.options.tenant_url {
-            Some(_) => control + tenancy_core::Connections::of(&self.tenants),
-            None => control,
+        if self.options.tenant_url.is_some() || self.options.statement_timeout.is_some() {
+            control + tenancy_core::Connections::of(&self.tenants)
+        } else {
+            control
         }
     }
 

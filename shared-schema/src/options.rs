@@ -63,6 +63,11 @@ pub struct SharedSchemaOptions {
     /// The application role tenant traffic runs as (created if missing). Lowercase letters,
     /// digits and `_`.
     pub app_role: String,
+    /// Each tenant statement that runs longer is cancelled ([`tenancy_core::Error::StatementTimeout`]), so
+    /// one tenant's runaway query cannot hold a connection for long. Tenant traffic only: the
+    /// catalog, migrations and purges are not limited. `None`: the server's setting. Not sent
+    /// through a pooler, which drops startup options: set it on the role there.
+    pub statement_timeout: Option<Duration>,
     /// Rows deleted per statement when purging a deleted tenant.
     pub purge_batch: u32,
     /// The tenant migrations.
@@ -79,6 +84,7 @@ impl Default for SharedSchemaOptions {
             tenant_url: None,
             app_role: "tenancy_app".into(),
             purge_batch: 5_000,
+            statement_timeout: None,
             migrations: TenantMigrations::default(),
         }
     }
@@ -124,6 +130,7 @@ impl SharedSchemaOptions {
             max_connections: self.max_connections,
             acquire_timeout: self.acquire_timeout,
             statement_cache: if self.tenant_url.is_none() { 100 } else { 0 },
+            statement_timeout: self.statement_timeout,
             lazy: true,
             ..PoolSettings::default()
         }

@@ -16,7 +16,7 @@ use tenancy_core::sea_orm::{ConnectionTrait, Database, TransactionTrait};
 use tenancy_core::sql::stmt;
 use tenancy_testkit::TestServer;
 
-use crate::helpers::{ADMIN, TestApp, problem, spawn_app, spawn_with};
+use crate::helpers::{TestApp, problem, spawn_app, spawn_with, tenant_table};
 
 crate::per_strategy!(
     restart_under_load_is_503_then_every_request_succeeds,
@@ -282,37 +282,6 @@ async fn restart_under_load_is_503_then_every_request_succeeds(strategy: Strateg
         .remove()
 }
 
-/// Where a tenant's `tasks` table is: a URL of its database and the table's qualified name.
-async fn tasks_table(app: &TestApp, slug: &str) -> Result<(String, String)> {
-    let res = app
-        .client
-        .get(app.url(&format!("/admin/tenants/{slug}")))
-        .bearer_auth(ADMIN)
-        .send()
-        .await?;
-    let tenant: Value = res.json().await?;
-    let db_url = app
-        .db
-        .as_ref()
-        .context("the test database")?
-        .url()
-        .to_owned();
-    let placement = &tenant["placement"];
-    Ok(match placement["kind"].as_str() {
-        Some("schema") => {
-            let schema = placement["schema"].as_str().context("schema")?;
-            (db_url, format!("\"{schema}\".tasks"))
-        }
-        Some("database") => {
-            let database = placement["database"].as_str().context("database")?;
-            let mut url = url::Url::parse(&db_url)?;
-            url.set_path(database);
-            (url.to_string(), "tasks".to_owned())
-        }
-        _ => (db_url, "public.tasks".to_owned()),
-    })
-}
-
 /// A project with tasks is deleted (one statement that removes rows of two tables); while
 /// the delete waits on a task row the test holds locked, every backend of the tenant's
 /// database is terminated. The request fails cleanly (503), nothing of the delete is kept,
@@ -347,7 +316,7 @@ async fn backends_terminated_mid_transaction(strategy: Strategy) -> Result<()> {
         read?;
     }
 
-    let (url, table) = tasks_table(&app, "victim").await?;
+    let (url, table) = tenant_table(&app, "victim", "tasks").await?;
     // Two connections: the lock holder, and one for the queries below.
     let mut options = tenancy_core::sea_orm::ConnectOptions::new(url);
     options.max_connections(2).sqlx_logging(false);

@@ -33,6 +33,18 @@ pub fn settings(strategy: Strategy, url: &str) -> Result<Settings> {
     Ok(s)
 }
 
+/// The app on a fresh database (dropped by [`TestApp::finish`]), with the test's settings
+/// changed by `change`.
+pub async fn spawn_app_with(
+    strategy: Strategy,
+    change: impl FnOnce(&mut Settings),
+) -> Result<TestApp> {
+    let db = TestDatabase::create().await?;
+    let mut app = spawn_with(strategy, db.url(), change).await?;
+    app.db = Some(db);
+    Ok(app)
+}
+
 pub async fn spawn_app(strategy: Strategy) -> Result<TestApp> {
     let db = TestDatabase::create().await?;
     let mut app = spawn_on(strategy, db.url()).await?;
@@ -211,6 +223,37 @@ impl TestApp {
             .filter_map(|t| t["slug"].as_str().map(str::to_owned))
             .collect())
     }
+}
+
+/// Where a tenant's `table` is: a URL of its database and the table's qualified name.
+pub async fn tenant_table(app: &TestApp, slug: &str, table: &str) -> Result<(String, String)> {
+    let res = app
+        .client
+        .get(app.url(&format!("/admin/tenants/{slug}")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await?;
+    let tenant: Value = res.json().await?;
+    let db_url = app
+        .db
+        .as_ref()
+        .context("the test database")?
+        .url()
+        .to_owned();
+    let placement = &tenant["placement"];
+    Ok(match placement["kind"].as_str() {
+        Some("schema") => {
+            let schema = placement["schema"].as_str().context("schema")?;
+            (db_url, format!("\"{schema}\".{table}"))
+        }
+        Some("database") => {
+            let database = placement["database"].as_str().context("database")?;
+            let mut url = url::Url::parse(&db_url)?;
+            url.set_path(database);
+            (url.to_string(), table.to_owned())
+        }
+        _ => (db_url, format!("public.{table}")),
+    })
 }
 
 /// Checks that a response is a problem document with `status`; returns the body.

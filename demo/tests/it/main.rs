@@ -7,5 +7,6 @@ mod api;
 mod denial;
 mod faults;
 mod input;
+mod neighbours;
 mod operations;
 mod security;
