@@ -139,6 +139,8 @@ pub async fn open(
                     .connections_per_server
                     .unwrap_or(d.connections_per_server),
                 acquire_timeout: settings.acquire_timeout.unwrap_or(d.acquire_timeout),
+                // A request waits at most the acquire timeout in all, budget included.
+                budget_timeout: settings.acquire_timeout.unwrap_or(d.budget_timeout),
                 statement_timeout: settings.statement_timeout.or(d.statement_timeout),
                 servers: servers.collect(),
                 migrations,

@@ -49,8 +49,8 @@ pub struct SeparateDbOptions {
     pub control_connections: u32,
     /// How long a request waits for room in a server's budget before [`Error::PoolTimeout`].
     pub budget_timeout: Duration,
-    /// How long a request waits for a connection of its tenant's pool; a scope's whole wait
-    /// (room in the budget included) ends after this long as well.
+    /// How long a request waits for a connection of its tenant's pool. A scope's whole wait,
+    /// for room in the budget and then for the connection, ends after the longer of the two.
     pub acquire_timeout: Duration,
     /// Pooled connections are closed after this long (bounds the server's per-connection
     /// caches); `None` keeps them.
@@ -111,6 +111,11 @@ impl SeparateDbOptions {
         Ok(prefix)
     }
     // ANCHOR_END: prefix
+
+    /// The longest a scope waits for its connection, budget included.
+    pub(crate) fn scope_wait(&self) -> Duration {
+        self.acquire_timeout.max(self.budget_timeout)
+    }
 
     /// Refuses budgets that cannot hold one connection.
     pub(crate) fn check_budget(&self) -> Result<()> {

@@ -248,7 +248,7 @@ impl TenantStore for SeparateDbStore {
         let (server, database) = self.server_of(tenant)?;
         // The scope holds its slot's connection (no pool checkout per statement) and gives it
         // back to the slot; the lease, and so the slot, is kept until then. Room in the budget
-        // and the connection together are waited for at most `acquire_timeout`.
+        // and the connection together are waited for at most the longer of the two timeouts.
         let srv = &self.inner.router.servers[server];
         let wait = async {
             let lease = self.lease(server, &database).await?;
@@ -258,7 +258,7 @@ impl TenantStore for SeparateDbStore {
             }
         };
         let (lease, (conn, home)) =
-            match tokio::time::timeout(self.inner.options.acquire_timeout, wait).await {
+            match tokio::time::timeout(self.inner.options.scope_wait(), wait).await {
                 Ok(got) => got?,
                 Err(_) => return Err(srv.explain(Error::PoolTimeout).await),
             };
