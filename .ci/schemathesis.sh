@@ -37,7 +37,7 @@ SCHEMATHESIS_VERSION=4.32.5
 VENV=target/schemathesis-venv
 OUT=target/schemathesis
 SEED=${ST_SEED:-12345}
-MAX_EXAMPLES=${ST_MAX_EXAMPLES:-100}
+MAX_EXAMPLES=${ST_MAX_EXAMPLES:-200}
 STRATEGIES=${ST_STRATEGIES:-shared-schema separate-schema separate-db}
 ST_TIMEOUT=${ST_TIMEOUT:-300}
 ADMIN_TOKEN=schemathesis-admin-token
@@ -106,7 +106,10 @@ trap cleanup EXIT
 # Starts the demo for strategy $1 on a fresh database; sets BASE, TENANT and USER_TOKEN.
 start_demo() {
     local strategy=$1 dir=$2 line
-    db="tst_${strategy##*-}_$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
+    local short
+    case $strategy in shared-schema) short=shared ;; separate-schema) short=schema ;; *) short=db ;; esac
+    # At most 22 characters: separate-db names tenant databases "$db"_<slug> (63 bytes at most).
+    db="tst_${short}_$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
     psql_ -c "CREATE DATABASE \"$db\""
     # Its own folder: no tenancy-demo.toml or data folder of the workspace is picked up.
     work=$(mktemp -d)

@@ -74,6 +74,7 @@ pub async fn claim(
     new: &NewTenant,
     placement: &Placement,
 ) -> Result<Tenant> {
+    crate::domain::storable("name", &new.name)?;
     let (tenant, inserted) = insert_provisioning(conn, &new.slug, &new.name, placement).await?;
     if !inserted && new.exclusive {
         return Err(Error::TenantAlreadyExists(new.slug.to_string()));

@@ -45,6 +45,9 @@ pub struct LentConnection {
     conn: Mutex<Option<PoolConnection<Postgres>>>,
     in_transaction: AtomicBool,
     broken: AtomicBool,
+    /// Set while a statement is on its way: still set when the scope is dropped means the
+    /// statement's future was dropped halfway, and what the connection is in is unknown.
+    pending: AtomicBool,
     home: Arc<dyn ConnectionHome>,
     /// Dropped only after the connection is given back (a strategy's permit, say, so the
     /// room a connection takes is not handed on before the connection is free).
@@ -90,6 +93,7 @@ impl LentConnection {
             conn: Mutex::new(Some(conn)),
             in_transaction: AtomicBool::new(false),
             broken: AtomicBool::new(false),
+            pending: AtomicBool::new(false),
             home,
             keep: None,
         }
@@ -118,11 +122,14 @@ impl LentConnection {
     async fn simple(&self, sql: String) -> Result<(), DbErr> {
         let mut guard = self.conn.lock().await;
         let conn = guard.as_mut().ok_or_else(gone_db)?;
+        self.pending.store(true, Ordering::Release);
         let res = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **conn).await;
         self.checked(res).map(drop)
     }
 
+    /// Ends a statement (the `pending` set before it was sent) and sorts its error.
     fn checked<T>(&self, res: std::result::Result<T, sqlx::Error>) -> Result<T, DbErr> {
+        self.pending.store(false, Ordering::Release);
         res.map_err(|e| {
             if breaks_connection(&e) {
                 self.broken.store(true, Ordering::Release);
@@ -136,6 +143,7 @@ impl LentConnection {
         let mut guard = self.conn.lock().await;
         let conn = guard.as_mut().ok_or_else(gone_db)?;
         let values = SqlxValues(stmt.values.unwrap_or(sea_orm::Values(Vec::new())));
+        self.pending.store(true, Ordering::Release);
         let res = sqlx::query_with(AssertSqlSafe(stmt.sql), values)
             .execute(&mut **conn)
             .await;
@@ -147,6 +155,7 @@ impl LentConnection {
         let mut guard = self.conn.lock().await;
         let conn = guard.as_mut().ok_or_else(gone_db)?;
         let values = SqlxValues(stmt.values.unwrap_or(sea_orm::Values(Vec::new())));
+        self.pending.store(true, Ordering::Release);
         let res: std::result::Result<Vec<PgRow>, sqlx::Error> =
             sqlx::query_with(AssertSqlSafe(stmt.sql), values)
                 .fetch_all(&mut **conn)
@@ -175,7 +184,11 @@ impl LentConnection {
             return;
         };
         let keep = self.keep.take();
-        if self.broken.load(Ordering::Acquire) {
+        if self.pending.load(Ordering::Acquire) {
+            // A statement's future was dropped halfway (the request went away): the server
+            // may have run it, or be running it. Closing the socket is the only safe end.
+            drop(conn.detach());
+        } else if self.broken.load(Ordering::Acquire) {
             // Closing the socket ends the session: the server rolls back what was open and
             // forgets every setting. Nothing of this scope reaches another one.
             drop(conn.detach());

@@ -21,7 +21,7 @@ use crate::routes::{admin, ops, tenant};
         admin::revoke_token, admin::put_member,
         admin::delete_member, ops::healthz, ops::readyz, ops::metrics,
     ),
-    modifiers(&Security)
+    modifiers(&Security, &Conventions)
 )]
 pub struct ApiDoc;
 
@@ -38,6 +38,111 @@ impl Modify for Security {
         }
     }
 }
+
+// ANCHOR: conventions
+/// What every route of the app does alike, written into each operation so that the document
+/// says what the app answers (schemathesis checks every response against it):
+/// - each `{name}` of a path is a string path parameter;
+/// - errors are `application/problem+json` (the handlers' annotations say `Problem`);
+/// - a route behind a token answers 401 without a valid one; for a tenant route, 404 when
+///   the tenant is not the token's, and 429 over a rate limit;
+/// - a body is 400 when it is not JSON, 413 when too large, 422 when a value is refused;
+///   a query is 422 when a value is refused;
+/// - any route that reaches the database answers 503 while it is unavailable.
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
+        let problem = |what: &str| {
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let names: Vec<String> = path
+                .split('{')
+                .skip(1)
+                .filter_map(|s| s.split_once('}').map(|(n, _)| n.to_owned()))
+                .collect();
+            let tenant_route = path.starts_with("/api/");
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let params = op.parameters.get_or_insert_with(Vec::new);
+                for name in &names {
+                    if !params
+                        .iter()
+                        .any(|p| &p.name == name && p.parameter_in == ParameterIn::Path)
+                    {
+                        params.push(
+                            ParameterBuilder::new()
+                                .name(name)
+                                .parameter_in(ParameterIn::Path)
+                                .required(Required::True)
+                                .schema(Some(
+                                    utoipa::openapi::ObjectBuilder::new()
+                                        .schema_type(utoipa::openapi::schema::Type::String),
+                                ))
+                                .build(),
+                        );
+                    }
+                }
+                let has_query = params.iter().any(|p| p.parameter_in == ParameterIn::Query);
+                let responses = &mut op.responses.responses;
+                for (status, response) in responses.iter_mut() {
+                    if let (true, utoipa::openapi::RefOr::T(r)) =
+                        (status.starts_with('4') || status.starts_with('5'), response)
+                        && let Some(json) = r.content.shift_remove("application/json")
+                    {
+                        r.content.insert("application/problem+json".into(), json);
+                    }
+                }
+                let mut add = |status: &str, what: &str| {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| problem(what).into());
+                };
+                if op.security.is_some() {
+                    add("401", "no bearer token, or one that is not valid");
+                }
+                if tenant_route {
+                    add("404", "not found, or not yours (never told apart)");
+                    add("429", "over the tenant's or the token's request rate");
+                }
+                if op.request_body.is_some() {
+                    add("400", "the body is not JSON, or not sent as JSON");
+                    add("413", "the body is too large");
+                    add("422", "a value is refused; nothing was written");
+                }
+                if has_query {
+                    add("422", "a query value is refused");
+                }
+                if path != "/healthz" && path != "/openapi.json" && path != "/docs" {
+                    add(
+                        "503",
+                        "the database is unavailable, or the statement took too long",
+                    );
+                }
+            }
+        }
+    }
+}
+// ANCHOR_END: conventions
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     let not_allowed = || web::to(crate::problem::method_not_allowed);

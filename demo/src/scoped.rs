@@ -73,7 +73,16 @@ impl<M: Mode + 'static> FromRequest for BoundScope<M> {
         let found = Member::of(req).and_then(|m| Ok((m, app_data::<AppState>(req)?)));
         Box::pin(async move {
             let (member, state) = found?;
-            let scope = state.store.scope_with(&member.tenant, M::MODE).await?;
+            // actix-web extracts a handler's arguments together and drops the others when
+            // one fails (a bad JSON body, say). Binding a scope sends statements; dropped
+            // halfway, it would leave a connection whose state nobody knows. So it runs as a
+            // task of its own, which finishes (and a scope nobody takes is then dropped,
+            // rolled back and given back) whatever becomes of this request.
+            let bind =
+                tokio::spawn(async move { state.store.scope_with(&member.tenant, M::MODE).await });
+            let scope = bind
+                .await
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("binding a scope: {e}")))??;
             Ok(BoundScope(scope, PhantomData))
         })
     }

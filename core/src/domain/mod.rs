@@ -19,8 +19,21 @@ pub(crate) const TASKS: &str = "tasks";
 /// `tenant_id` column.
 pub const TENANT_TABLES: [&str; 2] = [PROJECTS, TASKS];
 
-/// Checks a required text field: not blank, at most `max` characters.
+/// Refuses text PostgreSQL cannot store: the NUL character (`\u0000` in JSON) is valid
+/// UTF-8 but not allowed in a `text` value, and the server would refuse the whole statement.
+pub fn storable(field: &'static str, value: &str) -> Result<()> {
+    if value.contains('\0') {
+        return Err(Error::Invalid {
+            field,
+            reason: "must not contain the NUL character (\\u0000)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a required text field: not blank, at most `max` characters, storable.
 pub(crate) fn check_text(field: &'static str, value: &str, max: usize) -> Result<()> {
+    storable(field, value)?;
     if value.trim().is_empty() {
         return Err(Error::Invalid {
             field,

@@ -79,6 +79,7 @@ fn select_columns(scope: &TenantScope) -> sea_orm::sea_query::SelectStatement {
 
 fn check_new(new: &NewProject) -> Result<()> {
     check_text("name", &new.name, MAX_NAME)?;
+    super::storable("description", &new.description)?;
     if new.description.chars().count() > MAX_DESCRIPTION {
         return Err(Error::Invalid {
             field: "description",

@@ -113,6 +113,8 @@ pub fn new_token() -> String {
 /// Creates a user; `Invalid` for a bad email or name, `UniqueViolation` when the email is
 /// taken.
 pub async fn create_user(db: &impl ConnectionTrait, new: NewUser) -> Result<User> {
+    tenancy_core::domain::storable("email", &new.email)?;
+    tenancy_core::domain::storable("name", &new.name)?;
     let email = new.email.trim().to_lowercase();
     let name = new.name.trim().to_owned();
     if email.len() > 254 || !email.contains('@') || email.starts_with('@') || email.ends_with('@') {

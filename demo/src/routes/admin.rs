@@ -61,6 +61,7 @@ pub struct Membership {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MigrateQuery {
     /// Tenants migrated at once (default 4).
@@ -110,6 +111,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 fn name_ok(name: &str) -> Result<String, ApiError> {
+    tenancy_core::domain::storable("name", name)?;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::Unprocessable(

@@ -27,14 +27,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200)))]
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
 /// The database answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200), (status = 503, body = crate::problem::Problem)))]
+    responses((status = 200, content_type = "text/plain", body = String),
+              (status = 503, body = crate::problem::Problem)))]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state
         .control
@@ -49,7 +51,8 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 }
 
 /// Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200)))]
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let pool = state.control.get_postgres_connection_pool();
     state

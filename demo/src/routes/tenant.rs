@@ -14,9 +14,11 @@ use crate::scoped::{Scoped, ScopedRead};
 
 /// `?limit=&after=` for keyset paging.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// The `next` cursor of the previous page.
     pub after: Option<Uuid>,

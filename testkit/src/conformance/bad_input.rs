@@ -116,6 +116,22 @@ pub async fn invalid_values_write_nothing(h: &Harness) -> Result<()> {
         "10k title",
         invalid,
     )?;
+    // The NUL character is valid UTF-8 but PostgreSQL cannot store it (found by schemathesis).
+    expect_err(
+        projects::create(&scope, NewProject::named("a\0b")).await,
+        "a NUL in a name",
+        invalid,
+    )?;
+    expect_err(
+        rename_project(&scope, p.id, "x\0").await,
+        "a NUL in a rename",
+        invalid,
+    )?;
+    expect_err(
+        tasks::create(&scope, p.id, NewTask::titled("\0")).await,
+        "a NUL in a title",
+        invalid,
+    )?;
     scope.commit().await?;
     let projects = all_projects(&*store, &t).await?;
     ensure!(
