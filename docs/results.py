@@ -365,6 +365,20 @@ def render(name, only):
         return render_scale(name, rows)
     m = doc["measured"]
     lines = []
+    if doc.get("columns"):
+        # A runner's table (the load runner's files): the columns it names, each formatted
+        # by its field name's unit suffix.
+        cols = doc["columns"]
+        lines += ["| " + " | ".join(h for _, h in cols) + " |",
+                  "|---|" + "---:|" * (len(cols) - 1)]
+        for r in rows:
+            cells = [f"`{r['id']}`"] + [("–" if r.get(k) is None else fmt_field(k, r[k]))
+                                       for k, _ in cols[1:]]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", f"*{doc['what']}. Measured {m['date']} at commit `{m['commit']}` on "
+                  f"{m['cpu']} ({m['cores']} cores), PostgreSQL {m['postgresql']}, {m['rust']}, "
+                  f"sqlx {m['sqlx']}; from `docs/src/results/{name}.json`.*"]
+        return "\n".join(lines)
     if name == "limits":
         lines += ["| pgbench run | clients | per second | per read |", "|---|---:|---:|---:|"]
         for r in rows:
@@ -418,7 +432,7 @@ def raw(name, row, key):
     first size), per_second or latency."""
     doc = load(name)
     r = find_row(doc, name, row)
-    if name in ("scale", "scale.load"):
+    if name in ("scale", "scale.load") or doc.get("columns"):
         if r.get(key) is None:
             raise KeyError(f"{name}: row {row} has no {key}")
         return r[key]
@@ -439,7 +453,7 @@ def value(name, row, key):
     """One number, formatted; ROW is an id, or id@parameter where an id has several
     (tenant_spread, the scale runner's files)."""
     x = raw(name, row, key)
-    if name in ("scale", "scale.load"):
+    if name in ("scale", "scale.load") or load(name).get("columns"):
         return fmt_field(key, x)
     if key == "median":
         return fmt(x, load(name)["unit"])

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::Result;
+use serde::{Deserialize, Serialize};
 use tenancy_core::domain::projects::Project;
 use tenancy_core::domain::seed;
 use tenancy_core::migration::TenantMigrations;
@@ -128,4 +129,57 @@ pub async fn tenants(
         .collect()
         .await;
     created.into_iter().collect()
+}
+
+/// Where and with what a run was measured (the same fields as `docs/results.py` records).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Measured {
+    pub date: String,
+    pub commit: String,
+    pub cpu: String,
+    pub cores: usize,
+    pub postgresql: String,
+    pub rust: String,
+    pub sqlx: String,
+}
+
+/// The run's details for a result file: date, commit (`-dirty` with changes), CPU, cores,
+/// PostgreSQL, Rust and sqlx.
+pub fn measured(postgresql: &str) -> Measured {
+    let command = |cmd: &str, args: &[&str]| {
+        std::process::Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map_or_else(
+                || "unknown".to_owned(),
+                |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+            )
+    };
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| Some(l.split_once(':')?.1.trim().to_owned()))
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let sqlx = std::fs::read_to_string(format!("{root}/Cargo.lock"))
+        .ok()
+        .and_then(|lock| {
+            let at = lock.find("name = \"sqlx\"\nversion = \"")? + 25;
+            Some(lock[at..].split('"').next()?.to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    Measured {
+        date: chrono::Utc::now().format("%Y-%m-%d").to_string(),
+        commit: command("git", &["-C", root, "describe", "--always", "--dirty"]),
+        cpu,
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        postgresql: postgresql.to_owned(),
+        rust: command("rustc", &["--version"]),
+        sqlx,
+    }
 }

@@ -24,6 +24,7 @@ use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
+use tenancy_benches::{Measured, measured};
 use tenancy_core::domain::projects;
 use tenancy_core::sea_orm::{ConnectionTrait, Database};
 use tenancy_core::sql::stmt;
@@ -99,18 +100,6 @@ fn parse() -> Result<Args> {
         bail!("separate-db is run at up to 1,000 tenants (each is a database of ~7.5 MB)");
     }
     Ok(args)
-}
-
-/// Where and with what a run was measured (the same fields as `docs/results.py` records).
-#[derive(Debug, Serialize, Deserialize)]
-struct Measured {
-    date: String,
-    commit: String,
-    cpu: String,
-    cores: usize,
-    postgresql: String,
-    rust: String,
-    sqlx: String,
 }
 
 /// One strategy's results.
@@ -196,45 +185,6 @@ async fn scalar<T: tenancy_core::sea_orm::TryGetable>(
 
 /// Databases of this run: the control database and any tenant databases named after it.
 const OURS: &str = "(datname = $1 OR starts_with(datname, $1 || '_'))";
-
-fn measured(postgresql: &str) -> Measured {
-    let command = |cmd: &str, args: &[&str]| {
-        std::process::Command::new(cmd)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map_or_else(
-                || "unknown".to_owned(),
-                |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-            )
-    };
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| Some(l.split_once(':')?.1.trim().to_owned()))
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let sqlx = std::fs::read_to_string(format!("{root}/Cargo.lock"))
-        .ok()
-        .and_then(|lock| {
-            let at = lock.find("name = \"sqlx\"\nversion = \"")? + 25;
-            Some(lock[at..].split('"').next()?.to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    Measured {
-        date: chrono::Utc::now().format("%Y-%m-%d").to_string(),
-        commit: command("git", &["-C", root, "describe", "--always", "--dirty"]),
-        cpu,
-        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
-        postgresql: postgresql.to_owned(),
-        rust: command("rustc", &["--version"]),
-        sqlx,
-    }
-}
 
 /// separate-schema's physical baselines, by `psql` on the run's database: each script runs in
 /// one `psql` session, timed less the start-up of a `psql` that runs nothing (the least of

@@ -104,6 +104,15 @@ impl TestApp {
             .await?)
     }
 
+    pub async fn admin_delete(&self, path: &str) -> Result<Response> {
+        Ok(self
+            .client
+            .delete(self.url(path))
+            .bearer_auth(ADMIN)
+            .send()
+            .await?)
+    }
+
     /// Creates a tenant, a user who owns it and a token; returns the token.
     pub async fn tenant_with_owner(&self, slug: &str) -> Result<String> {
         let res = self

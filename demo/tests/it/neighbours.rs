@@ -121,18 +121,17 @@ async fn a_slow_statement_is_cut_at_the_statement_timeout(strategy: Strategy) ->
     ))
     .await?
     .context("the project's row")?;
-    let start = Instant::now();
-    let res = app
-        .tenant(
+    let rename = || {
+        app.tenant(
             Method::PATCH,
             "slow",
             &format!("/projects/{project}"),
             &token,
         )
         .json(&json!({"name": "after"}))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await?;
+    };
+    let start = Instant::now();
+    let res = rename().timeout(Duration::from_secs(5)).send().await?;
     let took = start.elapsed();
     let retry = res.headers().contains_key("retry-after");
     let body = problem(res, StatusCode::SERVICE_UNAVAILABLE).await?;
@@ -153,16 +152,7 @@ async fn a_slow_statement_is_cut_at_the_statement_timeout(strategy: Strategy) ->
         app.project_names("slow", &token).await? == ["before"],
         "the cancelled rename wrote nothing"
     );
-    let res = app
-        .tenant(
-            Method::PATCH,
-            "slow",
-            &format!("/projects/{project}"),
-            &token,
-        )
-        .json(&json!({"name": "after"}))
-        .send()
-        .await?;
+    let res = rename().send().await?;
     ensure!(
         res.status() == StatusCode::OK,
         "once unlocked: {}",

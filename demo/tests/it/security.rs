@@ -116,14 +116,21 @@ async fn tokens_are_listed_expire_and_bad_input_writes_nothing(strategy: Strateg
         .send()
         .await?;
     problem(res, StatusCode::NOT_FOUND).await?;
-    let res = app
-        .client
-        .delete(app.url("/admin/tokens/not-a-uuid"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await?;
+    let res = app.admin_delete("/admin/tokens/not-a-uuid").await?;
     problem(res, StatusCode::NOT_FOUND).await?;
     app.finish().await
+}
+
+/// Checks that a response is a 204.
+fn no_content(what: &'static str) -> impl Fn(reqwest::Response) -> Result<()> {
+    move |res| {
+        ensure!(
+            res.status() == StatusCode::NO_CONTENT,
+            "{what}: {}",
+            res.status()
+        );
+        Ok(())
+    }
 }
 
 /// Polls `status` of a request until it is `want`; returns how long that took, or fails
@@ -163,17 +170,9 @@ async fn changes_reach_every_process_within_a_second(strategy: Strategy) -> Resu
     ensure!(read(&token).send().await?.status() == StatusCode::OK);
 
     // The token, revoked through A.
-    let res = a
-        .client
-        .delete(a.url(&format!("/admin/tokens/{token_id}")))
-        .bearer_auth(ADMIN)
-        .send()
-        .await?;
-    ensure!(
-        res.status() == StatusCode::NO_CONTENT,
-        "revoke: {}",
-        res.status()
-    );
+    a.admin_delete(&format!("/admin/tokens/{token_id}"))
+        .await
+        .and_then(no_content("revoke"))?;
     let revoked = until(StatusCode::UNAUTHORIZED, "a revoked token in B", || {
         read(&token)
     })
@@ -182,17 +181,9 @@ async fn changes_reach_every_process_within_a_second(strategy: Strategy) -> Resu
     // The membership, removed through A.
     let token = a.token(&user).await?;
     ensure!(read(&token).send().await?.status() == StatusCode::OK);
-    let res = a
-        .client
-        .delete(a.url(&format!("/admin/tenants/corp/members/{user}")))
-        .bearer_auth(ADMIN)
-        .send()
-        .await?;
-    ensure!(
-        res.status() == StatusCode::NO_CONTENT,
-        "remove: {}",
-        res.status()
-    );
+    a.admin_delete(&format!("/admin/tenants/corp/members/{user}"))
+        .await
+        .and_then(no_content("remove"))?;
     let removed = until(StatusCode::NOT_FOUND, "a removed member in B", || {
         read(&token)
     })
@@ -201,17 +192,9 @@ async fn changes_reach_every_process_within_a_second(strategy: Strategy) -> Resu
     // The tenant, deleted through A.
     a.grant("corp", &user, "member").await?;
     until(StatusCode::OK, "a member again in B", || read(&token)).await?;
-    let res = a
-        .client
-        .delete(a.url("/admin/tenants/corp"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await?;
-    ensure!(
-        res.status() == StatusCode::NO_CONTENT,
-        "delete: {}",
-        res.status()
-    );
+    a.admin_delete("/admin/tenants/corp")
+        .await
+        .and_then(no_content("delete"))?;
     let deleted = until(StatusCode::NOT_FOUND, "a deleted tenant in B", || {
         read(&token)
     })

@@ -339,12 +339,21 @@ pub async fn deleted_tenant_takes_no_writes(h: &Harness) -> Result<()> {
         anyhow::Ok(())
     }
     .await;
+    let rows_left = rows_anywhere(h, a.id).await?;
+    crate::fault_report(
+        &format!("{}-{}", h.test.replace("::", "-"), stale.strategy()),
+        &serde_json::json!({
+            "late_writes": 1,
+            "late_writes_accepted": usize::from(late.is_ok()),
+            "rows_of_the_deleted_tenant": rows_left,
+        }),
+    )?;
     ensure!(
         late.is_err(),
         "a write for a deleted tenant was accepted from a process that had it cached"
     );
     ensure!(
-        rows_anywhere(h, a.id).await? == 0,
+        rows_left == 0,
         "no row of the deleted tenant exists anywhere"
     );
     ensure!(
