@@ -15,7 +15,8 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 use crate::page::{Page, PageRequest};
 use crate::sql::stmt;
-use crate::tenant::{NewTenant, Placement, Slug, Tenant, TenantId, TenantState};
+use crate::store::Strategy;
+use crate::tenant::{Move, MoveStep, NewTenant, Placement, Slug, Tenant, TenantId, TenantState};
 
 #[derive(Debug, FromQueryResult)]
 struct TenantRow {
@@ -26,6 +27,7 @@ struct TenantRow {
     state: String,
     schema_version: i32,
     created_at: DateTime<Utc>,
+    moving: Option<serde_json::Value>,
 }
 
 impl TryFrom<TenantRow> for Tenant {
@@ -42,17 +44,35 @@ impl TryFrom<TenantRow> for Tenant {
             state: TenantState::parse(&row.state).ok_or_else(|| corrupt("state"))?,
             schema_version: row.schema_version,
             created_at: row.created_at,
+            moving: row
+                .moving
+                .clone()
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|_| corrupt("move record"))?,
         })
     }
 }
 
-const COLUMNS: &str = "id, slug, name, placement, state, schema_version, created_at";
+const COLUMNS: &str = "id, slug, name, placement, state, schema_version, created_at, moving";
 
 async fn one(conn: &impl ConnectionTrait, s: Statement) -> Result<Option<Tenant>> {
     match conn.query_one_raw(s).await? {
         Some(row) => Ok(Some(TenantRow::from_query_result(&row, "")?.try_into()?)),
         None => Ok(None),
     }
+}
+
+async fn many(conn: &impl ConnectionTrait, s: Statement) -> Result<Vec<Tenant>> {
+    conn.query_all_raw(s)
+        .await?
+        .iter()
+        .map(|r| {
+            TenantRow::from_query_result(r, "")
+                .map_err(Error::from)
+                .and_then(Tenant::try_from)
+        })
+        .collect()
 }
 
 fn placement_json(placement: &Placement) -> Result<serde_json::Value> {
@@ -78,6 +98,13 @@ pub async fn claim(
     let (tenant, inserted) = insert_provisioning(conn, &new.slug, &new.name, placement).await?;
     if !inserted && new.exclusive {
         return Err(Error::TenantAlreadyExists(new.slug.to_string()));
+    }
+    if !inserted && tenant.placement.strategy() != placement.strategy() {
+        // Only where one catalog holds several placements: the slug was taken for another.
+        return Err(Error::Conflict(format!(
+            "tenant {} exists already, in {}",
+            tenant.slug, tenant.placement
+        )));
     }
     Ok(tenant)
 }
@@ -149,7 +176,7 @@ where
     Fut: Future<Output = Result<Tenant>>,
 {
     match tenant.state {
-        TenantState::Ready => Ok(tenant),
+        TenantState::Ready | TenantState::Moving => Ok(tenant),
         TenantState::Deleting => Err(Error::not_ready(&tenant)),
         TenantState::Provisioning => {
             crate::fault::point("create:registered");
@@ -172,6 +199,10 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<()>>,
 {
+    if tenant.state == TenantState::Moving {
+        // Its rows are in two places until the move ends; the move must finish first.
+        return Err(Error::not_ready(tenant));
+    }
     set_state(conn, tenant.id, TenantState::Deleting).await?;
     crate::fault::point("delete:marked");
     // A process that still has the tenant cached may write a row between the purge and the
@@ -289,12 +320,25 @@ pub async fn count(conn: &impl ConnectionTrait) -> Result<usize> {
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
-/// How many tenants are `ready` (a migration report's "up to date" is this minus those behind).
-pub async fn count_ready(conn: &impl ConnectionTrait) -> Result<usize> {
+/// The placement kind a strategy records (`placement->>'kind'` in the catalog); `None` for
+/// the hybrid store, whose tenants have every kind.
+pub fn placement_kind(strategy: Strategy) -> Option<&'static str> {
+    match strategy {
+        Strategy::SharedSchema => Some("shared"),
+        Strategy::SeparateSchema => Some("schema"),
+        Strategy::SeparateDb => Some("database"),
+        Strategy::Hybrid => None,
+    }
+}
+
+/// How many tenants placed by `strategy` are `ready` (a migration report's "up to date" is
+/// this minus those behind). A catalog may hold tenants of several placements.
+pub async fn count_ready(conn: &impl ConnectionTrait, strategy: Strategy) -> Result<usize> {
     let n = conn
         .query_one_raw(stmt(
-            "SELECT count(*) AS n FROM tenancy.tenants WHERE state = 'ready'",
-            [],
+            "SELECT count(*) AS n FROM tenancy.tenants \
+             WHERE state = 'ready' AND ($1::text IS NULL OR placement->>'kind' = $1)",
+            [placement_kind(strategy).into()],
         ))
         .await?
         .map(|r| r.try_get::<i64>("", "n"))
@@ -303,25 +347,27 @@ pub async fn count_ready(conn: &impl ConnectionTrait) -> Result<usize> {
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
-/// Ready tenants whose version is below `latest`: the work of a migration run. Uses a partial
-/// index, so "nothing pending" is one cheap query however many tenants there are.
-pub async fn behind(conn: &impl ConnectionTrait, latest: i32) -> Result<Vec<Tenant>> {
-    let rows = conn
-        .query_all_raw(stmt(
+/// Ready tenants placed by `strategy` whose version is below `latest`: the work of a
+/// migration run. Uses a partial index, so "nothing pending" is one cheap query however many
+/// tenants there are.
+pub async fn behind(
+    conn: &impl ConnectionTrait,
+    latest: i32,
+    strategy: Strategy,
+) -> Result<Vec<Tenant>> {
+    many(
+        conn,
+        stmt(
             &format!(
                 "SELECT {COLUMNS} FROM tenancy.tenants \
-                 WHERE state = 'ready' AND schema_version < $1 ORDER BY id"
+                 WHERE state = 'ready' AND schema_version < $1 \
+                 AND ($2::text IS NULL OR placement->>'kind' = $2) \
+                 ORDER BY id"
             ),
-            [latest.into()],
-        ))
-        .await?;
-    rows.iter()
-        .map(|r| {
-            TenantRow::from_query_result(r, "")
-                .map_err(Error::from)
-                .and_then(Tenant::try_from)
-        })
-        .collect()
+            [latest.into(), placement_kind(strategy).into()],
+        ),
+    )
+    .await
 }
 
 /// Moves a tenant to `state`.
@@ -366,14 +412,16 @@ pub async fn set_schema_version(
     Ok(())
 }
 
-/// Sets every ready tenant's version (shared-schema migrates all tenants at once).
+/// Sets the version of every ready tenant in the shared tables (shared-schema migrates them
+/// all at once).
 pub async fn set_all_schema_versions(
     conn: &impl ConnectionTrait,
     schema_version: i32,
 ) -> Result<u64> {
     let res = conn
         .execute_raw(stmt(
-            "UPDATE tenancy.tenants SET schema_version = $1 WHERE state = 'ready' AND schema_version <> $1",
+            "UPDATE tenancy.tenants SET schema_version = $1 \
+             WHERE state = 'ready' AND schema_version <> $1 AND placement->>'kind' = 'shared'",
             [schema_version.into()],
         ))
         .await?;
@@ -417,4 +465,180 @@ pub async fn set_template_version(
     ))
     .await?;
     Ok(())
+}
+
+// ANCHOR: moves
+/// Starts a move: the tenant, which must be `ready`, becomes `moving` with `mv` recorded
+/// (it is still served from its placement). Returns the tenant as it is now, or
+/// [`Error::TenantNotReady`] when it was not ready (another move or a deletion holds it).
+pub async fn begin_move(conn: &impl ConnectionTrait, id: TenantId, mv: &Move) -> Result<Tenant> {
+    let record = serde_json::to_value(mv).map_err(|e| Error::invalid("move", e.to_string()))?;
+    let moved = one(
+        conn,
+        stmt(
+            &format!(
+                "UPDATE tenancy.tenants SET state = 'moving', moving = $2 \
+                 WHERE id = $1 AND state = 'ready' RETURNING {COLUMNS}"
+            ),
+            [id.as_uuid().into(), record.into()],
+        ),
+    )
+    .await?;
+    match moved {
+        Some(t) => Ok(t),
+        None => Err(Error::not_ready(&get(conn, id).await?)),
+    }
+}
+
+/// Records how far the tenant's move got.
+pub async fn set_move_step(
+    conn: &impl ConnectionTrait,
+    id: TenantId,
+    step: MoveStep,
+) -> Result<()> {
+    conn.execute_raw(stmt(
+        "UPDATE tenancy.tenants SET moving = jsonb_set(moving, '{step}', to_jsonb($2::text)) \
+         WHERE id = $1 AND state = 'moving'",
+        [id.as_uuid().into(), step.as_str().into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The flip: the tenant's placement becomes its move's target, in one statement, so every
+/// reader of the catalog sees either the old placement or the new one. The commit announces
+/// it on [`CATALOG_CHANNEL`].
+pub async fn flip_move(conn: &impl ConnectionTrait, id: TenantId) -> Result<()> {
+    let res = conn
+        .execute_raw(stmt(
+            "UPDATE tenancy.tenants SET placement = moving->'to', \
+             moving = jsonb_set(moving, '{step}', to_jsonb('flipped'::text)) \
+             WHERE id = $1 AND state = 'moving'",
+            [id.as_uuid().into()],
+        ))
+        .await?;
+    if res.rows_affected() == 0 {
+        return Err(Error::Conflict(format!("tenant {id} is not being moved")));
+    }
+    Ok(())
+}
+
+/// Ends a move, finished or rolled back: the tenant is `ready` where its placement says.
+pub async fn end_move(conn: &impl ConnectionTrait, id: TenantId) -> Result<()> {
+    conn.execute_raw(stmt(
+        "UPDATE tenancy.tenants SET state = 'ready', moving = NULL \
+         WHERE id = $1 AND state = 'moving'",
+        [id.as_uuid().into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Every tenant with a move in progress (what a restarted mover resumes or rolls back).
+pub async fn moving(conn: &impl ConnectionTrait) -> Result<Vec<Tenant>> {
+    many(
+        conn,
+        stmt(
+            &format!("SELECT {COLUMNS} FROM tenancy.tenants WHERE state = 'moving' ORDER BY id"),
+            [],
+        ),
+    )
+    .await
+}
+// ANCHOR_END: moves
+
+/// A long-running operation on a tenant (a move), as recorded in `tenancy.jobs`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, FromQueryResult)]
+pub struct Job {
+    pub id: Uuid,
+    /// What the job does: `move`.
+    pub kind: String,
+    pub tenant_id: Uuid,
+    pub slug: String,
+    /// Where from and where to, as placements.
+    pub detail: serde_json::Value,
+    /// How far it got: `started`, `fenced`, `flipped`, then `done`, `rolled_back` or `failed`.
+    pub step: String,
+    /// Rows copied so far, of `rows_total`.
+    pub rows_done: i64,
+    pub rows_total: i64,
+    pub error: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Job {
+    /// Whether the job has ended (done, rolled back or failed).
+    pub fn finished(&self) -> bool {
+        self.finished_at.is_some()
+    }
+}
+
+const JOB_COLUMNS: &str = "id, kind, tenant_id, slug, detail, step, rows_done, rows_total, \
+                           error, started_at, updated_at, finished_at";
+
+/// Records a new job for `tenant`.
+pub async fn insert_job(
+    conn: &impl ConnectionTrait,
+    kind: &str,
+    tenant: &Tenant,
+    detail: serde_json::Value,
+) -> Result<Job> {
+    let row = conn
+        .query_one_raw(stmt(
+            &format!(
+                "INSERT INTO tenancy.jobs (id, kind, tenant_id, slug, detail, step) \
+                 VALUES ($1, $2, $3, $4, $5, 'started') RETURNING {JOB_COLUMNS}"
+            ),
+            [
+                Uuid::now_v7().into(),
+                kind.into(),
+                tenant.id.as_uuid().into(),
+                tenant.slug.as_str().into(),
+                detail.into(),
+            ],
+        ))
+        .await?
+        .ok_or_else(|| Error::Conflict("the job was not recorded".into()))?;
+    Ok(Job::from_query_result(&row, "")?)
+}
+
+/// Records a job's progress; `finished` ends it (with `error`, when it failed).
+pub async fn update_job(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    step: &str,
+    rows: Option<(i64, i64)>,
+    error: Option<&str>,
+    finished: bool,
+) -> Result<()> {
+    let (done, total) = rows.map_or((None, None), |(d, t)| (Some(d), Some(t)));
+    conn.execute_raw(stmt(
+        "UPDATE tenancy.jobs SET step = $2, rows_done = coalesce($3, rows_done), \
+         rows_total = coalesce($4, rows_total), error = coalesce($5, error), updated_at = now(), \
+         finished_at = CASE WHEN $6 THEN now() END WHERE id = $1",
+        [
+            id.into(),
+            step.into(),
+            Value::BigInt(done),
+            Value::BigInt(total),
+            error.map(str::to_owned).into(),
+            finished.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The job with this id, if any.
+pub async fn job(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Job>> {
+    let row = conn
+        .query_one_raw(stmt(
+            &format!("SELECT {JOB_COLUMNS} FROM tenancy.jobs WHERE id = $1"),
+            [id.into()],
+        ))
+        .await?;
+    row.map(|r| Job::from_query_result(&r, "").map_err(Error::from))
+        .transpose()
 }

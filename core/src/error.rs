@@ -103,6 +103,17 @@ pub enum Error {
     #[error("a statement ran past the statement timeout and was cancelled")]
     StatementTimeout,
 
+    /// The tenant is being moved to another placement and the copy this write reached takes
+    /// no more writes (SQLSTATE `TNMOV`, raised by the move's fence); nothing was written.
+    /// Retry in a moment: the catalog points at the new copy as soon as the move flips.
+    #[error("the tenant is being moved and takes no writes for a moment")]
+    TenantMoving,
+
+    /// An export file (per-tenant backup) was refused before anything was written: it is
+    /// truncated, a checksum does not match, or it was made at another schema version.
+    #[error("export refused: {0}")]
+    BadExport(String),
+
     /// A store refused to serve tenants because the database does not give the isolation it
     /// promises (row-level security not in force, say); the message says what to fix.
     #[error("refusing to serve tenants: {0}")]
@@ -159,6 +170,9 @@ impl Error {
     }
 }
 
+/// The SQLSTATE a move's fence raises for a write that reaches the copy being moved away.
+pub const FENCED: &str = "TNMOV";
+
 /// Shorthand used across the workspace.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -186,8 +200,10 @@ impl From<DbErr> for Error {
         if is_pool_timeout(&err) {
             return Error::PoolTimeout;
         }
-        if sqlstate(&err).as_deref() == Some("57014") {
-            return Error::StatementTimeout;
+        match sqlstate(&err).as_deref() {
+            Some("57014") => return Error::StatementTimeout,
+            Some(FENCED) => return Error::TenantMoving,
+            _ => {}
         }
         Error::Backend(err)
     }

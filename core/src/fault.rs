@@ -15,10 +15,17 @@
 //! | `migrate:committed` | a tenant's migrations are committed; separate-db: the catalog's copy of the version is not yet updated |
 //! | `delete:marked` | the tenant is marked `deleting`, nothing is purged |
 //! | `delete:purged` | the rows, schema or database are gone, the catalog row is not |
+//! | `move:started` | hybrid: the tenant is `moving`, nothing is built at the target |
+//! | `move:built` | the target's empty tables are built, the source is not fenced |
+//! | `move:fenced` | the source refuses the tenant's writes, nothing is copied |
+//! | `move:copied` | the rows are copied and checked, the catalog still points at the source |
+//! | `move:flipped` | the catalog points at the target, the source is not purged |
+//! | `move:purged` | the source is purged, the move is not yet ended in the catalog |
 
 use std::sync::OnceLock;
 
-/// Every fault point, for tests that walk through them.
+/// The fault points of creating, migrating and deleting a tenant, for tests that walk
+/// through them ([`MOVE_POINTS`] are a move's).
 pub const POINTS: &[&str] = &[
     "create:registered",
     "create:built",
@@ -27,6 +34,16 @@ pub const POINTS: &[&str] = &[
     "migrate:committed",
     "delete:marked",
     "delete:purged",
+];
+
+/// The fault points of a move between placements (`tenancy-hybrid`), in order.
+pub const MOVE_POINTS: &[&str] = &[
+    "move:started",
+    "move:built",
+    "move:fenced",
+    "move:copied",
+    "move:flipped",
+    "move:purged",
 ];
 
 /// Stops the process here if `TENANCY_FAULT` names `point`. For strategy crates.

@@ -5,7 +5,8 @@
 //! - the one [`Error`] type;
 //! - the example [`domain`] (projects and tasks), written once against the scope;
 //! - the [`migration`]s: the control-plane catalog and the tenant tables;
-//! - keyset paging ([`Page`], [`PageRequest`]) for every list.
+//! - keyset paging ([`Page`], [`PageRequest`]) for every list;
+//! - per-tenant export and import ([`transfer::export_tenant`], [`transfer::import_tenant`]).
 //!
 //! For strategy crates only (an application never needs them): the [`catalog`] queries, the
 //! [`sql`] helpers (statements, advisory locks by name), [`connect_pool`] with
@@ -28,6 +29,7 @@ mod scope;
 pub mod sql;
 mod store;
 mod tenant;
+pub mod transfer;
 
 pub use connect::{
     ConnectionHooks, PoolSettings, connect_pool, connect_sqlx_pool, loopback_without_tls,
@@ -42,7 +44,8 @@ pub use store::{
     TenantStore, UnscopedView,
 };
 pub use tenant::{
-    NewTenant, Placement, Slug, Tenant, TenantId, TenantState, check_identifier, quote_ident,
+    Move, MoveStep, NewTenant, Placement, Slug, Tenant, TenantId, TenantState, check_identifier,
+    quote_ident,
 };
 
 pub use sea_orm;

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::page::{Page, PageRequest};
 use crate::scope::{ScopeMode, TenantScope};
-use crate::tenant::{NewTenant, Slug, Tenant, TenantId};
+use crate::tenant::{NewTenant, Placement, Slug, Tenant, TenantId};
+use crate::transfer::TenantTables;
 
 /// Which of the three placements a store implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -18,6 +19,9 @@ pub enum Strategy {
     SeparateSchema,
     /// Shared tables with a `tenant_id` column and row-level security.
     SharedSchema,
+    /// All three placements in one catalog, a tenant in whichever it was given (crate
+    /// `tenancy-hybrid`).
+    Hybrid,
 }
 
 impl Strategy {
@@ -27,6 +31,7 @@ impl Strategy {
             Strategy::SeparateDb => "separate-db",
             Strategy::SeparateSchema => "separate-schema",
             Strategy::SharedSchema => "shared-schema",
+            Strategy::Hybrid => "hybrid",
         }
     }
 }
@@ -107,13 +112,15 @@ impl TenantMigration {
 impl MigrationReport {
     // ANCHOR: migrate_behind
     /// The per-tenant part of a migration run, for strategies that migrate tenant by tenant:
-    /// finds the ready tenants below [`MigrationReport::target_version`] (one indexed catalog
+    /// finds the ready tenants of `strategy`'s placement below
+    /// [`MigrationReport::target_version`] (one indexed catalog
     /// query, so "nothing pending" is cheap however many tenants there are), migrates them
     /// `concurrency` at a time with `migrate`, adds a line for each, and counts the other
     /// ready tenants as up to date.
     pub async fn migrate_behind<F, Fut>(
         &mut self,
         catalog: &impl sea_orm::ConnectionTrait,
+        strategy: Strategy,
         concurrency: usize,
         migrate: F,
     ) -> Result<()>
@@ -122,8 +129,8 @@ impl MigrationReport {
         Fut: std::future::Future<Output = TenantMigration>,
     {
         use futures::StreamExt;
-        let behind = crate::catalog::behind(catalog, self.target_version).await?;
-        self.up_to_date = crate::catalog::count_ready(catalog)
+        let behind = crate::catalog::behind(catalog, self.target_version, strategy).await?;
+        self.up_to_date = crate::catalog::count_ready(catalog, strategy)
             .await?
             .saturating_sub(behind.len());
         let lines: Vec<TenantMigration> = futures::stream::iter(behind)
@@ -252,6 +259,29 @@ pub trait TenantStore: Send + Sync + std::fmt::Debug {
 
     /// The connections the store holds right now, over all its pools (for metrics).
     fn connections(&self) -> Connections;
+
+    // ANCHOR: placements
+    /// Where this store would place `new` (for separate-db, on the server asked for or the one
+    /// with the fewest tenants), recording nothing.
+    async fn placement_for(&self, new: &NewTenant) -> Result<Placement>;
+
+    /// The version a tenant's tables get when they are built now: the latest tenant migration.
+    fn tenant_version(&self) -> i32;
+
+    /// For exports, imports and moves: builds empty tables for `tenant` (which the catalog
+    /// holds) at `placement`, one of this store's, at [`TenantStore::tenant_version`],
+    /// clearing first whatever an earlier attempt left there. The catalog is not changed.
+    /// Returns the version built.
+    async fn build_at(&self, tenant: &Tenant, placement: &Placement) -> Result<i32>;
+
+    /// For moves: removes `tenant`'s rows at `placement` (and the schema or database that
+    /// held them), with any fence there. Idempotent; the catalog is not changed.
+    async fn purge_at(&self, tenant: &Tenant, placement: &Placement) -> Result<()>;
+
+    /// For exports, imports and moves: a direct connection to where `placement` keeps
+    /// `tenant`'s tables.
+    async fn tables_at(&self, tenant: &Tenant, placement: &Placement) -> Result<TenantTables>;
+    // ANCHOR_END: placements
 }
 
 /// The connections a store holds, from [`TenantStore::connections`].

@@ -181,6 +181,65 @@ pub enum Placement {
     Database { server: String, database: String },
 }
 
+impl Placement {
+    /// The strategy that serves tenants placed here.
+    pub fn strategy(&self) -> crate::Strategy {
+        match self {
+            Placement::Shared => crate::Strategy::SharedSchema,
+            Placement::Schema { .. } => crate::Strategy::SeparateSchema,
+            Placement::Database { .. } => crate::Strategy::SeparateDb,
+        }
+    }
+}
+
+impl fmt::Display for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Placement::Shared => f.write_str("shared tables"),
+            Placement::Schema { schema } => write!(f, "schema {schema}"),
+            Placement::Database { server, database } => {
+                write!(f, "database {database} on server {server}")
+            }
+        }
+    }
+}
+
+/// A move in progress, recorded on the tenant's catalog row while it is
+/// [`TenantState::Moving`]: where the rows come from and go to, and how far the move got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Move {
+    /// The job that drives the move (`tenancy.jobs`).
+    pub job: uuid::Uuid,
+    pub from: Placement,
+    pub to: Placement,
+    pub step: MoveStep,
+}
+
+/// How far a move got. Before [`MoveStep::Flipped`] the tenant is served from `from`, and
+/// an interrupted move is rolled back; from it on, from `to`, and an interrupted move is
+/// finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoveStep {
+    /// Recorded; the target is being built.
+    Started,
+    /// Writes to the source are refused; its rows are being copied.
+    Fenced,
+    /// The catalog points at the target; the source is being purged.
+    Flipped,
+}
+
+impl MoveStep {
+    /// The text stored in the catalog and in job reports.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MoveStep::Started => "started",
+            MoveStep::Fenced => "fenced",
+            MoveStep::Flipped => "flipped",
+        }
+    }
+}
+
 /// The life cycle of a tenant in the catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -191,6 +250,9 @@ pub enum TenantState {
     Ready,
     /// Marked for deletion; its data is being purged.
     Deleting,
+    /// Being moved to another placement (see [`Tenant::moving`]); served all along from
+    /// [`Tenant::placement`], whose writes may be refused for a short window.
+    Moving,
 }
 
 impl TenantState {
@@ -200,6 +262,7 @@ impl TenantState {
             TenantState::Provisioning => "provisioning",
             TenantState::Ready => "ready",
             TenantState::Deleting => "deleting",
+            TenantState::Moving => "moving",
         }
     }
 
@@ -209,6 +272,7 @@ impl TenantState {
             "provisioning" => Some(TenantState::Provisioning),
             "ready" => Some(TenantState::Ready),
             "deleting" => Some(TenantState::Deleting),
+            "moving" => Some(TenantState::Moving),
             _ => None,
         }
     }
@@ -231,15 +295,19 @@ pub struct Tenant {
     /// How many tenant migrations have been applied to this tenant's tables.
     pub schema_version: i32,
     pub created_at: DateTime<Utc>,
+    /// The move in progress, when the tenant is [`TenantState::Moving`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving: Option<Move>,
 }
 
 impl Tenant {
     // ANCHOR: ensure_ready
-    /// The guard every store runs before it binds a scope: only a `ready` tenant is served;
-    /// a `provisioning` or `deleting` one is [`Error::TenantNotReady`].
+    /// The guard every store runs before it binds a scope: only a `ready` tenant (or one being
+    /// moved, from where the catalog says it is) is served; a `provisioning` or `deleting`
+    /// one is [`Error::TenantNotReady`].
     pub fn ensure_ready(&self) -> Result<(), Error> {
         match self.state {
-            TenantState::Ready => Ok(()),
+            TenantState::Ready | TenantState::Moving => Ok(()),
             _ => Err(Error::not_ready(self)),
         }
     }
@@ -254,6 +322,9 @@ pub struct NewTenant {
     /// For separate-db: the server to place the tenant on. `None` picks the server with the
     /// fewest tenants. Other strategies ignore it.
     pub server: Option<String>,
+    /// The placement asked for. `None` takes the store's own (or, for a store over several
+    /// placements, its configured default); a store of one strategy refuses another.
+    pub placement: Option<crate::Strategy>,
     /// Refuse a slug the catalog already holds, in whatever state, with
     /// [`Error::TenantAlreadyExists`](crate::Error::TenantAlreadyExists): of two concurrent
     /// creations of one slug exactly one succeeds. `false` (the default) makes creating
@@ -268,7 +339,25 @@ impl NewTenant {
             slug,
             name: name.into(),
             server: None,
+            placement: None,
             exclusive: false,
+        }
+    }
+
+    /// The same, asking for `placement` (see [`NewTenant::placement`]).
+    pub fn placed(mut self, placement: crate::Strategy) -> Self {
+        self.placement = Some(placement);
+        self
+    }
+
+    /// Refuses a placement other than `strategy`'s, for a store of one strategy.
+    pub fn check_placement(&self, strategy: crate::Strategy) -> Result<(), Error> {
+        match self.placement {
+            Some(asked) if asked != strategy => Err(Error::invalid(
+                "placement",
+                format!("{asked} was asked for, but this store places tenants by {strategy}"),
+            )),
+            _ => Ok(()),
         }
     }
 

@@ -99,6 +99,9 @@ impl From<Error> for ApiError {
                 tracing::warn!("a statement ran past the statement timeout");
                 ApiError::TooSlow
             }
+            // A move's fence: the write is refused for a moment, then goes to the new copy.
+            Error::TenantMoving => ApiError::Unavailable,
+            Error::BadExport(reason) => ApiError::Unprocessable(reason),
             other => ApiError::Internal(other.into()),
         }
     }

@@ -80,10 +80,9 @@ impl Backend {
     /// A database whose tenants were placed by another strategy cannot be served by this one
     /// (their rows are elsewhere): say so at start rather than fail request by request.
     async fn refuse_other_strategies(&self, strategy: Strategy) -> Result<()> {
-        let expected = match strategy {
-            Strategy::SharedSchema => "shared",
-            Strategy::SeparateSchema => "schema",
-            Strategy::SeparateDb => "database",
+        // A hybrid store serves every placement.
+        let Some(expected) = catalog::placement_kind(strategy) else {
+            return Ok(());
         };
         for kind in catalog::placement_kinds(&self.control).await? {
             if kind != expected {

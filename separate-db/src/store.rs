@@ -15,6 +15,8 @@ use tenancy_core::{
     loopback_without_tls, quote_ident,
 };
 
+use tenancy_core::transfer::TenantTables;
+
 use crate::options::SeparateDbOptions;
 use crate::router::{Lease, Router, Server, Via};
 use crate::template::template_lock;
@@ -106,6 +108,18 @@ impl SeparateDbStore {
         self.inner.router.open_pools()
     }
 
+    /// Closes this store's connections to the database of the tenant with `slug` on every
+    /// server but `keep`: for a store over several placements that hears the tenant moved
+    /// away (or to another server), before the old database is dropped under them.
+    pub async fn close_connections_elsewhere(&self, slug: &tenancy_core::Slug, keep: Option<&str>) {
+        let database = self.database_for(slug);
+        for (i, server) in self.inner.router.servers.iter().enumerate() {
+            if keep != Some(server.name.as_str()) {
+                self.inner.router.evict(i, &database).await;
+            }
+        }
+    }
+
     /// How many tenant connections were closed to make room for another database since the
     /// store connected (the router's churn: zero when the budget holds the tenants served).
     pub fn slots_closed(&self) -> u64 {
@@ -123,9 +137,8 @@ impl SeparateDbStore {
     /// leaves the tenant `provisioning`, and the next call drops whatever was half made and
     /// starts again.
     async fn provision(&self, tenant: &Tenant) -> Result<Tenant> {
-        let (server, database) = self.server_of(tenant)?;
-        self.ensure_template(server).await?;
-        let key = self.template_key(server);
+        // Before the transaction: the template may need a control connection of its own.
+        self.ensure_template(self.server_of(tenant)?.0).await?;
         let txn = self.inner.control.begin().await?;
         let Some(current) = catalog::lock(&txn, tenant.id).await? else {
             return Err(Error::TenantNotFound);
@@ -134,9 +147,21 @@ impl SeparateDbStore {
             txn.commit().await?;
             return Ok(current);
         }
-        // Shared: creations copy the template side by side; a template migration waits.
-        template_lock(&key).lock_shared(&txn).await?;
-        let version = catalog::template_version(&txn, &key).await?;
+        let version = self.build(&txn, tenant).await?;
+        catalog::set_ready(&txn, tenant.id, version).await?;
+        txn.commit().await?;
+        self.tenant(tenant.id).await
+    }
+
+    /// Builds `tenant`'s database where its placement says, from the server's template (which
+    /// the caller has ensured), and pins its tables to the tenant; returns the template's
+    /// version. Holds the template's lock (shared) in `txn`: creations copy the template side
+    /// by side, and a template migration waits.
+    async fn build(&self, txn: &impl ConnectionTrait, tenant: &Tenant) -> Result<i32> {
+        let (server, database) = self.server_of(tenant)?;
+        let key = self.template_key(server);
+        template_lock(&key).lock_shared(txn).await?;
+        let version = catalog::template_version(txn, &key).await?;
         self.recreate_database(server, &database, &self.template_database())
             .await?;
         fault::point("create:built");
@@ -151,9 +176,15 @@ impl SeparateDbStore {
             pins.commit().await?;
         }
         fault::point("create:pinned");
-        catalog::set_ready(&txn, tenant.id, version).await?;
-        txn.commit().await?;
-        self.tenant(tenant.id).await
+        Ok(version)
+    }
+
+    /// `tenant` as placed at `placement`, which must be where this store would keep it.
+    fn placed_at(tenant: &Tenant, placement: &Placement) -> Tenant {
+        Tenant {
+            placement: placement.clone(),
+            ..tenant.clone()
+        }
     }
     // ANCHOR_END: provision
 }
@@ -166,6 +197,7 @@ impl TenantStore for SeparateDbStore {
 
     // ANCHOR: create_tenant
     async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
+        new.check_placement(Strategy::SeparateDb)?;
         // An existing tenant keeps the server it was placed on; only a new one is placed.
         let tenant = match catalog::by_slug(&self.inner.control, &new.slug).await? {
             Some(_) if new.exclusive => {
@@ -173,11 +205,7 @@ impl TenantStore for SeparateDbStore {
             }
             Some(existing) => existing,
             None => {
-                let server = self.place(new.server.as_deref()).await?;
-                let placement = Placement::Database {
-                    server: self.inner.router.servers[server].name.clone(),
-                    database: self.database_for(&new.slug),
-                };
+                let placement = self.placement_for(&new).await?;
                 catalog::claim(&self.inner.control, &new, &placement).await?
             }
         };
@@ -192,14 +220,9 @@ impl TenantStore for SeparateDbStore {
     // ANCHOR: delete_tenant
     async fn delete_tenant(&self, id: TenantId) -> Result<()> {
         let tenant = self.tenant(id).await?;
-        let (server, database) = self.server_of(&tenant)?;
-        catalog::delete_in_two_phases(&self.inner.control, &tenant, || async {
-            self.inner.router.evict(server, &database).await;
-            let drop = format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                quote_ident(&database)
-            );
-            self.maintenance(server, &drop).await
+        self.server_of(&tenant)?;
+        catalog::delete_in_two_phases(&self.inner.control, &tenant, || {
+            self.purge_at(&tenant, &tenant.placement)
         })
         .await
     }
@@ -235,7 +258,12 @@ impl TenantStore for SeparateDbStore {
             .concurrency
             .clamp(1, usize::try_from(pools.max(1)).unwrap_or(1));
         report
-            .migrate_behind(&self.inner.control, concurrency, |t| self.migrate_tenant(t))
+            .migrate_behind(
+                &self.inner.control,
+                Strategy::SeparateDb,
+                concurrency,
+                |t| self.migrate_tenant(t),
+            )
             .await?;
         Ok(report)
     }
@@ -278,6 +306,49 @@ impl TenantStore for SeparateDbStore {
         ))
     }
     // ANCHOR_END: scope
+
+    async fn placement_for(&self, new: &NewTenant) -> Result<Placement> {
+        new.check_placement(Strategy::SeparateDb)?;
+        let server = self.place(new.server.as_deref()).await?;
+        Ok(Placement::Database {
+            server: self.inner.router.servers[server].name.clone(),
+            database: self.database_for(&new.slug),
+        })
+    }
+
+    fn tenant_version(&self) -> i32 {
+        self.inner.options.migrations.latest()
+    }
+
+    async fn build_at(&self, tenant: &Tenant, placement: &Placement) -> Result<i32> {
+        let at = Self::placed_at(tenant, placement);
+        self.ensure_template(self.server_of(&at)?.0).await?;
+        let txn = self.inner.control.begin().await?;
+        let version = self.build(&txn, &at).await?;
+        txn.commit().await?;
+        Ok(version)
+    }
+
+    async fn purge_at(&self, tenant: &Tenant, placement: &Placement) -> Result<()> {
+        let (server, database) = self.server_of(&Self::placed_at(tenant, placement))?;
+        self.inner.router.evict(server, &database).await;
+        let drop = format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(&database)
+        );
+        self.maintenance(server, &drop).await
+    }
+
+    async fn tables_at(&self, tenant: &Tenant, placement: &Placement) -> Result<TenantTables> {
+        let (server, database) = self.server_of(&Self::placed_at(tenant, placement))?;
+        // A connection of its own, direct, beside the server's budget: exports and moves are
+        // rare and long, and must not hold a slot tenant traffic waits for.
+        let url = self.inner.router.servers[server].database_url(&database, Via::Direct);
+        let conn = <tenancy_core::sea_orm::sqlx::PgConnection as tenancy_core::sea_orm::sqlx::Connection>::connect(&url)
+            .await
+            .map_err(Error::from)?;
+        Ok(TenantTables::own(conn, "public", false))
+    }
 
     fn connections(&self) -> tenancy_core::Connections {
         tenancy_core::Connections::of(&self.inner.control) + self.inner.router.connections()

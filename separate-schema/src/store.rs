@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tenancy_core::migration::{pin_statement, pin_tenant_tables};
 use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use tenancy_core::transfer::TenantTables;
 use tenancy_core::{
     Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, Result,
     ScopeMode, Slug, Strategy, TableNamespace, Tenant, TenantId, TenantMigration, TenantScope,
@@ -110,6 +111,21 @@ impl SeparateSchemaStore {
         Ok(Self::build_sql(&script, &self.schema_for(slug), id))
     }
 
+    /// The schema of `placement`, which must be the one this store gives `tenant`.
+    fn own_schema(&self, tenant: &Tenant, placement: &Placement) -> Result<String> {
+        let schema = self.schema_for(&tenant.slug);
+        match placement {
+            Placement::Schema { schema: s } if *s == schema => Ok(schema),
+            _ => Err(Error::invalid(
+                "placement",
+                format!(
+                    "{placement} is not where separate-schema keeps tenant {}",
+                    tenant.slug
+                ),
+            )),
+        }
+    }
+
     // ANCHOR: migrate_tenant
     async fn migrate_tenant(&self, tenant: Tenant) -> TenantMigration {
         let schema = self.schema_for(&tenant.slug);
@@ -155,9 +171,7 @@ impl TenantStore for SeparateSchemaStore {
 
     // ANCHOR: create_tenant
     async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
-        let placement = Placement::Schema {
-            schema: self.schema_for(&new.slug),
-        };
+        let placement = self.placement_for(&new).await?;
         let tenant = catalog::claim(&self.control, &new, &placement).await?;
         catalog::resume_creation(tenant, |t| async move { self.provision(&t).await }).await
     }
@@ -191,9 +205,12 @@ impl TenantStore for SeparateSchemaStore {
             up_to_date: 0,
         };
         report
-            .migrate_behind(&self.control, options.concurrency, |t| {
-                self.migrate_tenant(t)
-            })
+            .migrate_behind(
+                &self.control,
+                Strategy::SeparateSchema,
+                options.concurrency,
+                |t| self.migrate_tenant(t),
+            )
             .await?;
         Ok(report)
     }
@@ -228,6 +245,46 @@ impl TenantStore for SeparateSchemaStore {
         }
     }
     // ANCHOR_END: scope
+
+    async fn placement_for(&self, new: &NewTenant) -> Result<Placement> {
+        new.check_placement(Strategy::SeparateSchema)?;
+        Ok(Placement::Schema {
+            schema: self.schema_for(&new.slug),
+        })
+    }
+
+    fn tenant_version(&self) -> i32 {
+        self.options.migrations.latest()
+    }
+
+    async fn build_at(&self, tenant: &Tenant, placement: &Placement) -> Result<i32> {
+        let schema = self.own_schema(tenant, placement)?;
+        let script = self.clone_script().await?;
+        let txn = self.control.begin().await?;
+        txn.execute_unprepared(&Self::build_sql(&script, &schema, tenant.id))
+            .await?;
+        txn.commit().await?;
+        Ok(script.version)
+    }
+
+    async fn purge_at(&self, tenant: &Tenant, placement: &Placement) -> Result<()> {
+        let schema = quote_ident(&self.own_schema(tenant, placement)?);
+        self.control
+            .execute_unprepared(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await?;
+        Ok(())
+    }
+
+    async fn tables_at(&self, tenant: &Tenant, placement: &Placement) -> Result<TenantTables> {
+        let schema = self.own_schema(tenant, placement)?;
+        let conn = self
+            .control
+            .get_postgres_connection_pool()
+            .acquire()
+            .await
+            .map_err(Error::from)?;
+        Ok(TenantTables::pooled(conn, &schema, false))
+    }
 
     fn connections(&self) -> tenancy_core::Connections {
         let control = tenancy_core::Connections::of(&self.control);

@@ -4,11 +4,12 @@ use async_trait::async_trait;
 use tenancy_core::migration::control;
 use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::sea_orm_migration::MigratorTrait;
-use tenancy_core::sql::{AdvisoryLock, stmt};
+use tenancy_core::sql::AdvisoryLock;
+use tenancy_core::transfer::TenantTables;
 use tenancy_core::{
     Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, Result,
-    ScopeMode, Strategy, TENANT_TABLES, TableNamespace, Tenant, TenantId, TenantMigration,
-    TenantScope, TenantStore, UnscopedView, catalog, connect_pool, fault, quote_ident,
+    ScopeMode, Strategy, TableNamespace, Tenant, TenantId, TenantMigration, TenantScope,
+    TenantStore, UnscopedView, catalog, connect_pool, fault,
 };
 
 use crate::binding::TenantPool;
@@ -103,34 +104,13 @@ impl SharedSchemaStore {
 
     // ANCHOR: purge
     async fn purge(&self, tenant: &Tenant) -> Result<()> {
-        let batch = i64::from(self.options.purge_batch.max(1));
-        // Children first, so each batch is a plain delete, not a cascade of unknown size.
-        for table in TENANT_TABLES.iter().rev() {
-            loop {
-                let txn = self.db.begin().await?;
-                txn.execute_raw(stmt(
-                    "SELECT set_config('tenancy.tenant_id', $1, true)",
-                    [tenant.id.to_string().into()],
-                ))
-                .await?;
-                let deleted = txn
-                    .execute_raw(stmt(
-                        &format!(
-                            "DELETE FROM public.{t} WHERE tenant_id = $1 AND ctid = ANY(ARRAY(\
-                             SELECT ctid FROM public.{t} WHERE tenant_id = $1 LIMIT $2))",
-                            t = quote_ident(table)
-                        ),
-                        [tenant.id.as_uuid().into(), batch.into()],
-                    ))
-                    .await?
-                    .rows_affected();
-                txn.commit().await?;
-                if deleted == 0 {
-                    break;
-                }
-            }
-        }
-        Ok(())
+        // Children first, in batches, so each is a plain delete, not a cascade of unknown
+        // size; through the fence of a tenant that was moved away, which then goes too.
+        let mut tables = self.tables_at(tenant, &Placement::Shared).await?;
+        tables
+            .delete_rows(tenant.id, self.options.purge_batch)
+            .await?;
+        tables.unfence(tenant.id).await
     }
     // ANCHOR_END: purge
 }
@@ -143,6 +123,7 @@ impl TenantStore for SharedSchemaStore {
 
     // ANCHOR: create_tenant
     async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
+        new.check_placement(Strategy::SharedSchema)?;
         let tenant = catalog::claim(&self.db, &new, &Placement::Shared).await?;
         // Shared tables need nothing built: the tenant is ready as soon as it is recorded.
         catalog::resume_creation(tenant, |tenant| async move {
@@ -185,7 +166,7 @@ impl TenantStore for SharedSchemaStore {
             MigrationOutcome::Migrated { from, to: latest }
         };
         let touched = catalog::set_all_schema_versions(&txn, latest).await?;
-        let ready = catalog::count_ready(&txn).await?;
+        let ready = catalog::count_ready(&txn, Strategy::SharedSchema).await?;
         let migrated = matches!(outcome, MigrationOutcome::Migrated { .. });
         if migrated {
             fault::point("migrate:applied");
@@ -230,6 +211,52 @@ impl TenantStore for SharedSchemaStore {
         }
     }
     // ANCHOR_END: scope
+
+    async fn placement_for(&self, new: &NewTenant) -> Result<Placement> {
+        new.check_placement(Strategy::SharedSchema)?;
+        Ok(Placement::Shared)
+    }
+
+    fn tenant_version(&self) -> i32 {
+        self.options.migrations.latest()
+    }
+
+    async fn build_at(&self, _tenant: &Tenant, placement: &Placement) -> Result<i32> {
+        if *placement != Placement::Shared {
+            return Err(Error::invalid(
+                "placement",
+                format!("{placement} is not a placement of shared-schema"),
+            ));
+        }
+        // The shared tables are there already.
+        self.shared_version().await
+    }
+
+    async fn purge_at(&self, tenant: &Tenant, placement: &Placement) -> Result<()> {
+        if *placement != Placement::Shared {
+            return Err(Error::invalid(
+                "placement",
+                format!("{placement} is not a placement of shared-schema"),
+            ));
+        }
+        self.purge(tenant).await
+    }
+
+    async fn tables_at(&self, _tenant: &Tenant, placement: &Placement) -> Result<TenantTables> {
+        if *placement != Placement::Shared {
+            return Err(Error::invalid(
+                "placement",
+                format!("{placement} is not a placement of shared-schema"),
+            ));
+        }
+        let conn = self
+            .db
+            .get_postgres_connection_pool()
+            .acquire()
+            .await
+            .map_err(Error::from)?;
+        Ok(TenantTables::pooled(conn, "public", true))
+    }
 
     fn connections(&self) -> tenancy_core::Connections {
         tenancy_core::Connections::of(&self.db)

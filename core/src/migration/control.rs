@@ -10,7 +10,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Catalog), Box::new(M0002CatalogNotifications)]
+        vec![
+            Box::new(M0001Catalog),
+            Box::new(M0002CatalogNotifications),
+            Box::new(M0003Moves),
+        ]
     }
 
     fn migration_table_name() -> DynIden {
@@ -87,6 +91,53 @@ END $$;
 CREATE TRIGGER tenants_announce_change
     AFTER UPDATE OR DELETE ON tenancy.tenants
     FOR EACH ROW EXECUTE FUNCTION tenancy.announce_tenant_change();
+"#,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Moves between placements: the `moving` state, the move record on the tenant's row (source,
+/// target, step) and the jobs that report on them.
+#[derive(Debug)]
+pub struct M0003Moves;
+
+impl MigrationName for M0003Moves {
+    fn name(&self) -> &str {
+        "m0003_moves"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0003Moves {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                r#"
+ALTER TABLE tenancy.tenants DROP CONSTRAINT tenants_state_check;
+ALTER TABLE tenancy.tenants ADD CONSTRAINT tenants_state_check
+    CHECK (state IN ('provisioning', 'ready', 'deleting', 'moving'));
+ALTER TABLE tenancy.tenants ADD COLUMN moving jsonb;
+ALTER TABLE tenancy.tenants ADD CONSTRAINT tenants_moving_check
+    CHECK ((state = 'moving') = (moving IS NOT NULL));
+
+CREATE TABLE tenancy.jobs (
+    id          uuid PRIMARY KEY,
+    kind        text NOT NULL,
+    tenant_id   uuid NOT NULL,
+    slug        text NOT NULL,
+    detail      jsonb NOT NULL,
+    step        text NOT NULL,
+    rows_done   bigint NOT NULL DEFAULT 0,
+    rows_total  bigint NOT NULL DEFAULT 0,
+    error       text,
+    started_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz
+);
+CREATE INDEX jobs_tenant_idx ON tenancy.jobs (tenant_id, started_at);
 "#,
             )
             .await?;

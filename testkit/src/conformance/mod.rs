@@ -11,7 +11,7 @@
 //!
 //! The checks live in one file per promise: `lifecycle.rs` (creating, finding, listing and
 //! deleting tenants), `domain.rs` (projects and tasks), `bad_input.rs` (what is refused) and
-//! `isolation.rs` (no tenant reaches another), `interrupted.rs` (a process stopped at each
+//! `isolation.rs` (no tenant reaches another), `transfer.rs` (export and import), `interrupted.rs` (a process stopped at each
 //! fault point of creating, migrating and deleting); `support.rs` holds what they share.
 //! [`conformance_tests!`](crate::conformance_tests) is the one list of the checks.
 
@@ -21,6 +21,7 @@ pub mod interrupted;
 mod isolation;
 mod lifecycle;
 mod support;
+mod transfer;
 
 use std::sync::Arc;
 
@@ -38,7 +39,8 @@ pub use interrupted::{
 };
 pub use isolation::*;
 pub use lifecycle::*;
-pub use support::rows_anywhere;
+pub use support::{rows_anywhere, rows_in};
+pub use transfer::*;
 
 /// What a test asks of the store it gets.
 #[derive(Debug, Clone)]
@@ -158,6 +160,8 @@ macro_rules! conformance_tests {
             // interrupted.rs
             interrupted_creation_resumes, interrupted_migration_resumes,
             interrupted_deletion_finishes,
+            // transfer.rs
+            export_import_round_trips, corrupted_export_is_refused,
         );
     };
     ($factory:path; $($check:ident),+ $(,)?) => {

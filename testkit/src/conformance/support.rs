@@ -123,17 +123,22 @@ pub(super) async fn footprint(h: &Harness) -> Result<(i64, i64, i64)> {
 /// Counts the rows of `tenant` in every tenant table of every schema of the test database and
 /// of every database the test created beside it (separate-db tenants), as a superuser.
 pub async fn rows_anywhere(h: &Harness, tenant: TenantId) -> Result<i64> {
-    let admin = h.db.admin().await?;
-    let mut urls = vec![h.db.url().to_owned()];
+    rows_in(&h.db, tenant).await
+}
+
+/// [`rows_anywhere`] for a test database of a test of its own.
+pub async fn rows_in(db: &crate::TestDatabase, tenant: TenantId) -> Result<i64> {
+    let admin = db.admin().await?;
+    let mut urls = vec![db.url().to_owned()];
     for row in admin
         .query_all_raw(stmt(
             "SELECT datname FROM pg_database WHERE starts_with(datname, $1 || '_')",
-            [h.db.name().to_owned().into()],
+            [db.name().to_owned().into()],
         ))
         .await?
     {
         let name: String = row.try_get("", "datname")?;
-        let mut u = url::Url::parse(h.db.url())?;
+        let mut u = url::Url::parse(db.url())?;
         u.set_path(&name);
         urls.push(u.to_string());
     }
@@ -144,7 +149,7 @@ pub async fn rows_anywhere(h: &Harness, tenant: TenantId) -> Result<i64> {
         let tables = conn
             .query_all_raw(stmt(
                 "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) AS t FROM information_schema.columns \
-                 WHERE column_name = 'tenant_id' AND table_schema NOT IN ('pg_catalog', 'information_schema')",
+                 WHERE column_name = 'tenant_id' AND table_schema NOT IN ('pg_catalog', 'information_schema', 'tenancy')",
                 [],
             ))
             .await?;

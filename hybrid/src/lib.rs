@@ -1,0 +1,37 @@
+//! `tenancy-hybrid`: the three placements in one deployment, over one catalog.
+//!
+//! A [`HybridStore`] holds a store of each strategy on the same control database and routes
+//! every tenant to the store of its placement: trial tenants in shared tables, bigger ones in
+//! a schema of their own, the biggest in a database of their own (on any configured server).
+//! A new tenant goes where [`NewTenant::placement`](tenancy_core::NewTenant::placement) asks,
+//! or where [`HybridOptions::default_placement`] says.
+//!
+//! A tenant can be moved, live, between any two placements ([`HybridStore::move_tenant`]):
+//! the catalog drives the move through its steps (see [`tenancy_core::MoveStep`]), reads go
+//! on from the source until the flip, writes to the source are refused by a fence for the
+//! short window of the copy ([`tenancy_core::Error::TenantMoving`]), and a move interrupted
+//! at any step is rolled back or finished by [`HybridStore::resume_moves`].
+//!
+//! ```no_run
+//! # async fn run() -> tenancy_core::Result<()> {
+//! use tenancy_core::{NewTenant, Slug, Strategy, TenantStore};
+//! use tenancy_hybrid::{HybridOptions, HybridStore};
+//!
+//! let store = HybridStore::connect("postgres://app@localhost/saas", HybridOptions::default()).await?;
+//! let acme = store
+//!     .create_tenant(NewTenant::new(Slug::parse("acme")?, "Acme").placed(Strategy::SharedSchema))
+//!     .await?;
+//! // Acme upgraded: a database of its own, without stopping it.
+//! store.move_tenant(acme.id, Strategy::SeparateDb, None).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The strategy crates never reach each other; this crate sits above the three.
+
+mod moves;
+mod options;
+mod store;
+
+pub use moves::{MOVE_POINTS, Resumed};
+pub use options::{DefaultPlacement, HybridOptions, MoveOptions};
+pub use store::HybridStore;

@@ -1,0 +1,335 @@
+//! Moving a live tenant between placements, driven by the catalog.
+//!
+//! The steps, each recorded before the next begins (the tenant's row holds the move: source,
+//! target and step; `tenancy.jobs` reports on it):
+//!
+//! 1. **started**: the tenant becomes `moving` (still served from its placement) and the
+//!    target's empty tables are built, at the tenant's schema version.
+//! 2. **fenced**: a trigger on every source table refuses the tenant's writes
+//!    (`Error::TenantMoving`, a 503 with `Retry-After` in the demo). Creating it waits for
+//!    the writes in flight, so every write acknowledged before it is in the source. Then the
+//!    rows are copied in one snapshot and the copy is checked (row counts and checksums).
+//! 3. **flipped**: one catalog update points the tenant at the target; the commit is
+//!    announced to every process on the catalog channel. The source stays fenced for
+//!    [`MoveOptions::drain`](crate::MoveOptions::drain), so a process that has not heard
+//!    yet can still read it, and cannot write to it; then it is purged.
+//!
+//! A move stopped before the flip is rolled back (fence lifted, target purged); one stopped
+//! after is finished (source purged). Either way the tenant is served from exactly one copy.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tenancy_core::catalog::{self, Job};
+use tenancy_core::sea_orm::sqlx::{self, Connection, PgConnection};
+use tenancy_core::transfer::Progress;
+use tenancy_core::{
+    Error, Move, MoveStep, NewTenant, Result, Strategy, Tenant, TenantId, TenantState, TenantStore,
+    fault,
+};
+
+use crate::store::HybridStore;
+
+/// The fault points of a move, in order (`TENANCY_FAULT=<point>` stops the process there).
+pub use tenancy_core::fault::MOVE_POINTS;
+
+/// What became of a move found half done by [`HybridStore::resume_moves`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resumed {
+    /// It had not flipped: the tenant is back where it was.
+    RolledBack(Tenant),
+    /// It had flipped: the tenant is where it was going.
+    Finished(Tenant),
+    /// Another process is driving it.
+    Busy(TenantId),
+}
+
+impl HybridStore {
+    // ANCHOR: start_move
+    /// Records a move of tenant `id` to the placement of `to` (on `server`, for separate-db)
+    /// and returns its job; [`HybridStore::run_move`] then drives it. The tenant must be
+    /// `ready`, at the latest schema version, and somewhere else.
+    pub async fn start_move(
+        &self,
+        id: TenantId,
+        to: Strategy,
+        server: Option<String>,
+    ) -> Result<Job> {
+        let tenant = self.tenant(id).await?;
+        tenant.ensure_ready()?;
+        if tenant.state != TenantState::Ready {
+            return Err(Error::not_ready(&tenant));
+        }
+        if tenant.schema_version != self.tenant_version() {
+            return Err(Error::Conflict(format!(
+                "tenant {} is at schema version {} and new tables are built at {}: migrate first",
+                tenant.slug,
+                tenant.schema_version,
+                self.tenant_version()
+            )));
+        }
+        let new = NewTenant {
+            server,
+            ..NewTenant::new(tenant.slug.clone(), tenant.name.clone()).placed(to)
+        };
+        let target = self.store_of(to)?.placement_for(&new).await?;
+        if target == tenant.placement {
+            return Err(Error::invalid(
+                "to",
+                format!("tenant {} is in {} already", tenant.slug, target),
+            ));
+        }
+        let detail = serde_json::json!({ "from": tenant.placement, "to": target });
+        let job = catalog::insert_job(self.catalog(), "move", &tenant, detail).await?;
+        let mv = Move {
+            job: job.id,
+            from: tenant.placement.clone(),
+            to: target,
+            step: MoveStep::Started,
+        };
+        if let Err(e) = catalog::begin_move(self.catalog(), id, &mv).await {
+            catalog::update_job(
+                self.catalog(),
+                job.id,
+                "failed",
+                None,
+                Some(&e.chain()),
+                true,
+            )
+            .await?;
+            return Err(e);
+        }
+        self.changed(tenant.slug.as_str());
+        Ok(job)
+    }
+    // ANCHOR_END: start_move
+
+    /// Moves tenant `id` to the placement of `to` and waits until it is there: the
+    /// [`HybridStore::start_move`] and [`HybridStore::run_move`] of one call.
+    pub async fn move_tenant(
+        &self,
+        id: TenantId,
+        to: Strategy,
+        server: Option<String>,
+    ) -> Result<Tenant> {
+        self.start_move(id, to, server).await?;
+        self.run_move(id, &|_| {}).await
+    }
+
+    /// Drives the move recorded on tenant `id` from its step to the end, telling `progress`
+    /// of the copy. Only one process drives a move at a time (a session lock on the catalog
+    /// database, which a process that dies lets go). A failure before the flip rolls the move
+    /// back and is returned; after the flip the move is always finished.
+    pub async fn run_move(
+        &self,
+        id: TenantId,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<Tenant> {
+        let mut lock = self.move_lock(id).await?;
+        if !lock.held {
+            return Err(Error::Conflict(format!(
+                "the move of tenant {id} is run by another process"
+            )));
+        }
+        let result = self.drive(id, progress).await;
+        lock.release().await;
+        result
+    }
+
+    // ANCHOR: drive
+    async fn drive(
+        &self,
+        id: TenantId,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<Tenant> {
+        let tenant = self.tenant(id).await?;
+        let Some(mv) = tenant.moving.clone() else {
+            return Ok(tenant);
+        };
+        if mv.step == MoveStep::Flipped {
+            return self.finish(&tenant, &mv).await;
+        }
+        match self.copy_and_flip(&tenant, &mv, progress).await {
+            Ok(()) => {
+                let flipped = self.tenant(id).await?;
+                self.finish(&flipped, &mv).await
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %tenant.slug, error = %e.chain(), "move failed; rolling back");
+                self.roll_back(&tenant, &mv, Some(&e)).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn copy_and_flip(
+        &self,
+        tenant: &Tenant,
+        mv: &Move,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<()> {
+        let c = self.catalog();
+        fault::point("move:started");
+        let source = self.store_of(mv.from.strategy())?;
+        let target = self.store_of(mv.to.strategy())?;
+        let version = target.build_at(tenant, &mv.to).await?;
+        if version != tenant.schema_version {
+            return Err(Error::Conflict(format!(
+                "the target was built at schema version {version} and tenant {} is at {}",
+                tenant.slug, tenant.schema_version
+            )));
+        }
+        fault::point("move:built");
+        let mut from = source.tables_at(tenant, &mv.from).await?;
+        from.fence(tenant.id, self.inner.options.moves.lock_timeout)
+            .await?;
+        catalog::set_move_step(c, tenant.id, MoveStep::Fenced).await?;
+        catalog::update_job(c, mv.job, "fenced", None, None, false).await?;
+        fault::point("move:fenced");
+        let mut to = target.tables_at(tenant, &mv.to).await?;
+        let done = Arc::new(AtomicU64::new(0));
+        let total = Arc::new(AtomicU64::new(0));
+        let ticker = {
+            let (done, total, c, job) = (done.clone(), total.clone(), c.clone(), mv.job);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    let rows = (
+                        i64::try_from(done.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+                        i64::try_from(total.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+                    );
+                    let _ = catalog::update_job(&c, job, "fenced", Some(rows), None, false).await;
+                }
+            })
+        };
+        let copied = from
+            .copy_to(&mut to, tenant, &|p: Progress| {
+                done.store(p.rows_done, Ordering::Relaxed);
+                total.store(p.rows_total, Ordering::Relaxed);
+                progress(p);
+            })
+            .await;
+        ticker.abort();
+        let manifest = copied?;
+        let rows: u64 = manifest.iter().map(|t| t.rows).sum();
+        let rows = i64::try_from(rows).unwrap_or(i64::MAX);
+        catalog::update_job(c, mv.job, "copied", Some((rows, rows)), None, false).await?;
+        fault::point("move:copied");
+        catalog::flip_move(c, tenant.id).await?;
+        self.changed(tenant.slug.as_str());
+        catalog::update_job(c, mv.job, "flipped", None, None, false).await?;
+        fault::point("move:flipped");
+        Ok(())
+    }
+    // ANCHOR_END: drive
+
+    /// After the flip: waits for other processes to see it, purges the source, ends the move.
+    async fn finish(&self, tenant: &Tenant, mv: &Move) -> Result<Tenant> {
+        tokio::time::sleep(self.inner.options.moves.drain).await;
+        self.store_of(mv.from.strategy())?
+            .purge_at(tenant, &mv.from)
+            .await?;
+        fault::point("move:purged");
+        catalog::end_move(self.catalog(), tenant.id).await?;
+        catalog::update_job(self.catalog(), mv.job, "done", None, None, true).await?;
+        self.changed(tenant.slug.as_str());
+        self.tenant(tenant.id).await
+    }
+
+    /// Before the flip: lifts the fence, purges what the target got, ends the move.
+    async fn roll_back(&self, tenant: &Tenant, mv: &Move, error: Option<&Error>) -> Result<Tenant> {
+        self.store_of(mv.from.strategy())?
+            .tables_at(tenant, &mv.from)
+            .await?
+            .unfence(tenant.id)
+            .await?;
+        self.store_of(mv.to.strategy())?
+            .purge_at(tenant, &mv.to)
+            .await?;
+        catalog::end_move(self.catalog(), tenant.id).await?;
+        let why = error.map(Error::chain);
+        catalog::update_job(
+            self.catalog(),
+            mv.job,
+            "rolled_back",
+            None,
+            why.as_deref(),
+            true,
+        )
+        .await?;
+        self.changed(tenant.slug.as_str());
+        self.tenant(tenant.id).await
+    }
+
+    // ANCHOR: resume_moves
+    /// Every move left half done (a process stopped in the middle): rolled back when it had
+    /// not flipped, finished when it had. Moves another process is driving are left to it.
+    pub async fn resume_moves(&self) -> Result<Vec<Resumed>> {
+        let mut out = Vec::new();
+        for tenant in catalog::moving(self.catalog()).await? {
+            let mut lock = self.move_lock(tenant.id).await?;
+            if !lock.held {
+                out.push(Resumed::Busy(tenant.id));
+                continue;
+            }
+            let result: Result<Resumed> = async {
+                let now = self.tenant(tenant.id).await?;
+                let Some(mv) = now.moving.clone() else {
+                    return Ok(Resumed::Finished(now));
+                };
+                if mv.step == MoveStep::Flipped {
+                    Ok(Resumed::Finished(self.finish(&now, &mv).await?))
+                } else {
+                    let e = Error::Conflict("the process moving it stopped before the flip".into());
+                    Ok(Resumed::RolledBack(
+                        self.roll_back(&now, &mv, Some(&e)).await?,
+                    ))
+                }
+            }
+            .await;
+            lock.release().await;
+            out.push(result?);
+        }
+        Ok(out)
+    }
+    // ANCHOR_END: resume_moves
+
+    /// The job with this id.
+    pub async fn job(&self, id: uuid::Uuid) -> Result<Job> {
+        catalog::job(self.catalog(), id)
+            .await?
+            .ok_or(Error::NotFound("job"))
+    }
+
+    async fn move_lock(&self, id: TenantId) -> Result<MoveLock> {
+        let mut conn = PgConnection::connect(&self.inner.url)
+            .await
+            .map_err(Error::from)?;
+        let held: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_lock(hashtextextended('tenancy:move:' || $1, 0))",
+        )
+        .bind(id.to_string())
+        .fetch_one(&mut conn)
+        .await
+        .map_err(Error::from)?;
+        Ok(MoveLock {
+            conn: Some(conn),
+            held,
+        })
+    }
+}
+
+/// A session advisory lock on one tenant's move, held by its own connection: closing the
+/// connection (or the process dying) lets it go.
+struct MoveLock {
+    conn: Option<PgConnection>,
+    held: bool,
+}
+
+impl MoveLock {
+    async fn release(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.close().await;
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The hybrid store: one catalog, three placements, each tenant routed to the store of its
+//! placement.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tenancy_core::sea_orm::DatabaseConnection;
+use tenancy_core::transfer::TenantTables;
+use tenancy_core::{
+    Connections, Error, MigrateOptions, MigrationReport, NewTenant, Placement, Result, ScopeMode,
+    Strategy, Tenant, TenantId, TenantScope, TenantState, TenantStore, UnscopedView, catalog,
+};
+use tenancy_separate_db::SeparateDbStore;
+use tenancy_separate_schema::SeparateSchemaStore;
+use tenancy_shared_schema::SharedSchemaStore;
+
+use crate::options::HybridOptions;
+
+/// How long a tenant announced as changed is looked up afresh before each scope.
+const FRESH_FOR: Duration = Duration::from_secs(60);
+
+/// The three placements over one catalog. See the crate documentation.
+#[derive(Debug, Clone)]
+pub struct HybridStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) shared: SharedSchemaStore,
+    pub(crate) schema: SeparateSchemaStore,
+    pub(crate) database: SeparateDbStore,
+    pub(crate) options: HybridOptions,
+    /// The control database's URL (the catalog), for a move's own connection.
+    pub(crate) url: String,
+    /// Slugs whose catalog row changed lately (announced on the catalog channel), and when:
+    /// a scope for one of them looks the tenant up again, so a caller that cached the tenant
+    /// before a move is routed to where it is now.
+    changed: Mutex<HashMap<String, Instant>>,
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(mut l) = self.listener.lock()
+            && let Some(task) = l.take()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// The slug that stands for every tenant: set while the listener is down, when notices may
+/// have been missed.
+const EVERY_TENANT: &str = "*";
+
+impl HybridStore {
+    /// Connects a store of each strategy to `database_url` (the catalog, the shared tables,
+    /// the schemas, and the control server of the databases), installing what is missing, and
+    /// starts listening for catalog changes.
+    pub async fn connect(database_url: &str, options: HybridOptions) -> Result<Self> {
+        if options.default_placement == crate::DefaultPlacement::Fixed(Strategy::Hybrid) {
+            return Err(Error::invalid(
+                "default_placement",
+                "must be one of shared-schema, separate-schema, separate-db",
+            ));
+        }
+        let shared = SharedSchemaStore::connect(database_url, options.shared.clone()).await?;
+        let schema = SeparateSchemaStore::connect(database_url, options.schema.clone()).await?;
+        let database = SeparateDbStore::connect(database_url, options.database.clone()).await?;
+        let store = HybridStore {
+            inner: Arc::new(Inner {
+                shared,
+                schema,
+                database,
+                options,
+                url: tenancy_core::loopback_without_tls(database_url),
+                changed: Mutex::new(HashMap::new()),
+                listener: Mutex::new(None),
+            }),
+        };
+        let task = tokio::spawn(listen(
+            Arc::downgrade(&store.inner),
+            store.inner.url.clone(),
+        ));
+        if let Ok(mut l) = store.inner.listener.lock() {
+            *l = Some(task);
+        }
+        Ok(store)
+    }
+
+    /// The options the store runs with.
+    pub fn options(&self) -> &HybridOptions {
+        &self.inner.options
+    }
+
+    /// The shared-schema store inside (for operations and tests).
+    pub fn shared(&self) -> &SharedSchemaStore {
+        &self.inner.shared
+    }
+
+    /// The separate-schema store inside.
+    pub fn schemas(&self) -> &SeparateSchemaStore {
+        &self.inner.schema
+    }
+
+    /// The separate-db store inside.
+    pub fn databases(&self) -> &SeparateDbStore {
+        &self.inner.database
+    }
+
+    /// The store that serves `strategy`'s placement.
+    pub(crate) fn store_of(&self, strategy: Strategy) -> Result<&dyn TenantStore> {
+        match strategy {
+            Strategy::SharedSchema => Ok(&self.inner.shared),
+            Strategy::SeparateSchema => Ok(&self.inner.schema),
+            Strategy::SeparateDb => Ok(&self.inner.database),
+            Strategy::Hybrid => Err(Error::invalid(
+                "placement",
+                "hybrid is not a placement: ask for shared-schema, separate-schema or separate-db",
+            )),
+        }
+    }
+
+    fn placed(&self, new: &NewTenant) -> Result<Strategy> {
+        let strategy = new
+            .placement
+            .unwrap_or_else(|| self.inner.options.default_placement.for_slug(&new.slug));
+        self.store_of(strategy)?;
+        Ok(strategy)
+    }
+
+    /// `new` as the store of its placement gets it: with its placement given.
+    fn as_placed(new: NewTenant, strategy: Strategy) -> NewTenant {
+        NewTenant {
+            placement: Some(strategy),
+            ..new
+        }
+    }
+
+    /// `tenant` as the catalog has it now when it may have moved since the caller looked it
+    /// up (it is moving, or its row was announced as changed lately); otherwise as given.
+    pub(crate) async fn current(&self, tenant: &Tenant) -> Result<Tenant> {
+        let recently_changed = {
+            let changed = self
+                .inner
+                .changed
+                .lock()
+                .map_err(|_| Error::Conflict("the change list is poisoned".into()))?;
+            [tenant.slug.as_str(), EVERY_TENANT]
+                .iter()
+                .any(|s| changed.get(*s).is_some_and(|at| at.elapsed() < FRESH_FOR))
+        };
+        if tenant.state == TenantState::Moving || recently_changed {
+            self.tenant(tenant.id).await
+        } else {
+            Ok(tenant.clone())
+        }
+    }
+
+    fn heard(&self, slug: &str) {
+        hear(&self.inner, slug);
+    }
+}
+
+fn hear(inner: &Inner, slug: &str) {
+    if let Ok(mut changed) = inner.changed.lock() {
+        changed.retain(|_, at| at.elapsed() < FRESH_FOR);
+        changed.insert(slug.to_owned(), Instant::now());
+    }
+}
+
+/// Listens on the catalog channel for as long as the store lives; while the connection is
+/// down every tenant counts as changed.
+async fn listen(inner: std::sync::Weak<Inner>, url: String) {
+    use tenancy_core::sea_orm::sqlx::postgres::PgListener;
+    loop {
+        let listener = async {
+            // A connection of its own: it is held for as long as the store lives.
+            let mut l = PgListener::connect(&url).await?;
+            l.listen(catalog::CATALOG_CHANNEL).await?;
+            Ok::<_, tenancy_core::sea_orm::sqlx::Error>(l)
+        };
+        match listener.await {
+            Ok(mut l) => loop {
+                match l.try_recv().await {
+                    Ok(Some(notice)) => {
+                        let Some(inner) = inner.upgrade() else { return };
+                        hear(&inner, notice.payload());
+                        tokio::spawn(close_moved_connections(
+                            Arc::downgrade(&inner),
+                            notice.payload().to_owned(),
+                        ));
+                    }
+                    Ok(None) => {
+                        let Some(inner) = inner.upgrade() else { return };
+                        hear(&inner, EVERY_TENANT);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for catalog changes");
+                        break;
+                    }
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot listen for catalog changes"),
+        }
+        let Some(alive) = inner.upgrade() else { return };
+        hear(&alive, EVERY_TENANT);
+        drop(alive);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// After a tenant's row changed: once the reads begun before the change had time to end
+/// (half the drain), closes the connections this process keeps to a database the tenant no
+/// longer lives in, so none is found dead when the mover drops it.
+async fn close_moved_connections(inner: std::sync::Weak<Inner>, slug: String) {
+    let Some(drain) = inner.upgrade().map(|i| i.options.moves.drain) else {
+        return;
+    };
+    tokio::time::sleep(drain / 2).await;
+    let Some(inner) = inner.upgrade() else { return };
+    let Ok(slug) = tenancy_core::Slug::parse(&slug) else {
+        return;
+    };
+    let keep = match catalog::by_slug(inner.shared.connection(), &slug).await {
+        Ok(Some(t)) => match t.placement {
+            Placement::Database { server, .. } => Some(server),
+            _ => None,
+        },
+        Ok(None) => None,
+        Err(_) => return,
+    };
+    inner
+        .database
+        .close_connections_elsewhere(&slug, keep.as_deref())
+        .await;
+}
+
+#[async_trait]
+impl TenantStore for HybridStore {
+    fn strategy(&self) -> Strategy {
+        Strategy::Hybrid
+    }
+
+    // ANCHOR: create_tenant
+    async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
+        // An existing slug is completed (or returned) by the store of its placement.
+        if let Some(existing) = catalog::by_slug(self.catalog(), &new.slug).await? {
+            if new.exclusive {
+                return Err(Error::TenantAlreadyExists(new.slug.to_string()));
+            }
+            let strategy = existing.placement.strategy();
+            return self
+                .store_of(strategy)?
+                .create_tenant(Self::as_placed(new, strategy))
+                .await;
+        }
+        let strategy = self.placed(&new)?;
+        self.store_of(strategy)?
+            .create_tenant(Self::as_placed(new, strategy))
+            .await
+    }
+    // ANCHOR_END: create_tenant
+
+    fn catalog(&self) -> &DatabaseConnection {
+        self.inner.shared.connection()
+    }
+
+    async fn delete_tenant(&self, id: TenantId) -> Result<()> {
+        let tenant = self.tenant(id).await?;
+        self.store_of(tenant.placement.strategy())?
+            .delete_tenant(id)
+            .await
+    }
+
+    async fn migrate_all(&self, options: MigrateOptions) -> Result<MigrationReport> {
+        let mut report = self.inner.shared.migrate_all(options).await?;
+        for other in [
+            self.inner.schema.migrate_all(options).await?,
+            self.inner.database.migrate_all(options).await?,
+        ] {
+            report.tenants.extend(other.tenants);
+            report.up_to_date += other.up_to_date;
+        }
+        Ok(report)
+    }
+
+    // ANCHOR: scope
+    async fn scope_with(&self, tenant: &Tenant, mode: ScopeMode) -> Result<TenantScope> {
+        let tenant = self.current(tenant).await?;
+        self.store_of(tenant.placement.strategy())?
+            .scope_with(&tenant, mode)
+            .await
+    }
+    // ANCHOR_END: scope
+
+    async fn unscoped_view(&self, table: &str) -> Result<UnscopedView> {
+        // The one pool whose connections can see several tenants' rows is the shared
+        // tables'; the schema and database stores' connections qualify every name.
+        self.inner.shared.unscoped_view(table).await
+    }
+
+    fn connections(&self) -> Connections {
+        self.inner.shared.connections()
+            + self.inner.schema.connections()
+            + self.inner.database.connections()
+    }
+
+    async fn placement_for(&self, new: &NewTenant) -> Result<Placement> {
+        let strategy = self.placed(new)?;
+        self.store_of(strategy)?
+            .placement_for(&Self::as_placed(new.clone(), strategy))
+            .await
+    }
+
+    fn tenant_version(&self) -> i32 {
+        self.inner.shared.tenant_version()
+    }
+
+    async fn build_at(&self, tenant: &Tenant, placement: &Placement) -> Result<i32> {
+        self.store_of(placement.strategy())?
+            .build_at(tenant, placement)
+            .await
+    }
+
+    async fn purge_at(&self, tenant: &Tenant, placement: &Placement) -> Result<()> {
+        self.store_of(placement.strategy())?
+            .purge_at(tenant, placement)
+            .await
+    }
+
+    async fn tables_at(&self, tenant: &Tenant, placement: &Placement) -> Result<TenantTables> {
+        self.store_of(placement.strategy())?
+            .tables_at(tenant, placement)
+            .await
+    }
+}
+
+impl HybridStore {
+    /// Tells this store that `slug`'s catalog row changed (what the listener does on a
+    /// notice); a mover calls it for its own flips so its process needs no round trip.
+    pub(crate) fn changed(&self, slug: &str) {
+        self.heard(slug);
+    }
+}
