@@ -38,7 +38,7 @@ VENV=target/schemathesis-venv
 OUT=target/schemathesis
 SEED=${ST_SEED:-12345}
 MAX_EXAMPLES=${ST_MAX_EXAMPLES:-200}
-STRATEGIES=${ST_STRATEGIES:-shared-schema separate-schema separate-db}
+STRATEGIES=${ST_STRATEGIES:-shared-schema separate-schema separate-db hybrid}
 ST_TIMEOUT=${ST_TIMEOUT:-300}
 ADMIN_TOKEN=schemathesis-admin-token
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
@@ -107,7 +107,7 @@ trap cleanup EXIT
 start_demo() {
     local strategy=$1 dir=$2 line
     local short
-    case $strategy in shared-schema) short=shared ;; separate-schema) short=schema ;; *) short=db ;; esac
+    case $strategy in shared-schema) short=shared ;; separate-schema) short=schema ;; hybrid) short=hyb ;; *) short=db ;; esac
     # At most 22 characters: separate-db names tenant databases "$db"_<slug> (63 bytes at most).
     db="tst_${short}_$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
     psql_ -c "CREATE DATABASE \"$db\""

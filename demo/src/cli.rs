@@ -23,7 +23,7 @@ pub struct Cli {
     /// A TOML settings file (default: tenancy-demo.toml when present).
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
-    /// shared-schema, separate-schema or separate-db (must be compiled in).
+    /// shared-schema, separate-schema, separate-db or hybrid (must be compiled in).
     #[arg(long, global = true, env = "TENANCY_STRATEGY")]
     pub strategy: Option<String>,
     /// Remove the data folder first and start clean.
@@ -72,10 +72,44 @@ pub enum TenantsCommand {
         /// separate-db: the server to place it on.
         #[arg(long)]
         server: Option<String>,
+        /// hybrid: shared-schema, separate-schema or separate-db.
+        #[arg(long)]
+        placement: Option<String>,
     },
     List,
     Delete {
         slug: String,
+    },
+    /// Write one tenant's rows to a file (a per-tenant backup).
+    Export {
+        slug: String,
+        /// The file to write (replaced if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore an export into a new tenant (the file is checked whole before anything is
+    /// written).
+    Import {
+        file: PathBuf,
+        /// The new tenant's slug (default: the exported tenant's, which must then be free).
+        #[arg(long)]
+        slug: Option<String>,
+        /// The new tenant's name (default: the exported tenant's).
+        #[arg(long)]
+        name: Option<String>,
+        /// hybrid: where to put it (default: the configured default placement).
+        #[arg(long)]
+        placement: Option<String>,
+    },
+    /// Move a live tenant to another placement (hybrid only).
+    Move {
+        slug: String,
+        /// shared-schema, separate-schema or separate-db.
+        #[arg(long)]
+        to: String,
+        /// separate-db: the server to move it to.
+        #[arg(long)]
+        server: Option<String>,
     },
 }
 
@@ -188,6 +222,12 @@ async fn serve(
     backend: &Backend,
     strategy: tenancy_core::Strategy,
 ) -> Result<()> {
+    if let Some(mover) = &backend.mover {
+        let resumed = mover.resume().await?;
+        if resumed > 0 {
+            eprintln!("tenancy-demo: {resumed} interrupted moves rolled back or finished");
+        }
+    }
     backend.ensure_static_tenants(settings).await?;
     let first = if settings.sample_data {
         backend.first_run().await?
@@ -222,10 +262,16 @@ async fn serve(
 
 async fn tenants(backend: &Backend, cmd: TenantsCommand) -> Result<()> {
     match cmd {
-        TenantsCommand::Create { slug, name, server } => {
+        TenantsCommand::Create {
+            slug,
+            name,
+            server,
+            placement,
+        } => {
             let slug = Slug::parse(&slug)?;
             let mut new = NewTenant::new(slug.clone(), name.unwrap_or_else(|| slug.to_string()));
             new.server = server;
+            new.placement = placement.as_deref().map(placement_named).transpose()?;
             let t = backend.store.create_tenant(new).await?;
             println!(
                 "{} {} {}",
@@ -258,7 +304,125 @@ async fn tenants(backend: &Backend, cmd: TenantsCommand) -> Result<()> {
             backend.store.delete_tenant(t.id).await?;
             println!("deleted {slug}");
         }
+        TenantsCommand::Export { slug, out } => export(backend, &slug, &out).await?,
+        TenantsCommand::Import {
+            file,
+            slug,
+            name,
+            placement,
+        } => import(backend, &file, slug, name, placement).await?,
+        TenantsCommand::Move { slug, to, server } => {
+            move_tenant(backend, &slug, &to, server).await?
+        }
     }
+    Ok(())
+}
+
+/// A placement named on the command line: one of the three strategies'.
+fn placement_named(name: &str) -> Result<tenancy_core::Strategy> {
+    crate::routes::admin::placement_named("placement", name).map_err(|_| {
+        anyhow::anyhow!(
+            "unknown placement {name:?}: expected shared-schema, separate-schema or separate-db"
+        )
+    })
+}
+
+/// A bar over the rows of an export, import or move.
+fn rows_bar(
+    what: &str,
+) -> (
+    ProgressBar,
+    impl Fn(tenancy_core::transfer::Progress) + Send + Sync,
+) {
+    let bar = progress(0, what);
+    let b = bar.clone();
+    let tell = move |p: tenancy_core::transfer::Progress| {
+        b.set_length(p.rows_total);
+        b.set_position(p.rows_done);
+    };
+    (bar, tell)
+}
+
+// ANCHOR: export
+async fn export(backend: &Backend, slug: &str, out: &std::path::Path) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let t = backend.store.tenant_by_slug(&Slug::parse(slug)?).await?;
+    // Written beside the target and renamed when complete: a failed export leaves no file
+    // that looks like one.
+    let partial = out.with_extension("partial");
+    let mut file = tokio::io::BufWriter::new(
+        tokio::fs::File::create(&partial)
+            .await
+            .with_context(|| format!("creating {}", partial.display()))?,
+    );
+    let (bar, tell) = rows_bar("exporting");
+    let manifest =
+        tenancy_core::transfer::export_tenant(&*backend.store, &t, &mut file, &tell).await;
+    bar.finish_and_clear();
+    let manifest = manifest?;
+    file.shutdown().await?;
+    tokio::fs::rename(&partial, out).await?;
+    eprintln!(
+        "exported {} ({} rows in {} tables, schema version {}) to {}",
+        t.slug,
+        manifest.rows(),
+        manifest.tables.len(),
+        manifest.schema_version,
+        out.display()
+    );
+    println!("{}", serde_json::to_string_pretty(&manifest)?);
+    Ok(())
+}
+// ANCHOR_END: export
+
+async fn import(
+    backend: &Backend,
+    file: &std::path::Path,
+    slug: Option<String>,
+    name: Option<String>,
+    placement: Option<String>,
+) -> Result<()> {
+    let mut input = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("opening {}", file.display()))?;
+    let manifest = tenancy_core::transfer::check_file(&mut input).await?;
+    let slug = Slug::parse(slug.as_deref().unwrap_or(&manifest.slug))?;
+    let mut new = NewTenant::new(slug, name.unwrap_or(manifest.name.clone()));
+    new.placement = placement.as_deref().map(placement_named).transpose()?;
+    let (bar, tell) = rows_bar("importing");
+    let t = tenancy_core::transfer::import_tenant(&*backend.store, new, &mut input, &tell).await;
+    bar.finish_and_clear();
+    let t = t?;
+    eprintln!(
+        "imported {} rows into tenant {} ({})",
+        manifest.rows(),
+        t.slug,
+        t.placement
+    );
+    Ok(())
+}
+
+async fn move_tenant(
+    backend: &Backend,
+    slug: &str,
+    to: &str,
+    server: Option<String>,
+) -> Result<()> {
+    let Some(mover) = &backend.mover else {
+        anyhow::bail!(
+            "strategy {} moves no tenant: run with --strategy hybrid",
+            backend.store.strategy()
+        );
+    };
+    let to = placement_named(to)?;
+    let t = backend.store.tenant_by_slug(&Slug::parse(slug)?).await?;
+    let job = mover.start(t.id, to, server).await?;
+    eprintln!("moving {} (job {})", t.slug, job.id);
+    let (bar, tell) = rows_bar("copying");
+    let moved = mover.run(t.id, &tell).await;
+    bar.finish_and_clear();
+    let moved = moved?;
+    eprintln!("moved {} to {}", moved.slug, moved.placement);
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use crate::routes::{admin, ops, tenant};
         tenant::update_project, tenant::delete_project, tenant::list_tasks, tenant::create_task,
         tenant::get_task, tenant::update_task, tenant::delete_task, tenant::summary,
         admin::create_tenant, admin::list_tenants, admin::get_tenant, admin::delete_tenant,
+        admin::move_tenant, admin::get_job,
         admin::migrate, admin::create_user, admin::create_token, admin::list_tokens,
         admin::revoke_token, admin::put_member,
         admin::delete_member, ops::healthz, ops::readyz, ops::metrics,

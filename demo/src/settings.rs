@@ -12,8 +12,12 @@ use serde::Deserialize;
 /// Everything the demo can be told.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
-    /// `shared-schema`, `separate-schema` or `separate-db`; `None` picks the first compiled in.
+    /// `shared-schema`, `separate-schema`, `separate-db` or `hybrid`; `None` picks the first
+    /// compiled in.
     pub strategy: Option<String>,
+    /// hybrid: where a new tenant goes when its creation names no placement
+    /// (`shared-schema`, the default, `separate-schema` or `separate-db`).
+    pub default_placement: Option<tenancy_core::Strategy>,
     /// A running PostgreSQL; `None` starts an embedded one in `data_dir`.
     pub database_url: Option<SecretString>,
     /// Where the embedded server keeps its data and the demo its admin token.

@@ -48,6 +48,8 @@ impl std::fmt::Debug for FirstRun {
 pub struct Backend {
     pub store: Arc<dyn TenantStore>,
     pub control: DatabaseConnection,
+    /// What moves tenants between placements (hybrid only).
+    pub mover: Option<Arc<dyn crate::strategy::Mover>>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -62,14 +64,19 @@ impl Backend {
     /// Opens the store of `strategy` (installing its catalog) and a small catalog pool, then
     /// brings the demo's own tables (users, memberships, tokens) up to date.
     pub async fn open(strategy: Strategy, url: &str, settings: &Settings) -> Result<Self> {
-        let store = crate::strategy::open(strategy, url, &StoreSettings::from(settings)).await?;
+        let opened =
+            crate::strategy::open_with_mover(strategy, url, &StoreSettings::from(settings)).await?;
         let pool = PoolSettings {
             max_connections: 4,
             acquire_timeout: std::time::Duration::from_secs(settings.acquire_timeout_secs),
             ..PoolSettings::default()
         };
         let control = tenancy_core::connect_pool(url, &pool).await?;
-        let backend = Backend { store, control };
+        let backend = Backend {
+            store: opened.store,
+            control,
+            mover: opened.mover,
+        };
         backend.refuse_other_strategies(strategy).await?;
         accounts::migration::run(&backend.control)
             .await
@@ -225,7 +232,8 @@ impl Application {
             identity.clone(),
             backend.control.get_postgres_connection_pool().clone(),
         ));
-        let state = AppState::new(backend.store.clone(), backend.control.clone(), metrics);
+        let mut state = AppState::new(backend.store.clone(), backend.control.clone(), metrics);
+        state.mover = backend.mover.clone();
         let limit = settings.http.body_limit;
         let server = HttpServer::new(move || {
             let state = state.clone();

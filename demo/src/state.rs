@@ -17,6 +17,8 @@ pub struct AppState {
     pub control: DatabaseConnection,
     pub strategy: Strategy,
     pub metrics: Metrics,
+    /// Moves tenants between placements: the hybrid store, when it is the strategy.
+    pub mover: Option<Arc<dyn crate::strategy::Mover>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -34,6 +36,7 @@ impl AppState {
             store,
             control,
             metrics,
+            mover: None,
         }
     }
 }

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use tenancy_core::catalog::Job;
 use tenancy_core::migration::TenantMigrations;
-use tenancy_core::{Strategy, TenantStore};
+use tenancy_core::transfer::Progress;
+use tenancy_core::{Strategy, Tenant, TenantId, TenantStore};
 
 use crate::settings::{ServerSettings, Settings};
 
@@ -18,6 +20,8 @@ pub const COMPILED: &[Strategy] = &[
     Strategy::SeparateSchema,
     #[cfg(feature = "separate-db")]
     Strategy::SeparateDb,
+    #[cfg(feature = "hybrid")]
+    Strategy::Hybrid,
 ];
 
 /// The strategy `name` names, or the first compiled in when `None`; a clear error when it
@@ -27,6 +31,7 @@ pub fn pick(name: Option<&str>) -> Result<Strategy> {
         Strategy::SharedSchema,
         Strategy::SeparateSchema,
         Strategy::SeparateDb,
+        Strategy::Hybrid,
     ];
     let Some(name) = name else {
         return match COMPILED.first() {
@@ -37,7 +42,9 @@ pub fn pick(name: Option<&str>) -> Result<Strategy> {
         };
     };
     let Some(wanted) = all.into_iter().find(|s| s.as_str() == name) else {
-        bail!("unknown strategy {name:?}: expected shared-schema, separate-schema or separate-db")
+        bail!(
+            "unknown strategy {name:?}: expected shared-schema, separate-schema, separate-db or hybrid"
+        )
     };
     if !COMPILED.contains(&wanted) {
         bail!(
@@ -64,6 +71,8 @@ pub struct StoreSettings {
     pub servers: Vec<ServerSettings>,
     /// The tenant migrations.
     pub migrations: TenantMigrations,
+    /// hybrid: where a new tenant goes when its creation does not say.
+    pub default_placement: Option<Strategy>,
 }
 
 impl From<&Settings> for StoreSettings {
@@ -78,11 +87,121 @@ impl From<&Settings> for StoreSettings {
                 .filter(|t| !t.is_zero()),
             servers: settings.servers.clone(),
             migrations: TenantMigrations::default(),
+            default_placement: settings.default_placement,
         }
     }
 }
 
+/// What moves a tenant between placements: the hybrid store, when it is the strategy.
+#[async_trait::async_trait]
+pub trait Mover: Send + Sync + std::fmt::Debug {
+    /// Records a move and returns its job (see `HybridStore::start_move`).
+    async fn start(
+        &self,
+        id: TenantId,
+        to: Strategy,
+        server: Option<String>,
+    ) -> tenancy_core::Result<Job>;
+    /// Drives a recorded move to its end (see `HybridStore::run_move`).
+    async fn run(
+        &self,
+        id: TenantId,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> tenancy_core::Result<Tenant>;
+    /// Rolls back or finishes the moves a stopped process left; returns how many.
+    async fn resume(&self) -> tenancy_core::Result<usize>;
+}
+
+/// A store, and the mover when the store can move tenants.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub store: Arc<dyn TenantStore>,
+    pub mover: Option<Arc<dyn Mover>>,
+}
+
 /// Opens the store of `strategy` on `url` (which installs the catalog when missing).
+pub async fn open(
+    strategy: Strategy,
+    url: &str,
+    settings: &StoreSettings,
+) -> Result<Arc<dyn TenantStore>> {
+    Ok(open_with_mover(strategy, url, settings).await?.store)
+}
+
+#[cfg(feature = "shared-schema")]
+fn shared_options(settings: &StoreSettings) -> tenancy_shared_schema::SharedSchemaOptions {
+    let d = tenancy_shared_schema::SharedSchemaOptions::default();
+    tenancy_shared_schema::SharedSchemaOptions {
+        max_connections: settings.max_connections.unwrap_or(d.max_connections),
+        acquire_timeout: settings.acquire_timeout.unwrap_or(d.acquire_timeout),
+        statement_timeout: settings.statement_timeout.or(d.statement_timeout),
+        migrations: settings.migrations.clone(),
+        ..d
+    }
+}
+
+#[cfg(feature = "separate-schema")]
+fn schema_options(settings: &StoreSettings) -> tenancy_separate_schema::SeparateSchemaOptions {
+    let d = tenancy_separate_schema::SeparateSchemaOptions::default();
+    tenancy_separate_schema::SeparateSchemaOptions {
+        max_connections: settings.max_connections.unwrap_or(d.max_connections),
+        acquire_timeout: settings.acquire_timeout.unwrap_or(d.acquire_timeout),
+        statement_timeout: settings.statement_timeout.or(d.statement_timeout),
+        migrations: settings.migrations.clone(),
+        ..d
+    }
+}
+
+#[cfg(feature = "separate-db")]
+fn database_options(settings: &StoreSettings) -> tenancy_separate_db::SeparateDbOptions {
+    use secrecy::ExposeSecret;
+    use tenancy_separate_db::{SeparateDbOptions, ServerConfig};
+    let d = SeparateDbOptions::default();
+    let servers = settings.servers.iter().map(|s| ServerConfig {
+        name: s.name.clone(),
+        url: s.url.expose_secret().to_owned(),
+        tenant_url: None,
+    });
+    SeparateDbOptions {
+        connections_per_server: settings
+            .connections_per_server
+            .unwrap_or(d.connections_per_server),
+        acquire_timeout: settings.acquire_timeout.unwrap_or(d.acquire_timeout),
+        // A request waits at most the acquire timeout in all, budget included.
+        budget_timeout: settings.acquire_timeout.unwrap_or(d.budget_timeout),
+        statement_timeout: settings.statement_timeout.or(d.statement_timeout),
+        servers: servers.collect(),
+        migrations: settings.migrations.clone(),
+        ..d
+    }
+}
+
+#[cfg(feature = "hybrid")]
+#[async_trait::async_trait]
+impl Mover for tenancy_hybrid::HybridStore {
+    async fn start(
+        &self,
+        id: TenantId,
+        to: Strategy,
+        server: Option<String>,
+    ) -> tenancy_core::Result<Job> {
+        self.start_move(id, to, server).await
+    }
+
+    async fn run(
+        &self,
+        id: TenantId,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> tenancy_core::Result<Tenant> {
+        self.run_move(id, progress).await
+    }
+
+    async fn resume(&self) -> tenancy_core::Result<usize> {
+        Ok(self.resume_moves().await?.len())
+    }
+}
+
+/// [`open`], with the mover when the strategy is hybrid.
 #[cfg_attr(
     not(any(
         feature = "shared-schema",
@@ -91,62 +210,44 @@ impl From<&Settings> for StoreSettings {
     )),
     allow(unused_variables)
 )]
-pub async fn open(
+pub async fn open_with_mover(
     strategy: Strategy,
     url: &str,
     settings: &StoreSettings,
-) -> Result<Arc<dyn TenantStore>> {
-    let migrations = settings.migrations.clone();
+) -> Result<Opened> {
+    let alone = |store: Arc<dyn TenantStore>| Opened { store, mover: None };
     match strategy {
         #[cfg(feature = "shared-schema")]
-        Strategy::SharedSchema => {
-            use tenancy_shared_schema::{SharedSchemaOptions, SharedSchemaStore};
-            let d = SharedSchemaOptions::default();
-            let options = SharedSchemaOptions {
-                max_connections: settings.max_connections.unwrap_or(d.max_connections),
-                acquire_timeout: settings.acquire_timeout.unwrap_or(d.acquire_timeout),
-                statement_timeout: settings.statement_timeout.or(d.statement_timeout),
-                migrations,
-                ..d
-            };
-            Ok(Arc::new(SharedSchemaStore::connect(url, options).await?))
-        }
+        Strategy::SharedSchema => Ok(alone(Arc::new(
+            tenancy_shared_schema::SharedSchemaStore::connect(url, shared_options(settings))
+                .await?,
+        ))),
         #[cfg(feature = "separate-schema")]
-        Strategy::SeparateSchema => {
-            use tenancy_separate_schema::{SeparateSchemaOptions, SeparateSchemaStore};
-            let d = SeparateSchemaOptions::default();
-            let options = SeparateSchemaOptions {
-                max_connections: settings.max_connections.unwrap_or(d.max_connections),
-                acquire_timeout: settings.acquire_timeout.unwrap_or(d.acquire_timeout),
-                statement_timeout: settings.statement_timeout.or(d.statement_timeout),
-                migrations,
-                ..d
-            };
-            Ok(Arc::new(SeparateSchemaStore::connect(url, options).await?))
-        }
+        Strategy::SeparateSchema => Ok(alone(Arc::new(
+            tenancy_separate_schema::SeparateSchemaStore::connect(url, schema_options(settings))
+                .await?,
+        ))),
         #[cfg(feature = "separate-db")]
-        Strategy::SeparateDb => {
-            use secrecy::ExposeSecret;
-            use tenancy_separate_db::{SeparateDbOptions, SeparateDbStore, ServerConfig};
-            let d = SeparateDbOptions::default();
-            let servers = settings.servers.iter().map(|s| ServerConfig {
-                name: s.name.clone(),
-                url: s.url.expose_secret().to_owned(),
-                tenant_url: None,
-            });
-            let options = SeparateDbOptions {
-                connections_per_server: settings
-                    .connections_per_server
-                    .unwrap_or(d.connections_per_server),
-                acquire_timeout: settings.acquire_timeout.unwrap_or(d.acquire_timeout),
-                // A request waits at most the acquire timeout in all, budget included.
-                budget_timeout: settings.acquire_timeout.unwrap_or(d.budget_timeout),
-                statement_timeout: settings.statement_timeout.or(d.statement_timeout),
-                servers: servers.collect(),
-                migrations,
-                ..d
+        Strategy::SeparateDb => Ok(alone(Arc::new(
+            tenancy_separate_db::SeparateDbStore::connect(url, database_options(settings)).await?,
+        ))),
+        #[cfg(feature = "hybrid")]
+        Strategy::Hybrid => {
+            use tenancy_hybrid::{DefaultPlacement, HybridOptions, HybridStore};
+            let options = HybridOptions {
+                shared: shared_options(settings),
+                schema: schema_options(settings),
+                database: database_options(settings),
+                default_placement: DefaultPlacement::Fixed(
+                    settings.default_placement.unwrap_or(Strategy::SharedSchema),
+                ),
+                ..HybridOptions::default()
             };
-            Ok(Arc::new(SeparateDbStore::connect(url, options).await?))
+            let store = Arc::new(HybridStore::connect(url, options).await?);
+            Ok(Opened {
+                store: store.clone(),
+                mover: Some(store),
+            })
         }
         #[allow(unreachable_patterns)]
         other => bail!(

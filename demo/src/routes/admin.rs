@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenancy_core::Page;
-use tenancy_core::{MigrateOptions, MigrationReport, NewTenant, Slug, Tenant};
+use tenancy_core::{MigrateOptions, MigrationReport, NewTenant, Slug, Strategy, Tenant};
 use uuid::Uuid;
 
 use crate::accounts::{self, IssuedToken, NewUser, Role, TokenInfo, User};
@@ -20,7 +20,7 @@ pub struct TenantView {
     pub id: Uuid,
     pub slug: String,
     pub name: String,
-    /// `provisioning`, `ready` or `deleting`.
+    /// `provisioning`, `ready`, `deleting` or `moving`.
     pub state: String,
     /// Where its rows live: `{"kind": "shared"}`, `{"kind": "schema", "schema": ...}` or
     /// `{"kind": "database", "server": ..., "database": ...}`.
@@ -52,6 +52,75 @@ pub struct CreateTenant {
     pub name: String,
     /// separate-db only: the server to place it on.
     pub server: Option<String>,
+    /// hybrid only: `shared-schema`, `separate-schema` or `separate-db` (default: the
+    /// configured `default_placement`). Another strategy refuses a placement not its own.
+    pub placement: Option<String>,
+}
+
+/// Where to move a tenant (hybrid only).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveTenant {
+    /// `shared-schema`, `separate-schema` or `separate-db`.
+    pub to: String,
+    /// separate-db: the server to move it to (a database tenant may move between servers).
+    pub server: Option<String>,
+}
+
+/// A long-running job (a tenant's move) and how far it got.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobView {
+    pub id: Uuid,
+    /// `move`.
+    pub kind: String,
+    pub tenant_id: Uuid,
+    pub slug: String,
+    /// `{"from": placement, "to": placement}`.
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+    /// `started`, `fenced`, `copied`, `flipped`, then `done`, `rolled_back` or `failed`.
+    pub step: String,
+    pub rows_done: i64,
+    pub rows_total: i64,
+    pub error: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<tenancy_core::catalog::Job> for JobView {
+    fn from(j: tenancy_core::catalog::Job) -> Self {
+        JobView {
+            id: j.id,
+            kind: j.kind,
+            tenant_id: j.tenant_id,
+            slug: j.slug,
+            detail: j.detail,
+            step: j.step,
+            rows_done: j.rows_done,
+            rows_total: j.rows_total,
+            error: j.error,
+            started_at: j.started_at,
+            updated_at: j.updated_at,
+            finished_at: j.finished_at,
+        }
+    }
+}
+
+/// A placement named in a request: one of the three strategies' (not `hybrid`).
+pub fn placement_named(field: &'static str, name: &str) -> Result<Strategy, ApiError> {
+    [
+        Strategy::SharedSchema,
+        Strategy::SeparateSchema,
+        Strategy::SeparateDb,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == name)
+    .ok_or_else(|| {
+        ApiError::Unprocessable(format!(
+            "invalid {field}: {name:?} is not shared-schema, separate-schema or separate-db"
+        ))
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -80,6 +149,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(crate::problem::method_not_allowed))
             .route(web::get().to(get_tenant))
             .route(web::delete().to(delete_tenant)),
+    )
+    .service(
+        web::resource("/tenants/{slug}/move")
+            .default_service(web::to(crate::problem::method_not_allowed))
+            .route(web::post().to(move_tenant)),
+    )
+    .service(
+        web::resource("/jobs/{id}")
+            .default_service(web::to(crate::problem::method_not_allowed))
+            .route(web::get().to(get_job)),
     )
     .service(
         web::resource("/tenants/{slug}/members/{user_id}")
@@ -156,8 +235,72 @@ pub async fn create_tenant(
     // Exclusive: of two requests for one slug, even at once, one gets 201 and the other 409.
     let mut new = NewTenant::new(slug, name).exclusive();
     new.server = body.server;
+    new.placement = body
+        .placement
+        .as_deref()
+        .map(|p| placement_named("placement", p))
+        .transpose()?;
     let t = state.store.create_tenant(new).await?;
     Ok(HttpResponse::Created().json(TenantView::from(t)))
+}
+
+// ANCHOR: move_tenant
+/// Move a live tenant to another placement (hybrid only): 202 with the job, whose progress
+/// `GET /admin/jobs/{id}` reports. Its reads go on throughout; its writes get 503 with
+/// `Retry-After` for the short window of the copy.
+#[utoipa::path(post, path = "/admin/tenants/{slug}/move", tag = "admin", request_body = MoveTenant,
+    responses((status = 202, body = JobView), (status = 404, body = crate::problem::Problem),
+              (status = 409, body = crate::problem::Problem),
+              (status = 422, body = crate::problem::Problem)),
+    security(("admin" = [])))]
+pub async fn move_tenant(
+    state: web::Data<AppState>,
+    _: Admin,
+    slug: web::Path<String>,
+    body: web::Json<MoveTenant>,
+) -> Result<HttpResponse, ApiError> {
+    let t = find(&state, &slug).await?;
+    let body = body.into_inner();
+    let to = placement_named("to", &body.to)?;
+    let Some(mover) = state.mover.clone() else {
+        return Err(ApiError::Conflict(format!(
+            "this app serves {}, which moves no tenant: run it with --strategy hybrid",
+            state.strategy
+        )));
+    };
+    if t.state != tenancy_core::TenantState::Ready {
+        return Err(ApiError::Conflict(format!(
+            "tenant {} is {}, not ready",
+            t.slug, t.state
+        )));
+    }
+    let job = mover.start(t.id, to, body.server).await?;
+    let id = t.id;
+    tokio::spawn(async move {
+        if let Err(e) = mover.run(id, &|_| {}).await {
+            tracing::warn!(tenant = %id, error = %e.chain(), "a move failed and was rolled back");
+        }
+    });
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Location", format!("/admin/jobs/{}", job.id)))
+        .json(JobView::from(job)))
+}
+// ANCHOR_END: move_tenant
+
+/// A job's progress.
+#[utoipa::path(get, path = "/admin/jobs/{id}", tag = "admin",
+    responses((status = 200, body = JobView), (status = 404, body = crate::problem::Problem)),
+    security(("admin" = [])))]
+pub async fn get_job(
+    state: web::Data<AppState>,
+    _: Admin,
+    id: web::Path<String>,
+) -> Result<web::Json<JobView>, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("job not found".into()))?;
+    let job = tenancy_core::catalog::job(&state.control, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("job not found".into()))?;
+    Ok(web::Json(job.into()))
 }
 
 /// List tenants.

@@ -7,6 +7,7 @@ mod api;
 mod denial;
 mod faults;
 mod input;
+mod moves;
 mod neighbours;
 mod operations;
 mod security;
