@@ -217,6 +217,16 @@ async fn tables(conn: &mut PgConnection, schema: &str) -> Result<Vec<Table>> {
     Ok(ordered)
 }
 
+impl Table {
+    /// The same table with `tenant_id` among the columns copied: what a move copies, since
+    /// the tenant keeps its id.
+    fn with_tenant_id(&self) -> Table {
+        let mut t = self.clone();
+        t.columns.insert(0, crate::TENANT_ID.to_owned());
+        t
+    }
+}
+
 fn column_list(columns: &[String]) -> String {
     columns
         .iter()
@@ -322,10 +332,24 @@ impl TenantTables {
     /// The manifest of `tenant`'s rows here as they are now, in one snapshot, without writing
     /// the rows anywhere: what a copy is verified against.
     pub async fn checksums(&mut self, tenant: TenantId) -> Result<Vec<TableManifest>> {
+        self.checksums_with(tenant, false).await
+    }
+
+    /// [`TenantTables::checksums`], with `tenant_id` among the columns when `with_tenant_id`.
+    async fn checksums_with(
+        &mut self,
+        tenant: TenantId,
+        with_tenant_id: bool,
+    ) -> Result<Vec<TableManifest>> {
         self.begin(tenant, true).await?;
         let result = async {
             let mut out = Vec::new();
             for table in tables(&mut self.conn, &self.schema.clone()).await? {
+                let table = if with_tenant_id {
+                    table.with_tenant_id()
+                } else {
+                    table
+                };
                 let rows = self.count(&table.name, tenant).await?;
                 let (bytes, sha256) = self
                     .copy_table_out(&table, tenant, None::<&mut tokio::io::Sink>, &mut |_| {})
@@ -505,7 +529,11 @@ impl TenantTables {
                     t.name
                 )));
             };
-            if let Some(c) = t.columns.iter().find(|c| !found.columns.contains(c)) {
+            if let Some(c) = t
+                .columns
+                .iter()
+                .find(|c| *c != crate::TENANT_ID && !found.columns.contains(c))
+            {
                 return Err(Error::BadExport(format!(
                     "column {c} of table {} does not exist here",
                     t.name
@@ -560,14 +588,23 @@ impl TenantTables {
             )));
         }
         let cols = column_list(&t.columns);
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {} (tenant_id, {cols}) SELECT $1, {cols} FROM {temp}",
-            self.qualified(&t.name)
-        )))
-        .bind(tenant.as_uuid())
-        .execute(&mut *self.conn)
-        .await
-        .map_err(db)?;
+        // A move's rows carry their tenant_id already (the same tenant); a file's do not.
+        let sql = if t.columns.iter().any(|c| c == crate::TENANT_ID) {
+            format!(
+                "INSERT INTO {} ({cols}) SELECT {cols} FROM {temp} WHERE tenant_id = $1",
+                self.qualified(&t.name)
+            )
+        } else {
+            format!(
+                "INSERT INTO {} (tenant_id, {cols}) SELECT $1, {cols} FROM {temp}",
+                self.qualified(&t.name)
+            )
+        };
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant.as_uuid())
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db)?;
         sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE {temp}")))
             .execute(&mut *self.conn)
             .await
@@ -596,7 +633,7 @@ impl TenantTables {
         .await;
         self.end(false).await?;
         let source = result?;
-        let copy = target.checksums(tenant.id).await?;
+        let copy = target.checksums_with(tenant.id, true).await?;
         if copy != source {
             return Err(Error::Conflict(format!(
                 "the copy of tenant {} does not match its source (source {:?}, copy {:?})",
@@ -614,7 +651,11 @@ impl TenantTables {
         progress: OnProgress<'_>,
     ) -> Result<Vec<TableManifest>> {
         let schema = self.schema.clone();
-        let tables = tables(&mut self.conn, &schema).await?;
+        let tables: Vec<Table> = tables(&mut self.conn, &schema)
+            .await?
+            .iter()
+            .map(Table::with_tenant_id)
+            .collect();
         let mut manifests = Vec::with_capacity(tables.len());
         for t in &tables {
             manifests.push(TableManifest {
@@ -632,13 +673,21 @@ impl TenantTables {
         };
         progress(state);
         for (table, m) in tables.iter().zip(manifests.iter_mut()) {
-            let temp = target.begin_table_in(m).await?;
+            // Straight into the table, unless row-level security applies to the role there
+            // (shared tables, an owner that is not superuser): COPY FROM is refused then, and
+            // the rows go through a temporary table and an INSERT the policy checks.
+            let through_temp = target.shared && target.row_security_active(&m.name).await?;
+            let into = if through_temp {
+                target.begin_table_in(m).await?
+            } else {
+                target.qualified(&m.name)
+            };
             let sql = self.copy_out_sql(&table.name, &table.columns, &table.key, tenant);
             let mut hasher = Sha256::new();
             let mut copy = target
                 .conn
                 .copy_in_raw(&format!(
-                    "COPY {temp} ({}) FROM STDIN (FORMAT binary)",
+                    "COPY {into} ({}) FROM STDIN (FORMAT binary)",
                     column_list(&m.columns)
                 ))
                 .await
@@ -655,11 +704,28 @@ impl TenantTables {
             }
             let rows = copy.finish().await.map_err(db)?;
             m.sha256 = format!("{:x}", hasher.finalize());
-            target.end_table_in(m, &temp, tenant, rows).await?;
+            if through_temp {
+                target.end_table_in(m, &into, tenant, rows).await?;
+            } else if rows != m.rows {
+                return Err(Error::Conflict(format!(
+                    "table {}: {rows} rows copied of {}",
+                    m.name, m.rows
+                )));
+            }
             state.rows_done += rows;
             progress(state);
         }
         Ok(manifests)
+    }
+
+    /// Whether row-level security applies to this connection's role on `table`.
+    async fn row_security_active(&mut self, table: &str) -> Result<bool> {
+        let active: bool = sqlx::query_scalar("SELECT row_security_active($1::regclass)")
+            .bind(self.qualified(table))
+            .fetch_one(&mut *self.conn)
+            .await
+            .map_err(db)?;
+        Ok(active)
     }
 
     // ANCHOR: fence

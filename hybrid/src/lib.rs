@@ -32,6 +32,6 @@ mod moves;
 mod options;
 mod store;
 
-pub use moves::{MOVE_POINTS, Resumed};
+pub use moves::{MOVE_POINTS, MoveTimes, Resumed};
 pub use options::{DefaultPlacement, HybridOptions, MoveOptions};
 pub use store::HybridStore;

@@ -19,6 +19,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tenancy_core::catalog::{self, Job};
 use tenancy_core::sea_orm::sqlx::{self, Connection, PgConnection};
@@ -32,6 +33,19 @@ use crate::store::HybridStore;
 
 /// The fault points of a move, in order (`TENANCY_FAULT=<point>` stops the process there).
 pub use tenancy_core::fault::MOVE_POINTS;
+
+/// How long the steps of one move took (what the moves bench reports).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MoveTimes {
+    /// Building the target's empty tables.
+    pub build: Duration,
+    /// The tenant's writes refused: from the fence's commit to the flip's.
+    pub fenced: Duration,
+    /// Of which the copy and its check.
+    pub copy: Duration,
+    /// The drain and the purge of the source, after the flip.
+    pub finish: Duration,
+}
 
 /// What became of a move found half done by [`HybridStore::resume_moves`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +139,15 @@ impl HybridStore {
         id: TenantId,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<Tenant> {
+        Ok(self.run_move_timed(id, progress).await?.0)
+    }
+
+    /// [`HybridStore::run_move`], with how long its steps took.
+    pub async fn run_move_timed(
+        &self,
+        id: TenantId,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<(Tenant, MoveTimes)> {
         let mut lock = self.move_lock(id).await?;
         if !lock.held {
             return Err(Error::Conflict(format!(
@@ -141,18 +164,21 @@ impl HybridStore {
         &self,
         id: TenantId,
         progress: &(dyn Fn(Progress) + Send + Sync),
-    ) -> Result<Tenant> {
+    ) -> Result<(Tenant, MoveTimes)> {
         let tenant = self.tenant(id).await?;
         let Some(mv) = tenant.moving.clone() else {
-            return Ok(tenant);
+            return Ok((tenant, MoveTimes::default()));
         };
         if mv.step == MoveStep::Flipped {
-            return self.finish(&tenant, &mv).await;
+            return Ok((self.finish(&tenant, &mv).await?, MoveTimes::default()));
         }
         match self.copy_and_flip(&tenant, &mv, progress).await {
-            Ok(()) => {
+            Ok(mut times) => {
                 let flipped = self.tenant(id).await?;
-                self.finish(&flipped, &mv).await
+                let started = Instant::now();
+                let done = self.finish(&flipped, &mv).await?;
+                times.finish = started.elapsed();
+                Ok((done, times))
             }
             Err(e) => {
                 tracing::warn!(tenant = %tenant.slug, error = %e.chain(), "move failed; rolling back");
@@ -167,8 +193,10 @@ impl HybridStore {
         tenant: &Tenant,
         mv: &Move,
         progress: &(dyn Fn(Progress) + Send + Sync),
-    ) -> Result<()> {
+    ) -> Result<MoveTimes> {
         let c = self.catalog();
+        let mut times = MoveTimes::default();
+        let started = Instant::now();
         fault::point("move:started");
         let source = self.store_of(mv.from.strategy())?;
         let target = self.store_of(mv.to.strategy())?;
@@ -180,9 +208,11 @@ impl HybridStore {
             )));
         }
         fault::point("move:built");
+        times.build = started.elapsed();
         let mut from = source.tables_at(tenant, &mv.from).await?;
         from.fence(tenant.id, self.inner.options.moves.lock_timeout)
             .await?;
+        let fenced = Instant::now();
         catalog::set_move_step(c, tenant.id, MoveStep::Fenced).await?;
         catalog::update_job(c, mv.job, "fenced", None, None, false).await?;
         fault::point("move:fenced");
@@ -202,6 +232,7 @@ impl HybridStore {
                 }
             })
         };
+        let copying = Instant::now();
         let copied = from
             .copy_to(&mut to, tenant, &|p: Progress| {
                 done.store(p.rows_done, Ordering::Relaxed);
@@ -210,16 +241,18 @@ impl HybridStore {
             })
             .await;
         ticker.abort();
+        times.copy = copying.elapsed();
         let manifest = copied?;
         let rows: u64 = manifest.iter().map(|t| t.rows).sum();
         let rows = i64::try_from(rows).unwrap_or(i64::MAX);
         catalog::update_job(c, mv.job, "copied", Some((rows, rows)), None, false).await?;
         fault::point("move:copied");
         catalog::flip_move(c, tenant.id).await?;
+        times.fenced = fenced.elapsed();
         self.changed(tenant.slug.as_str());
         catalog::update_job(c, mv.job, "flipped", None, None, false).await?;
         fault::point("move:flipped");
-        Ok(())
+        Ok(times)
     }
     // ANCHOR_END: drive
 
