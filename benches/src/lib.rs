@@ -143,6 +143,20 @@ pub struct Measured {
     pub sqlx: String,
 }
 
+/// The PostgreSQL version `psql --version` reports (the server's binaries on this machine).
+pub fn psql_version() -> String {
+    std::process::Command::new("psql")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .replace("psql (PostgreSQL) ", "")
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// The run's details for a result file: date, commit (`-dirty` with changes), CPU, cores,
 /// PostgreSQL, Rust and sqlx.
 pub fn measured(postgresql: &str) -> Measured {

@@ -549,15 +549,18 @@ pub async fn moving(conn: &impl ConnectionTrait) -> Result<Vec<Tenant>> {
 
 /// A long-running operation on a tenant (a move), as recorded in `tenancy.jobs`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, FromQueryResult)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Job {
     pub id: Uuid,
     /// What the job does: `move`.
     pub kind: String,
     pub tenant_id: Uuid,
     pub slug: String,
-    /// Where from and where to, as placements.
+    /// Where from and where to, as placements: `{"from": ..., "to": ...}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub detail: serde_json::Value,
-    /// How far it got: `started`, `fenced`, `flipped`, then `done`, `rolled_back` or `failed`.
+    /// How far it got: `started`, `fenced`, `copied`, `flipped`, then `done`, `rolled_back`
+    /// or `failed`.
     pub step: String,
     /// Rows copied so far, of `rows_total`.
     pub rows_done: i64,

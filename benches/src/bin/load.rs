@@ -458,16 +458,7 @@ async fn neighbours_run(args: &Args, strategy: Strategy, limit: Option<u32>) -> 
 }
 
 fn write(args: &Args, name: &str, what: &str, columns: Value, rows: Vec<Value>) -> Result<()> {
-    let postgres = std::process::Command::new("psql")
-        .args(["--version"])
-        .output()
-        .ok()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .trim()
-                .replace("psql (PostgreSQL) ", "")
-        })
-        .unwrap_or_else(|| "unknown".into());
+    let postgres = tenancy_benches::psql_version();
     let doc = json!({
         "what": what,
         "unit": "mixed",

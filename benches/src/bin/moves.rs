@@ -238,16 +238,7 @@ fn main() -> Result<()> {
         for &size in &args.sizes {
             rows.extend(size_run(size).await?);
         }
-        let postgres = std::process::Command::new("psql")
-            .arg("--version")
-            .output()
-            .ok()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .trim()
-                    .replace("psql (PostgreSQL) ", "")
-            })
-            .unwrap_or_else(|| "unknown".into());
+        let postgres = tenancy_benches::psql_version();
         let doc = json!({
             "what": format!(
                 "One tenant ({} tasks per project) moved through all six directions under a writer \

@@ -67,46 +67,6 @@ pub struct MoveTenant {
     pub server: Option<String>,
 }
 
-/// A long-running job (a tenant's move) and how far it got.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct JobView {
-    pub id: Uuid,
-    /// `move`.
-    pub kind: String,
-    pub tenant_id: Uuid,
-    pub slug: String,
-    /// `{"from": placement, "to": placement}`.
-    #[schema(value_type = Object)]
-    pub detail: serde_json::Value,
-    /// `started`, `fenced`, `copied`, `flipped`, then `done`, `rolled_back` or `failed`.
-    pub step: String,
-    pub rows_done: i64,
-    pub rows_total: i64,
-    pub error: Option<String>,
-    pub started_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-}
-
-impl From<tenancy_core::catalog::Job> for JobView {
-    fn from(j: tenancy_core::catalog::Job) -> Self {
-        JobView {
-            id: j.id,
-            kind: j.kind,
-            tenant_id: j.tenant_id,
-            slug: j.slug,
-            detail: j.detail,
-            step: j.step,
-            rows_done: j.rows_done,
-            rows_total: j.rows_total,
-            error: j.error,
-            started_at: j.started_at,
-            updated_at: j.updated_at,
-            finished_at: j.finished_at,
-        }
-    }
-}
-
 /// A placement named in a request: one of the three strategies' (not `hybrid`).
 pub fn placement_named(field: &'static str, name: &str) -> Result<Strategy, ApiError> {
     [
@@ -249,7 +209,7 @@ pub async fn create_tenant(
 /// `GET /admin/jobs/{id}` reports. Its reads go on throughout; its writes get 503 with
 /// `Retry-After` for the short window of the copy.
 #[utoipa::path(post, path = "/admin/tenants/{slug}/move", tag = "admin", request_body = MoveTenant,
-    responses((status = 202, body = JobView), (status = 404, body = crate::problem::Problem),
+    responses((status = 202, body = tenancy_core::catalog::Job), (status = 404, body = crate::problem::Problem),
               (status = 409, body = crate::problem::Problem),
               (status = 422, body = crate::problem::Problem)),
     security(("admin" = [])))]
@@ -283,24 +243,24 @@ pub async fn move_tenant(
     });
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/admin/jobs/{}", job.id)))
-        .json(JobView::from(job)))
+        .json(job))
 }
 // ANCHOR_END: move_tenant
 
 /// A job's progress.
 #[utoipa::path(get, path = "/admin/jobs/{id}", tag = "admin",
-    responses((status = 200, body = JobView), (status = 404, body = crate::problem::Problem)),
+    responses((status = 200, body = tenancy_core::catalog::Job), (status = 404, body = crate::problem::Problem)),
     security(("admin" = [])))]
 pub async fn get_job(
     state: web::Data<AppState>,
     _: Admin,
     id: web::Path<String>,
-) -> Result<web::Json<JobView>, ApiError> {
+) -> Result<web::Json<tenancy_core::catalog::Job>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("job not found".into()))?;
     let job = tenancy_core::catalog::job(&state.control, id)
         .await?
         .ok_or_else(|| ApiError::NotFound("job not found".into()))?;
-    Ok(web::Json(job.into()))
+    Ok(web::Json(job))
 }
 
 /// List tenants.
