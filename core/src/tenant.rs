@@ -227,6 +227,9 @@ pub enum MoveStep {
     Fenced,
     /// The catalog points at the target; the source is being purged.
     Flipped,
+    /// The move failed or was found stopped before the flip: the target is being purged and
+    /// the source's fence lifted. Never flipped from here.
+    RollingBack,
 }
 
 impl MoveStep {
@@ -236,6 +239,7 @@ impl MoveStep {
             MoveStep::Started => "started",
             MoveStep::Fenced => "fenced",
             MoveStep::Flipped => "flipped",
+            MoveStep::RollingBack => "rolling_back",
         }
     }
 }

@@ -49,6 +49,20 @@ pub struct TenantTables {
     /// Shared tables hold other tenants' rows too: statements filter by `tenant_id`, and a
     /// fence refuses only this tenant's rows.
     shared: bool,
+    /// Set from `BEGIN` until a clean `COMMIT` or `ROLLBACK`: a connection dropped while set
+    /// (an error on the way, a COPY cut short, a cancelled future) may be inside a
+    /// transaction or a COPY, and is closed rather than given back to its pool.
+    dirty: bool,
+}
+
+impl Drop for TenantTables {
+    fn drop(&mut self) {
+        if self.dirty
+            && let Conn::Pooled(c) = &mut self.conn
+        {
+            c.close_on_drop();
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -83,6 +97,7 @@ impl TenantTables {
             conn: Conn::Pooled(conn),
             schema: schema.to_owned(),
             shared,
+            dirty: false,
         }
     }
 
@@ -92,6 +107,7 @@ impl TenantTables {
             conn: Conn::Own(conn),
             schema: schema.to_owned(),
             shared,
+            dirty: false,
         }
     }
 
@@ -182,7 +198,8 @@ async fn tables(conn: &mut PgConnection, schema: &str) -> Result<Vec<Table>> {
                  JOIN pg_class r ON r.oid = k.confrelid \
                  WHERE k.conrelid = c.oid AND k.contype = 'f' AND k.confrelid <> c.oid) \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND EXISTS (\
+         WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') \
+           AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid) AND EXISTS (\
            SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid \
            AND a.attname = 'tenant_id' AND NOT a.attisdropped) \
          ORDER BY c.relname",
@@ -248,6 +265,7 @@ impl TenantTables {
         } else {
             "BEGIN"
         };
+        self.dirty = true;
         sqlx::raw_sql(begin)
             .execute(&mut *self.conn)
             .await
@@ -266,7 +284,25 @@ impl TenantTables {
             .execute(&mut *self.conn)
             .await
             .map_err(db)?;
+        self.dirty = false;
         Ok(())
+    }
+
+    /// Ends the transaction (committing only when `result` is a success) and returns
+    /// `result`: its error first, when both failed.
+    async fn finish<T>(&mut self, result: Result<T>) -> Result<T> {
+        let ended = self.end(result.is_ok()).await;
+        let value = result?;
+        ended?;
+        Ok(value)
+    }
+
+    /// [`TenantTables::finish`] for a read: always rolled back.
+    async fn finish_read<T>(&mut self, result: Result<T>) -> Result<T> {
+        let ended = self.end(false).await;
+        let value = result?;
+        ended?;
+        Ok(value)
     }
 
     /// `COPY (SELECT columns FROM table WHERE tenant_id = tenant ORDER BY key) TO STDOUT`:
@@ -365,8 +401,7 @@ impl TenantTables {
             Ok(out)
         }
         .await;
-        self.end(false).await?;
-        result
+        self.finish_read(result).await
     }
 
     // ANCHOR: export
@@ -380,8 +415,7 @@ impl TenantTables {
     ) -> Result<Manifest> {
         self.begin(tenant.id, true).await?;
         let result = self.export_in_snapshot(tenant, out, progress).await;
-        self.end(false).await?;
-        let manifest = result?;
+        let manifest = self.finish_read(result).await?;
         let json =
             serde_json::to_vec(&manifest).map_err(|e| Error::invalid("manifest", e.to_string()))?;
         out.write_all(&json).await.map_err(io)?;
@@ -470,8 +504,7 @@ impl TenantTables {
         let result = self
             .import_in_transaction(tenant.id, &manifest, input, progress)
             .await;
-        self.end(result.is_ok()).await?;
-        result.map(|()| manifest)
+        self.finish(result).await.map(|()| manifest)
     }
     // ANCHOR_END: import
 
@@ -627,12 +660,10 @@ impl TenantTables {
         let result = async {
             target.begin(tenant.id, false).await?;
             let copied = self.copy_in_snapshot(target, tenant.id, progress).await;
-            target.end(copied.is_ok()).await?;
-            copied
+            target.finish(copied).await
         }
         .await;
-        self.end(false).await?;
-        let source = result?;
+        let source = self.finish_read(result).await?;
         let copy = target.checksums_with(tenant.id, true).await?;
         if copy != source {
             return Err(Error::Conflict(format!(
@@ -740,6 +771,26 @@ impl TenantTables {
         tenant: TenantId,
         lock_timeout: std::time::Duration,
     ) -> Result<()> {
+        // Two fences at once in one schema race to replace its function; the loser retries.
+        // A lock timeout is not retried: the writers it waited for are waiting behind it.
+        let mut attempt = 0;
+        loop {
+            match self.fence_once(tenant, lock_timeout).await {
+                Err(e) if attempt < 2 && !e.chain().contains("lock timeout") => {
+                    attempt += 1;
+                    tracing::debug!(error = %e.chain(), "fencing again");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn fence_once(
+        &mut self,
+        tenant: TenantId,
+        lock_timeout: std::time::Duration,
+    ) -> Result<()> {
         self.begin(tenant, false).await?;
         let result = async {
             sqlx::query("SELECT set_config('lock_timeout', $1, true)")
@@ -751,16 +802,29 @@ impl TenantTables {
             sqlx::raw_sql(AssertSqlSafe(format!(
                 r#"CREATE OR REPLACE FUNCTION {schema}.tenancy_refuse_writes() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    fenced boolean := false;
 BEGIN
-    IF current_setting('{FENCE_LIFTED}', true) = TG_ARGV[0]
-       OR (TG_LEVEL = 'ROW' AND (CASE WHEN TG_OP = 'DELETE' THEN OLD.tenant_id
-                                     ELSE NEW.tenant_id END)::text <> TG_ARGV[0]) THEN
-        IF TG_LEVEL = 'STATEMENT' THEN RETURN NULL; END IF;
-        IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
-        RETURN NEW;
+    IF coalesce(current_setting('{FENCE_LIFTED}', true), '') <> TG_ARGV[0] THEN
+        IF TG_LEVEL = 'STATEMENT' THEN
+            fenced := true;
+        ELSE
+            -- A row of the tenant, before or after: an UPDATE is refused either way.
+            IF TG_OP IN ('UPDATE', 'DELETE') THEN
+                fenced := OLD.tenant_id::text = TG_ARGV[0];
+            END IF;
+            IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.tenant_id::text = TG_ARGV[0] THEN
+                fenced := true;
+            END IF;
+        END IF;
     END IF;
-    RAISE EXCEPTION 'tenant % is being moved: its writes go to its new copy', TG_ARGV[0]
-        USING ERRCODE = '{code}';
+    IF fenced THEN
+        RAISE EXCEPTION 'tenant % is being moved: its writes go to its new copy', TG_ARGV[0]
+            USING ERRCODE = '{code}';
+    END IF;
+    IF TG_LEVEL = 'STATEMENT' THEN RETURN NULL; END IF;
+    IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
+    RETURN NEW;
 END $$"#,
                 code = crate::error::FENCED,
             )))
@@ -774,10 +838,11 @@ END $$"#,
                 } else {
                     ("STATEMENT", "INSERT OR UPDATE OR DELETE OR TRUNCATE")
                 };
+                // OR REPLACE rather than DROP and CREATE: dropping a trigger locks out the
+                // table's readers too, and shared tables are every tenant's.
                 sqlx::raw_sql(AssertSqlSafe(format!(
-                    "DROP TRIGGER IF EXISTS {name} ON {table}; \
-                     CREATE TRIGGER {name} BEFORE {events} ON {table} FOR EACH {level} \
-                     EXECUTE FUNCTION {schema}.tenancy_refuse_writes('{id}')",
+                    "CREATE OR REPLACE TRIGGER {name} BEFORE {events} ON {table} \
+                     FOR EACH {level} EXECUTE FUNCTION {schema}.tenancy_refuse_writes('{id}')",
                     name = fence_name(tenant),
                     table = self.qualified(&t.name),
                     id = tenant.as_uuid(),
@@ -789,15 +854,20 @@ END $$"#,
             Ok(())
         }
         .await;
-        self.end(result.is_ok()).await?;
-        result
+        self.finish(result).await
     }
     // ANCHOR_END: fence
 
-    /// Takes `tenant`'s fence away (a move rolled back, or a purge done). Idempotent.
+    /// Takes `tenant`'s fence away (a move rolled back, or a purge done). Idempotent. Dropping
+    /// a trigger locks its table's readers out for a moment; the wait for that lock is held
+    /// to a few seconds.
     pub async fn unfence(&mut self, tenant: TenantId) -> Result<()> {
         self.begin(tenant, false).await?;
         let result = async {
+            sqlx::query("SELECT set_config('lock_timeout', '5s', true)")
+                .execute(&mut *self.conn)
+                .await
+                .map_err(db)?;
             // Only where a fence is: dropping a trigger locks its table, shared tables too.
             let fenced: Vec<String> = sqlx::query_scalar(
                 "SELECT c.relname::text FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid \
@@ -822,8 +892,7 @@ END $$"#,
             Ok(())
         }
         .await;
-        self.end(result.is_ok()).await?;
-        result
+        self.finish(result).await
     }
 
     /// Deletes `tenant`'s rows here, children first, in batches of `batch` rows a transaction,
@@ -854,8 +923,7 @@ END $$"#,
                     Ok::<_, Error>(res.rows_affected())
                 }
                 .await;
-                self.end(deleted.is_ok()).await?;
-                if deleted? == 0 {
+                if self.finish(deleted).await? == 0 {
                     break;
                 }
             }

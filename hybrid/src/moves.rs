@@ -56,6 +56,16 @@ pub enum Resumed {
     Finished(Tenant),
     /// Another process is driving it.
     Busy(TenantId),
+    /// It could not be resumed now (the error says why); the next run tries again.
+    Failed { tenant: TenantId, error: String },
+}
+
+/// What [`HybridStore::roll_back`] found.
+enum RolledBack {
+    /// Rolled back (or ended already): the tenant as it is now.
+    Done(Tenant),
+    /// The move had flipped: nothing was undone; it must be finished.
+    Flipped(Tenant),
 }
 
 impl HybridStore {
@@ -181,9 +191,17 @@ impl HybridStore {
                 Ok((done, times))
             }
             Err(e) => {
-                tracing::warn!(tenant = %tenant.slug, error = %e.chain(), "move failed; rolling back");
-                self.roll_back(&tenant, &mv, Some(&e)).await?;
-                Err(e)
+                // The flip may have committed before the error (its answer lost, or a later
+                // statement failed): then the target is the live copy, and the move is
+                // finished, never rolled back. `roll_back` checks the step in the catalog.
+                tracing::warn!(tenant = %tenant.slug, error = %e.chain(), "move failed");
+                match self.roll_back(&tenant, &mv, Some(&e)).await? {
+                    RolledBack::Done(_) => Err(e),
+                    RolledBack::Flipped(now) => {
+                        let done = self.finish(&now, &mv).await?;
+                        Ok((done, MoveTimes::default()))
+                    }
+                }
             }
         }
     }
@@ -213,7 +231,14 @@ impl HybridStore {
         from.fence(tenant.id, self.inner.options.moves.lock_timeout)
             .await?;
         let fenced = Instant::now();
-        catalog::set_move_step(c, tenant.id, MoveStep::Fenced).await?;
+        if !catalog::set_move_step(c, tenant.id, mv.job, &[MoveStep::Started], MoveStep::Fenced)
+            .await?
+        {
+            return Err(Error::Conflict(format!(
+                "the move of tenant {} was taken over by another process",
+                tenant.slug
+            )));
+        }
         catalog::update_job(c, mv.job, "fenced", None, None, false).await?;
         fault::point("move:fenced");
         let mut to = target.tables_at(tenant, &mv.to).await?;
@@ -247,7 +272,7 @@ impl HybridStore {
         let rows = i64::try_from(rows).unwrap_or(i64::MAX);
         catalog::update_job(c, mv.job, "copied", Some((rows, rows)), None, false).await?;
         fault::point("move:copied");
-        catalog::flip_move(c, tenant.id).await?;
+        catalog::flip_move(c, tenant.id, mv.job).await?;
         times.fenced = fenced.elapsed();
         self.changed(tenant.slug.as_str());
         catalog::update_job(c, mv.job, "flipped", None, None, false).await?;
@@ -263,14 +288,40 @@ impl HybridStore {
             .purge_at(tenant, &mv.from)
             .await?;
         fault::point("move:purged");
-        catalog::end_move(self.catalog(), tenant.id).await?;
+        // The job first: a stop in between leaves a move that resuming ends again.
         catalog::update_job(self.catalog(), mv.job, "done", None, None, true).await?;
+        catalog::end_move(self.catalog(), tenant.id, mv.job).await?;
         self.changed(tenant.slug.as_str());
         self.tenant(tenant.id).await
     }
 
-    /// Before the flip: lifts the fence, purges what the target got, ends the move.
-    async fn roll_back(&self, tenant: &Tenant, mv: &Move, error: Option<&Error>) -> Result<Tenant> {
+    /// Before the flip: marks the move `rolling_back` (from then on it can never flip), lifts
+    /// the fence, purges what the target got, ends the move. When the catalog says the move
+    /// flipped already, touches nothing and returns the tenant as it is now.
+    async fn roll_back(
+        &self,
+        tenant: &Tenant,
+        mv: &Move,
+        error: Option<&Error>,
+    ) -> Result<RolledBack> {
+        let rolling = catalog::set_move_step(
+            self.catalog(),
+            tenant.id,
+            mv.job,
+            &[MoveStep::Started, MoveStep::Fenced, MoveStep::RollingBack],
+            MoveStep::RollingBack,
+        )
+        .await?;
+        if !rolling {
+            let now = self.tenant(tenant.id).await?;
+            return match &now.moving {
+                Some(m) if m.job == mv.job && m.step == MoveStep::Flipped => {
+                    Ok(RolledBack::Flipped(now))
+                }
+                // Ended already (by another process): nothing to undo.
+                _ => Ok(RolledBack::Done(now)),
+            };
+        }
         self.store_of(mv.from.strategy())?
             .tables_at(tenant, &mv.from)
             .await?
@@ -279,7 +330,6 @@ impl HybridStore {
         self.store_of(mv.to.strategy())?
             .purge_at(tenant, &mv.to)
             .await?;
-        catalog::end_move(self.catalog(), tenant.id).await?;
         let why = error.map(Error::chain);
         catalog::update_job(
             self.catalog(),
@@ -290,8 +340,9 @@ impl HybridStore {
             true,
         )
         .await?;
+        catalog::end_move(self.catalog(), tenant.id, mv.job).await?;
         self.changed(tenant.slug.as_str());
-        self.tenant(tenant.id).await
+        Ok(RolledBack::Done(self.tenant(tenant.id).await?))
     }
 
     // ANCHOR: resume_moves
@@ -311,17 +362,31 @@ impl HybridStore {
                     return Ok(Resumed::Finished(now));
                 };
                 if mv.step == MoveStep::Flipped {
-                    Ok(Resumed::Finished(self.finish(&now, &mv).await?))
-                } else {
-                    let e = Error::Conflict("the process moving it stopped before the flip".into());
-                    Ok(Resumed::RolledBack(
-                        self.roll_back(&now, &mv, Some(&e)).await?,
-                    ))
+                    return Ok(Resumed::Finished(self.finish(&now, &mv).await?));
+                }
+                let e = Error::Conflict("the process moving it stopped before the flip".into());
+                match self.roll_back(&now, &mv, Some(&e)).await? {
+                    RolledBack::Done(t) => Ok(Resumed::RolledBack(t)),
+                    RolledBack::Flipped(t) => Ok(Resumed::Finished(self.finish(&t, &mv).await?)),
                 }
             }
             .await;
             lock.release().await;
-            out.push(result?);
+            // One move that cannot be resumed now does not keep the others fenced.
+            out.push(result.unwrap_or_else(|e| {
+                tracing::error!(tenant = %tenant.slug, error = %e.chain(), "could not resume a move");
+                Resumed::Failed {
+                    tenant: tenant.id,
+                    error: e.chain(),
+                }
+            }));
+        }
+        let abandoned = catalog::abandon_orphan_jobs(self.catalog()).await?;
+        if abandoned > 0 {
+            tracing::warn!(
+                jobs = abandoned,
+                "jobs whose move never began were marked failed"
+            );
         }
         Ok(out)
     }

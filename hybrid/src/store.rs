@@ -39,6 +39,10 @@ pub(crate) struct Inner {
     /// a scope for one of them looks the tenant up again, so a caller that cached the tenant
     /// before a move is routed to where it is now.
     changed: Mutex<HashMap<String, Instant>>,
+    /// The placement each tenant announced as changed was found at afterwards: a caller's
+    /// tenant placed elsewhere is looked up again however long ago it changed, so a copy
+    /// kept from before a move never reaches the old placement.
+    placed: Mutex<HashMap<TenantId, Placement>>,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -78,6 +82,7 @@ impl HybridStore {
                 options,
                 url: tenancy_core::loopback_without_tls(database_url),
                 changed: Mutex::new(HashMap::new()),
+                placed: Mutex::new(HashMap::new()),
                 listener: Mutex::new(None),
             }),
         };
@@ -153,7 +158,14 @@ impl HybridStore {
                 .iter()
                 .any(|s| changed.get(*s).is_some_and(|at| at.elapsed() < FRESH_FOR))
         };
-        if tenant.state == TenantState::Moving || recently_changed {
+        let placed_elsewhere = self
+            .inner
+            .placed
+            .lock()
+            .map_err(|_| Error::Conflict("the placement list is poisoned".into()))?
+            .get(&tenant.id)
+            .is_some_and(|p| *p != tenant.placement);
+        if tenant.state == TenantState::Moving || recently_changed || placed_elsewhere {
             self.tenant(tenant.id).await
         } else {
             Ok(tenant.clone())
@@ -214,25 +226,31 @@ async fn listen(inner: std::sync::Weak<Inner>, url: String) {
 }
 
 /// After a tenant's row changed: once the reads begun before the change had time to end
-/// (half the drain), closes the connections this process keeps to a database the tenant no
-/// longer lives in, so none is found dead when the mover drops it.
+/// (half the drain), records where the tenant is now and closes the connections this process
+/// keeps to a database it no longer lives in, so none is found dead when the mover drops it.
 async fn close_moved_connections(inner: std::sync::Weak<Inner>, slug: String) {
-    let Some(drain) = inner.upgrade().map(|i| i.options.moves.drain) else {
-        return;
-    };
-    tokio::time::sleep(drain / 2).await;
-    let Some(inner) = inner.upgrade() else { return };
     let Ok(slug) = tenancy_core::Slug::parse(&slug) else {
         return;
     };
-    let keep = match catalog::by_slug(inner.shared.connection(), &slug).await {
-        Ok(Some(t)) => match t.placement {
-            Placement::Database { server, .. } => Some(server),
-            _ => None,
-        },
-        Ok(None) => None,
-        Err(_) => return,
+    let (keep, drain) = {
+        let Some(inner) = inner.upgrade() else { return };
+        let keep = match catalog::by_slug(inner.shared.connection(), &slug).await {
+            Ok(Some(t)) => {
+                if let Ok(mut placed) = inner.placed.lock() {
+                    placed.insert(t.id, t.placement.clone());
+                }
+                match t.placement {
+                    Placement::Database { server, .. } => Some(server),
+                    _ => None,
+                }
+            }
+            Ok(None) => None,
+            Err(_) => return,
+        };
+        (keep, inner.options.moves.drain)
     };
+    tokio::time::sleep(drain / 2).await;
+    let Some(inner) = inner.upgrade() else { return };
     inner
         .database
         .close_connections_elsewhere(&slug, keep.as_deref())

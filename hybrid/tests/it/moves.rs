@@ -540,3 +540,43 @@ async fn interrupted_move_resumes_or_rolls_back() -> Result<()> {
     drop(store);
     db.drop_database().await
 }
+
+/// A rollback and a flip exclude each other in the catalog, whichever processes run them: a
+/// move marked `rolling_back` is never flipped nor fenced again, and resuming rolls it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_being_rolled_back_never_flips() -> Result<()> {
+    use tenancy_core::MoveStep;
+    let db = TestDatabase::create().await?;
+    let a = connect(&db).await?;
+    let t = create(&a, "torn", Strategy::SharedSchema).await?;
+    let job = a.start_move(t.id, Strategy::SeparateSchema, None).await?;
+    let c = a.catalog();
+    ensure!(
+        catalog::set_move_step(c, t.id, job.id, &[MoveStep::Started], MoveStep::RollingBack)
+            .await?
+    );
+    let flip = catalog::flip_move(c, t.id, job.id).await;
+    ensure!(
+        matches!(flip, Err(Error::Conflict(_))),
+        "flipped while rolling back: {flip:?}"
+    );
+    ensure!(
+        !catalog::set_move_step(c, t.id, job.id, &[MoveStep::Started], MoveStep::Fenced).await?,
+        "fenced while rolling back"
+    );
+    let other = uuid::Uuid::now_v7();
+    ensure!(
+        !catalog::set_move_step(c, t.id, other, &[MoveStep::RollingBack], MoveStep::Fenced).await?,
+        "another job's step was changed"
+    );
+    let resumed = a.resume_moves().await?;
+    ensure!(
+        matches!(resumed.as_slice(), [Resumed::RolledBack(_)]),
+        "{resumed:?}"
+    );
+    let now = a.tenant(t.id).await?;
+    ensure!(now.state == TenantState::Ready && now.placement == Placement::Shared);
+    ensure!(a.job(job.id).await?.step == "rolled_back");
+    drop(a);
+    db.drop_database().await
+}
