@@ -85,6 +85,12 @@ pub enum Error {
     #[error("conflict: {0}")]
     Conflict(String),
 
+    /// A model or active model written through a tenant scope carried another tenant's
+    /// `tenant_id` (or an `update_many` tried to set `tenant_id`); nothing was written. A row
+    /// belongs to the tenant of the scope it is written through, and never changes tenant.
+    #[error("a {table} row of another tenant cannot be written through this tenant's scope")]
+    TenantMismatch { table: &'static str },
+
     /// The row does not exist for this tenant. Rows of other tenants are reported the same
     /// way, so a caller cannot learn that they exist.
     #[error("{0} not found")]

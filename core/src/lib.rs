@@ -3,7 +3,10 @@
 //! - the tenant model ([`TenantId`], [`Slug`], [`Tenant`], [`Placement`], [`TenantState`]);
 //! - the [`TenantStore`] contract and the [`TenantScope`] handle, the only door to tenant data;
 //! - the one [`Error`] type;
-//! - the example [`domain`] (projects and tasks), written once against the scope;
+//! - the example [`domain`] (projects and tasks), written once against the scope, with its
+//!   sea-orm entities ([`domain::project`], [`domain::task`]);
+//! - sea-orm [`entity`] methods through a scope (`all_in`, `insert_in`, `exec_in`), which
+//!   filter, stamp and place every statement for the scope's tenant;
 //! - the [`migration`]s: the control-plane catalog and the tenant tables;
 //! - keyset paging ([`Page`], [`PageRequest`]) for every list;
 //! - per-tenant export and import ([`transfer::export_tenant`], [`transfer::import_tenant`]).
@@ -20,6 +23,7 @@ mod connect;
 pub mod domain;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+pub mod entity;
 mod error;
 pub mod fault;
 mod lent;

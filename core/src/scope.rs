@@ -268,6 +268,36 @@ impl TenantScope {
     }
     // ANCHOR_END: fetch_optional
 
+    /// Renders a statement an entity method built (see [`crate::entity`]) for this scope.
+    pub(crate) fn render<S>(&self, stmt: &S) -> Result<sea_orm::Statement>
+    where
+        S: sea_orm::sea_query::QueryStatementWriter + sea_query::audit::AuditTrait,
+    {
+        crate::entity::render(&self.namespace, stmt)
+    }
+
+    /// Runs a statement already rendered for this scope and returns its rows.
+    pub(crate) async fn query_rendered(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> Result<Vec<sea_orm::QueryResult>> {
+        Ok(match &self.executor {
+            Executor::Transaction(t) => t.query_all_raw(stmt).await?,
+            Executor::Autocommit(c) => c.query_all_raw(stmt).await?,
+            Executor::Lent(c) => c.query_all(stmt).await?,
+        })
+    }
+
+    /// Runs a statement already rendered for this scope; returns how many rows it touched.
+    pub(crate) async fn execute_rendered(&self, stmt: sea_orm::Statement) -> Result<u64> {
+        let res = match &self.executor {
+            Executor::Transaction(t) => t.execute_raw(stmt).await?,
+            Executor::Autocommit(c) => c.execute_raw(stmt).await?,
+            Executor::Lent(c) => c.execute(stmt).await?,
+        };
+        Ok(res.rows_affected())
+    }
+
     // ANCHOR: commit
     /// Makes the scope's writes durable. In autocommit mode every statement already was.
     pub async fn commit(self) -> Result<()> {

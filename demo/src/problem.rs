@@ -76,7 +76,7 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         match e {
-            Error::InvalidSlug { .. } | Error::Invalid { .. } => {
+            Error::InvalidSlug { .. } | Error::Invalid { .. } | Error::TenantMismatch { .. } => {
                 ApiError::Unprocessable(e.to_string())
             }
             Error::TenantNotFound | Error::TenantNotReady { .. } => {

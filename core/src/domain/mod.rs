@@ -4,8 +4,10 @@
 //! Nothing here knows which strategy runs underneath. Every statement is built by the scope,
 //! so the tenant predicate and the table placement come with it.
 
+pub mod project;
 pub mod projects;
 pub mod seed;
+pub mod task;
 pub mod tasks;
 
 use crate::error::{Error, Result};

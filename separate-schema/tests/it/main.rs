@@ -44,5 +44,7 @@ mod through_pgbouncer {
     tenancy_testkit::conformance_tests!(store;
         concurrent_tenants_see_only_their_own, no_state_survives_checkout,
         isolation_between_tenants, summary_join, tenant_id_never_changes,
+        entity_reads_stay_in_the_tenant, entity_bulk_writes_stay_in_the_tenant,
+        entity_writes_of_another_tenant_are_refused,
     );
 }

@@ -49,6 +49,8 @@ mod predicate_only {
         projects_crud_and_paging, tasks_crud_and_paging, summary_join,
         isolation_between_tenants, concurrent_tenants_see_only_their_own,
         delete_leaves_other_tenants,
+        entity_reads_stay_in_the_tenant, entity_bulk_writes_stay_in_the_tenant,
+        entity_writes_of_another_tenant_are_refused,
     );
 }
 
@@ -93,6 +95,8 @@ mod through_pgbouncer {
     tenancy_testkit::conformance_tests!(store;
         concurrent_tenants_see_only_their_own, no_state_survives_checkout,
         isolation_between_tenants, summary_join, tenant_id_never_changes,
+        entity_reads_stay_in_the_tenant, entity_bulk_writes_stay_in_the_tenant,
+        entity_writes_of_another_tenant_are_refused,
     );
 
     #[tokio::test]

@@ -11,12 +11,14 @@
 //!
 //! The checks live in one file per promise: `lifecycle.rs` (creating, finding, listing and
 //! deleting tenants), `domain.rs` (projects and tasks), `bad_input.rs` (what is refused) and
-//! `isolation.rs` (no tenant reaches another), `transfer.rs` (export and import), `interrupted.rs` (a process stopped at each
+//! `isolation.rs` (no tenant reaches another), `transfer.rs` (export and import), `entities.rs`
+//! (sea-orm entities through a scope), `interrupted.rs` (a process stopped at each
 //! fault point of creating, migrating and deleting); `support.rs` holds what they share.
 //! [`conformance_tests!`](crate::conformance_tests) is the one list of the checks.
 
 mod bad_input;
 mod domain;
+mod entities;
 pub mod interrupted;
 mod isolation;
 mod lifecycle;
@@ -34,6 +36,7 @@ use crate::TestDatabase;
 
 pub use bad_input::*;
 pub use domain::*;
+pub use entities::*;
 pub use interrupted::{
     interrupted_creation_resumes, interrupted_deletion_finishes, interrupted_migration_resumes,
 };
@@ -162,6 +165,9 @@ macro_rules! conformance_tests {
             interrupted_deletion_finishes,
             // transfer.rs
             export_import_round_trips, corrupted_export_is_refused,
+            // entities.rs
+            entity_reads_stay_in_the_tenant, entity_bulk_writes_stay_in_the_tenant,
+            entity_writes_of_another_tenant_are_refused,
         );
     };
     ($factory:path; $($check:ident),+ $(,)?) => {

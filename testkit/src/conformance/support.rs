@@ -128,6 +128,25 @@ pub async fn rows_anywhere(h: &Harness, tenant: TenantId) -> Result<i64> {
 
 /// [`rows_anywhere`] for a test database of a test of its own.
 pub async fn rows_in(db: &crate::TestDatabase, tenant: TenantId) -> Result<i64> {
+    counted_in(db, tenant, None).await
+}
+
+/// The rows of `tenant` in table `table` that satisfy `condition` (SQL), wherever the table
+/// is, counted as a superuser.
+pub(super) async fn rows_where(
+    h: &Harness,
+    tenant: TenantId,
+    table: &str,
+    condition: &str,
+) -> Result<i64> {
+    counted_in(&h.db, tenant, Some((table, condition))).await
+}
+
+async fn counted_in(
+    db: &crate::TestDatabase,
+    tenant: TenantId,
+    only: Option<(&str, &str)>,
+) -> Result<i64> {
     let admin = db.admin().await?;
     let mut urls = vec![db.url().to_owned()];
     for row in admin
@@ -155,10 +174,15 @@ pub async fn rows_in(db: &crate::TestDatabase, tenant: TenantId) -> Result<i64> 
             .await?;
         for row in tables {
             let table: String = row.try_get("", "t")?;
+            let condition = match only {
+                None => "true",
+                Some((name, condition)) if table.ends_with(&format!(".{name}")) => condition,
+                Some(_) => continue,
+            };
             total += count(
                 &conn,
                 &format!(
-                    "SELECT count(*) FROM {table} WHERE tenant_id = '{}'",
+                    "SELECT count(*) FROM {table} WHERE tenant_id = '{}' AND ({condition})",
                     tenant.as_uuid()
                 ),
             )
