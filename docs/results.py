@@ -386,9 +386,10 @@ def render(name, only):
                          f"{r['per_second']:,} | {r['latency_us']:.0f} µs |")
     else:
         base = next((r for r in doc["rows"] if r["id"] == "baseline"), None)
-        bare = any(r["id"].endswith("/bare") for r in doc["rows"])
+        bare = next((s for s in COMPARED if any(r["id"].endswith(f"/{s}") for r in doc["rows"])),
+                    None)
         sizes = len({r["id"] for r in doc["rows"]}) < len(doc["rows"])
-        against = "vs baseline" if base else ("vs bare" if bare else
+        against = "vs baseline" if base else (f"vs {bare}" if bare else
                                               ("vs its first size" if sizes else None))
         if against:
             lines += [f"| variant | median | 95% interval | {against} |", "|---|---:|---:|---:|"]
@@ -408,12 +409,18 @@ def render(name, only):
     return "\n".join(lines)
 
 
+# What a row `route/variant` is compared with when its file has no `baseline` row: the http
+# bench's `route/bare`, routing_tax/entity's `route/builder`.
+COMPARED = ("bare", "builder")
+
+
 def baseline_of(doc, r):
-    """What a row without a `baseline` row beside it is compared with: `route/bare` for
-    `route/variant` (the http bench), else the same variant's first size (tenant_spread)."""
+    """What a row without a `baseline` row beside it is compared with: `route/bare` or
+    `route/builder` for `route/variant`, else the same variant's first size (tenant_spread)."""
     route, _, _ = r["id"].rpartition("/")
-    if route and any(x["id"].endswith("/bare") for x in doc["rows"]):
-        return next((x for x in doc["rows"] if x["id"] == f"{route}/bare"), None)
+    for s in COMPARED:
+        if route and any(x["id"].endswith(f"/{s}") for x in doc["rows"]):
+            return next((x for x in doc["rows"] if x["id"] == f"{route}/{s}"), None)
     return next(x for x in doc["rows"] if x["id"] == r["id"])
 
 

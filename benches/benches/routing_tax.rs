@@ -11,6 +11,11 @@
 //! poolers), the first design (four round trips, kept to measure against), and the predicate
 //! alone (one layer).
 //!
+//! The domain functions are written with sea-orm entities (`tenancy_core::entity`). A fourth
+//! group, `routing_tax/entity`, runs the read and the insert twice per variant in one run:
+//! with the scope's string builders (`/builder`, the statements the domain sent before it used
+//! entities) and with entities (`/entity`), to show what the entity path costs beside them.
+//!
 //! Data: one tenant, 1,000 projects, the first 50 with three tasks each.
 
 use std::sync::Arc;
@@ -18,8 +23,12 @@ use std::sync::Arc;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use tenancy_core::PageRequest;
 use tenancy_core::domain::projects::{self, NewProject};
-use tenancy_core::domain::seed;
+use tenancy_core::domain::{project, seed};
+use tenancy_core::entity::{ActiveModelInTenant, SelectInTenant};
 use tenancy_core::migration::TenantMigrations;
+use tenancy_core::sea_orm::ActiveValue::Set;
+use tenancy_core::sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+use tenancy_core::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::{
     ScopeMode, Strategy, TableNamespace, Tenant, TenantId, TenantScope, TenantStore,
@@ -139,6 +148,43 @@ const VARIANTS: &[&str] = &[
     "separate-db",
 ];
 
+const COLUMNS: [&str; 5] = ["tenant_id", "id", "name", "description", "created_at"];
+
+/// A point read with the scope's string builders, as the domain wrote it before entities.
+async fn builder_get(scope: &TenantScope, id: Uuid) -> tenancy_core::Result<project::Model> {
+    let mut q = scope.select("projects", "p");
+    for c in COLUMNS {
+        q.column((Alias::new("p"), Alias::new(c)));
+    }
+    q.and_where(Expr::col((Alias::new("p"), Alias::new("id"))).eq(id));
+    scope
+        .fetch_optional(&q)
+        .await?
+        .ok_or(tenancy_core::Error::NotFound("project"))
+}
+
+/// An insert with the scope's string builders, returning the row.
+async fn builder_create(scope: &TenantScope) -> tenancy_core::Result<project::Model> {
+    let mut insert = scope.insert(
+        "projects",
+        &["id", "name", "description"],
+        vec![Uuid::now_v7().into(), "new".into(), String::new().into()],
+    )?;
+    insert.returning(Query::returning().columns(COLUMNS.map(Alias::new)));
+    scope
+        .fetch_optional(&insert)
+        .await?
+        .ok_or(tenancy_core::Error::NotFound("project"))
+}
+
+/// The variants the entity group runs: the baseline and each strategy's default.
+const ENTITY_VARIANTS: &[&str] = &[
+    "baseline",
+    "shared-schema",
+    "separate-schema",
+    "separate-db",
+];
+
 fn routing_tax(c: &mut Criterion) {
     let rt = tenancy_benches::runtime();
     let mut set_up = Vec::new();
@@ -209,6 +255,64 @@ fn routing_tax(c: &mut Criterion) {
         });
     }
     join.finish();
+
+    // The same read and insert, through the builders and through entities, in one run.
+    let mut entity = c.benchmark_group("routing_tax/entity");
+    for (name, (_, target, ids)) in VARIANTS.iter().zip(&set_up) {
+        if !ENTITY_VARIANTS.contains(name) {
+            continue;
+        }
+        for path in ["builder", "entity"] {
+            entity.bench_function(BenchmarkId::new(format!("read/{name}/{path}"), 1), |b| {
+                let mut i = 0;
+                b.to_async(&rt).iter(|| {
+                    i += 1;
+                    let (target, id) = (target.clone(), ids[(i * 7919) % ids.len()]);
+                    async move {
+                        let scope = target.scope(ScopeMode::Autocommit).await;
+                        if path == "builder" {
+                            builder_get(&scope, id).await.expect("read").id
+                        } else {
+                            project::Entity::find()
+                                .filter(project::Column::Id.eq(id))
+                                .one_in(&scope)
+                                .await
+                                .expect("read")
+                                .expect("found")
+                                .id
+                        }
+                    }
+                })
+            });
+        }
+        for path in ["builder", "entity"] {
+            entity.bench_function(BenchmarkId::new(format!("insert/{name}/{path}"), 1), |b| {
+                b.to_async(&rt).iter(|| {
+                    let target = target.clone();
+                    async move {
+                        let scope = target.scope(ScopeMode::Autocommit).await;
+                        let id = if path == "builder" {
+                            builder_create(&scope).await.expect("insert").id
+                        } else {
+                            project::ActiveModel {
+                                id: Set(Uuid::now_v7()),
+                                name: Set("new".into()),
+                                description: Set(String::new()),
+                                ..Default::default()
+                            }
+                            .insert_in(&scope)
+                            .await
+                            .expect("insert")
+                            .id
+                        };
+                        scope.commit().await.expect("commit");
+                        id
+                    }
+                })
+            });
+        }
+    }
+    entity.finish();
 
     rt.block_on(async {
         for (db, target, _) in set_up {

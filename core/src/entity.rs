@@ -122,6 +122,7 @@ pub trait SelectInTenant: Sized {
 }
 // ANCHOR_END: select_in
 
+// ANCHOR: select_impl
 #[async_trait]
 impl<E> SelectInTenant for Select<E>
 where
@@ -147,6 +148,7 @@ where
             .transpose()
     }
 }
+// ANCHOR_END: select_impl
 
 #[async_trait]
 impl<E, F> SelectInTenant for SelectTwo<E, F>
@@ -254,10 +256,8 @@ where
 
     async fn update_in(mut self, scope: &TenantScope) -> Result<<A::Entity as EntityTrait>::Model> {
         stamp(scope, &mut self)?;
-        let changes = <A::Entity as EntityTrait>::Column::iter()
-            .any(|c| matches!(self.get(c), ActiveValue::Set(_)));
         let mut query: UpdateStatement = A::Entity::update(self.clone()).validate()?.into_query();
-        if !changes || query.get_values().is_empty() {
+        if query.get_values().is_empty() {
             // Nothing to change: the row as it is, if it is the tenant's.
             let mut select = <A::Entity as EntityTrait>::find();
             for key in <<A::Entity as EntityTrait>::PrimaryKey as Iterable>::iter() {

@@ -1,8 +1,10 @@
 //! The example SaaS domain, written once against [`TenantScope`](crate::TenantScope): projects,
 //! and tasks that belong to a project.
 //!
-//! Nothing here knows which strategy runs underneath. Every statement is built by the scope,
-//! so the tenant predicate and the table placement come with it.
+//! Nothing here knows which strategy runs underneath. The tables are sea-orm entities
+//! ([`project`], [`task`]), and every statement goes through the scope ([`crate::entity`], or
+//! the scope's builders for the summary join), so the tenant predicate and the table placement
+//! come with it.
 
 pub mod project;
 pub mod projects;

@@ -1,11 +1,14 @@
 //! The `projects` table as a sea-orm entity, for domain code written with entities (see
 //! [`crate::entity`]); [`super::projects`] holds the operations the demo serves.
 
+use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
 
 // ANCHOR: project_entity
 /// A project as stored. Its key starts with `tenant_id`, like every key of a tenant table.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Project))]
 #[sea_orm(table_name = "projects")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
@@ -14,7 +17,8 @@ pub struct Model {
     pub id: Uuid,
     pub name: String,
     pub description: String,
-    pub created_at: DateTimeUtc,
+    #[sea_orm(column_type = "TimestampWithTimeZone")]
+    pub created_at: DateTime<Utc>,
 }
 
 /// A project has many tasks.

@@ -1,34 +1,32 @@
 //! Projects: create, read, update, delete, list, and the summary join with task counts.
 
-use chrono::{DateTime, Utc};
-use sea_orm::FromQueryResult;
+//!
+//! Written with the [`project`](super::project) entity through the scope
+//! ([`crate::entity`]), except the summary: a hand-written join with aggregate filters is what
+//! the scope's string builders are for.
+
+use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, JoinType, Order};
+use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::check_text;
+use super::project;
+use crate::entity::{ActiveModelInTenant, ManyInTenant, SelectInTenant};
 use crate::error::{Error, Result};
 use crate::page::{Page, PageRequest};
 use crate::scope::TenantScope;
 
 const TABLE: &str = super::PROJECTS;
-const COLUMNS: [&str; 5] = ["tenant_id", "id", "name", "description", "created_at"];
 
 /// The longest project name accepted.
 pub const MAX_NAME: usize = 200;
 /// The longest description accepted.
 pub const MAX_DESCRIPTION: usize = 4000;
 
-/// A project as stored.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, FromQueryResult)]
-pub struct Project {
-    pub tenant_id: Uuid,
-    pub id: Uuid,
-    pub name: String,
-    pub description: String,
-    pub created_at: DateTime<Utc>,
-}
+/// A project as stored: the [`project`](super::project) entity's model.
+pub type Project = project::Model;
 
 /// What [`create`] needs.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -69,14 +67,6 @@ pub struct ProjectSummary {
     pub done_tasks: i64,
 }
 
-fn select_columns(scope: &TenantScope) -> sea_orm::sea_query::SelectStatement {
-    let mut q = scope.select(TABLE, "p");
-    for c in COLUMNS {
-        q.column((Alias::new("p"), Alias::new(c)));
-    }
-    q
-}
-
 fn check_new(new: &NewProject) -> Result<()> {
     check_text("name", &new.name, MAX_NAME)?;
     super::storable("description", &new.description)?;
@@ -93,27 +83,23 @@ fn check_new(new: &NewProject) -> Result<()> {
 /// Creates a project in the scope's tenant.
 pub async fn create(scope: &TenantScope, new: NewProject) -> Result<Project> {
     check_new(&new)?;
-    let id = Uuid::now_v7();
-    let mut insert = scope.insert(
-        TABLE,
-        &["id", "name", "description"],
-        vec![id.into(), new.name.into(), new.description.into()],
-    )?;
-    insert.returning(sea_orm::sea_query::Query::returning().columns(COLUMNS.map(Alias::new)));
-    scope
-        .fetch_optional(&insert)
-        .await?
-        .ok_or(Error::NotFound("project"))
+    project::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        name: Set(new.name),
+        description: Set(new.description),
+        ..Default::default()
+    }
+    .insert_in(scope)
+    .await
 }
 // ANCHOR_END: create
 
 // ANCHOR: get
 /// The project `id` of the scope's tenant. Another tenant's id is [`Error::NotFound`].
 pub async fn get(scope: &TenantScope, id: Uuid) -> Result<Project> {
-    let mut q = select_columns(scope);
-    q.and_where(Expr::col((Alias::new("p"), Alias::new("id"))).eq(id));
-    scope
-        .fetch_optional(&q)
+    project::Entity::find()
+        .filter(project::Column::Id.eq(id))
+        .one_in(scope)
         .await?
         .ok_or(Error::NotFound("project"))
 }
@@ -121,35 +107,34 @@ pub async fn get(scope: &TenantScope, id: Uuid) -> Result<Project> {
 
 /// Changes the fields given in `patch` and returns the project as it now is.
 pub async fn update(scope: &TenantScope, id: Uuid, patch: ProjectPatch) -> Result<Project> {
-    let mut changes = Vec::new();
+    let mut changes = project::ActiveModel {
+        id: Set(id),
+        ..Default::default()
+    };
     if let Some(name) = patch.name {
         check_text("name", &name, MAX_NAME)?;
-        changes.push(("name", name.into()));
+        changes.name = Set(name);
     }
     if let Some(description) = patch.description {
         check_new(&NewProject {
             name: "x".into(),
             description: description.clone(),
         })?;
-        changes.push(("description", description.into()));
+        changes.description = Set(description);
     }
-    if changes.is_empty() {
-        return get(scope, id).await;
-    }
-    let mut q = scope.update(TABLE, changes)?;
-    q.and_where(Expr::col(Alias::new("id")).eq(id))
-        .returning(sea_orm::sea_query::Query::returning().columns(COLUMNS.map(Alias::new)));
-    scope
-        .fetch_optional(&q)
-        .await?
-        .ok_or(Error::NotFound("project"))
+    changes.update_in(scope).await.map_err(|e| match e {
+        Error::NotFound(_) => Error::NotFound("project"),
+        e => e,
+    })
 }
 
 /// Deletes the project and, through the foreign key, its tasks.
 pub async fn delete(scope: &TenantScope, id: Uuid) -> Result<()> {
-    let mut q = scope.delete(TABLE);
-    q.and_where(Expr::col(Alias::new("id")).eq(id));
-    match scope.execute(&q).await? {
+    let deleted = project::Entity::delete_many()
+        .filter(project::Column::Id.eq(id))
+        .exec_in(scope)
+        .await?;
+    match deleted {
         0 => Err(Error::NotFound("project")),
         _ => Ok(()),
     }
@@ -158,13 +143,15 @@ pub async fn delete(scope: &TenantScope, id: Uuid) -> Result<()> {
 /// A page of the tenant's projects, oldest first.
 pub async fn list(scope: &TenantScope, page: PageRequest) -> Result<Page<Project>> {
     let limit = page.checked_limit()?;
-    let mut q = select_columns(scope);
+    let mut q = project::Entity::find();
     if let Some(after) = page.after {
-        q.and_where(Expr::col((Alias::new("p"), Alias::new("id"))).gt(after));
+        q = q.filter(project::Column::Id.gt(after));
     }
-    q.order_by((Alias::new("p"), Alias::new("id")), Order::Asc)
-        .limit(limit + 1);
-    let rows = scope.fetch_all(&q).await?;
+    let rows = q
+        .order_by_asc(project::Column::Id)
+        .limit(limit + 1)
+        .all_in(scope)
+        .await?;
     Ok(Page::from_overfetch(rows, limit, |p: &Project| p.id))
 }
 

@@ -1,11 +1,14 @@
 //! The `tasks` table as a sea-orm entity (see [`crate::entity`]); [`super::tasks`] holds the
 //! operations the demo serves.
 
+use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
 
 // ANCHOR: task_entity
 /// A task as stored.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Task))]
 #[sea_orm(table_name = "tasks")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
@@ -15,7 +18,8 @@ pub struct Model {
     pub project_id: Uuid,
     pub title: String,
     pub done: bool,
-    pub created_at: DateTimeUtc,
+    #[sea_orm(column_type = "TimestampWithTimeZone")]
+    pub created_at: DateTime<Utc>,
 }
 
 /// A task belongs to its project, by the same composite key as the table's foreign key:

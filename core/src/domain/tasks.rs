@@ -1,41 +1,26 @@
 //! Tasks: they belong to a project of the same tenant, which the composite foreign key
 //! `(tenant_id, project_id) -> projects (tenant_id, id)` enforces in every strategy.
 
-use chrono::{DateTime, Utc};
-use sea_orm::FromQueryResult;
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query};
+//!
+//! Written with the [`task`](super::task) entity through the scope ([`crate::entity`]).
+
+use sea_orm::ActiveValue::Set;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::check_text;
+use super::task;
+use crate::entity::{ActiveModelInTenant, ManyInTenant, SelectInTenant};
 use crate::error::{Error, Result};
 use crate::page::{Page, PageRequest};
 use crate::scope::TenantScope;
 
-const TABLE: &str = super::TASKS;
-const COLUMNS: [&str; 6] = [
-    "tenant_id",
-    "id",
-    "project_id",
-    "title",
-    "done",
-    "created_at",
-];
-
 /// The longest task title accepted.
 pub const MAX_TITLE: usize = 500;
 
-/// A task as stored.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, FromQueryResult)]
-pub struct Task {
-    pub tenant_id: Uuid,
-    pub id: Uuid,
-    pub project_id: Uuid,
-    pub title: String,
-    pub done: bool,
-    pub created_at: DateTime<Utc>,
-}
+/// A task as stored: the [`task`](super::task) entity's model.
+pub type Task = task::Model;
 
 /// What [`create`] needs.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -63,14 +48,6 @@ pub struct TaskPatch {
     pub done: Option<bool>,
 }
 
-fn select_columns(scope: &TenantScope) -> sea_orm::sea_query::SelectStatement {
-    let mut q = scope.select(TABLE, "t");
-    for c in COLUMNS {
-        q.column((Alias::new("t"), Alias::new(c)));
-    }
-    q
-}
-
 /// Creates a task in project `project_id`, which must be a project of the scope's tenant;
 /// otherwise [`Error::NotFound`] and nothing is written.
 pub async fn create(scope: &TenantScope, project_id: Uuid, new: NewTask) -> Result<Task> {
@@ -78,59 +55,56 @@ pub async fn create(scope: &TenantScope, project_id: Uuid, new: NewTask) -> Resu
     // The project must be visible to this tenant. The foreign key would refuse another
     // tenant's project as well, but checking first gives "not found" rather than a conflict.
     super::projects::get(scope, project_id).await?;
-    let id = Uuid::now_v7();
-    let mut insert = scope.insert(
-        TABLE,
-        &["id", "project_id", "title"],
-        vec![id.into(), project_id.into(), new.title.into()],
-    )?;
-    insert.returning(Query::returning().columns(COLUMNS.map(Alias::new)));
-    match scope.fetch_optional(&insert).await {
-        Ok(Some(task)) => Ok(task),
-        Ok(None) => Err(Error::NotFound("project")),
+    let created = task::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        project_id: Set(project_id),
+        title: Set(new.title),
+        ..Default::default()
+    }
+    .insert_in(scope)
+    .await;
+    match created {
         // The project was deleted between the check and the insert.
         Err(Error::ForeignKeyViolation { .. }) => Err(Error::NotFound("project")),
-        Err(e) => Err(e),
+        other => other,
     }
 }
 
 /// The task `id` of the scope's tenant. Another tenant's id is [`Error::NotFound`].
 pub async fn get(scope: &TenantScope, id: Uuid) -> Result<Task> {
-    let mut q = select_columns(scope);
-    q.and_where(Expr::col((Alias::new("t"), Alias::new("id"))).eq(id));
-    scope
-        .fetch_optional(&q)
+    task::Entity::find()
+        .filter(task::Column::Id.eq(id))
+        .one_in(scope)
         .await?
         .ok_or(Error::NotFound("task"))
 }
 
 /// Changes the fields given in `patch` and returns the task as it now is.
 pub async fn update(scope: &TenantScope, id: Uuid, patch: TaskPatch) -> Result<Task> {
-    let mut changes = Vec::new();
+    let mut changes = task::ActiveModel {
+        id: Set(id),
+        ..Default::default()
+    };
     if let Some(title) = patch.title {
         check_text("title", &title, MAX_TITLE)?;
-        changes.push(("title", title.into()));
+        changes.title = Set(title);
     }
     if let Some(done) = patch.done {
-        changes.push(("done", done.into()));
+        changes.done = Set(done);
     }
-    if changes.is_empty() {
-        return get(scope, id).await;
-    }
-    let mut q = scope.update(TABLE, changes)?;
-    q.and_where(Expr::col(Alias::new("id")).eq(id))
-        .returning(Query::returning().columns(COLUMNS.map(Alias::new)));
-    scope
-        .fetch_optional(&q)
-        .await?
-        .ok_or(Error::NotFound("task"))
+    changes.update_in(scope).await.map_err(|e| match e {
+        Error::NotFound(_) => Error::NotFound("task"),
+        e => e,
+    })
 }
 
 /// Deletes the task.
 pub async fn delete(scope: &TenantScope, id: Uuid) -> Result<()> {
-    let mut q = scope.delete(TABLE);
-    q.and_where(Expr::col(Alias::new("id")).eq(id));
-    match scope.execute(&q).await? {
+    let deleted = task::Entity::delete_many()
+        .filter(task::Column::Id.eq(id))
+        .exec_in(scope)
+        .await?;
+    match deleted {
         0 => Err(Error::NotFound("task")),
         _ => Ok(()),
     }
@@ -142,13 +116,14 @@ pub async fn list(scope: &TenantScope, project_id: Uuid, page: PageRequest) -> R
     // The project first: an unknown project is "not found" whatever else is wrong.
     super::projects::get(scope, project_id).await?;
     let limit = page.checked_limit()?;
-    let mut q = select_columns(scope);
-    q.and_where(Expr::col((Alias::new("t"), Alias::new("project_id"))).eq(project_id));
+    let mut q = task::Entity::find().filter(task::Column::ProjectId.eq(project_id));
     if let Some(after) = page.after {
-        q.and_where(Expr::col((Alias::new("t"), Alias::new("id"))).gt(after));
+        q = q.filter(task::Column::Id.gt(after));
     }
-    q.order_by((Alias::new("t"), Alias::new("id")), Order::Asc)
-        .limit(limit + 1);
-    let rows = scope.fetch_all(&q).await?;
+    let rows = q
+        .order_by_asc(task::Column::Id)
+        .limit(limit + 1)
+        .all_in(scope)
+        .await?;
     Ok(Page::from_overfetch(rows, limit, |t: &Task| t.id))
 }

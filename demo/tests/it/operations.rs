@@ -61,6 +61,23 @@ async fn operations_endpoints(strategy: Strategy) -> Result<()> {
             "{path} missing from the OpenAPI document"
         );
     }
+    // Every reference names a schema the document has (Project and Task are the entities'
+    // models, named by `schema(as = ...)`).
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    for r in &refs {
+        let name = r.trim_start_matches("#/components/schemas/");
+        ensure!(
+            !doc["components"]["schemas"][name].is_null(),
+            "{r} points at no schema"
+        );
+    }
+    for name in ["Project", "Task"] {
+        ensure!(
+            !doc["components"]["schemas"][name]["properties"]["created_at"].is_null(),
+            "schema {name} is missing or has no created_at"
+        );
+    }
     let page = app
         .client
         .get(app.url("/docs"))
@@ -111,4 +128,20 @@ async fn database_outage_is_503_then_recovers(strategy: Strategy) -> Result<()> 
     ensure!(status == StatusCode::OK, "after the restart: {status}");
     app.finish().await?;
     server.remove()
+}
+
+/// Every `$ref` string in an OpenAPI document.
+fn collect_refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("$ref", Value::String(r)) => out.push(r.clone()),
+                    _ => collect_refs(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
 }
