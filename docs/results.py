@@ -55,7 +55,10 @@ def run(cmd, **kw):
         return "unknown"
 
 
+@functools.cache
 def machine():
+    """Where and with what, taken once per run: the result files this run writes must not
+    make the later ones look dirty."""
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
