@@ -16,6 +16,21 @@
 //! [`PoolSettings`], [`connect_sqlx_pool`] and [`LentConnection`], the [`fault`] points, and the constructors of
 //! [`TenantScope`] (`in_transaction`, `autocommit`, `on_connection`).
 //!
+//! Domain code takes a scope, whatever strategy made it:
+//!
+//! ```no_run
+//! use tenancy_core::domain::task;
+//! use tenancy_core::entity::SelectInTenant;
+//! use tenancy_core::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+//!
+//! async fn open_tasks(scope: &tenancy_core::TenantScope) -> tenancy_core::Result<Vec<task::Model>> {
+//!     task::Entity::find()
+//!         .filter(task::Column::Done.eq(false))
+//!         .all_in(scope)
+//!         .await
+//! }
+//! ```
+//!
 //! Core depends on no strategy crate.
 
 pub mod catalog;

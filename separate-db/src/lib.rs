@@ -26,6 +26,9 @@
 //! # async fn demo() -> tenancy_core::Result<()> {
 //! use tenancy_core::{NewTenant, Slug, TenantStore};
 //! use tenancy_separate_db::{SeparateDbOptions, SeparateDbStore, ServerConfig};
+//! use tenancy_core::domain::task;
+//! use tenancy_core::entity::SelectInTenant;
+//! use tenancy_core::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 //!
 //! let store = SeparateDbStore::connect(
 //!     "postgres://postgres@127.0.0.1:5432/tenancy",
@@ -41,6 +44,10 @@
 //! .await?;
 //! let acme = store.create_tenant(NewTenant::new(Slug::parse("acme")?, "Acme")).await?;
 //! let scope = store.scope(&acme).await?;
+//! let open = task::Entity::find()
+//!     .filter(task::Column::Done.eq(false))
+//!     .all_in(&scope)
+//!     .await?;
 //! scope.commit().await?;
 //! # Ok(()) }
 //! ```

@@ -14,6 +14,29 @@
 //!   resumes; with nothing pending a run is one catalog query.
 //! - **Memory**: PostgreSQL caches every relation a connection has touched, so pooled
 //!   connections are recycled after [`SeparateSchemaOptions::max_connection_lifetime`].
+//!
+//! ```no_run
+//! # async fn demo() -> tenancy_core::Result<()> {
+//! use tenancy_core::{NewTenant, Slug, TenantStore};
+//! use tenancy_separate_schema::{SeparateSchemaOptions, SeparateSchemaStore};
+//! use tenancy_core::domain::task;
+//! use tenancy_core::entity::SelectInTenant;
+//! use tenancy_core::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+//!
+//! let store = SeparateSchemaStore::connect(
+//!     "postgres://postgres@127.0.0.1:5432/tenancy",
+//!     SeparateSchemaOptions::default(),
+//! )
+//! .await?;
+//! let acme = store.create_tenant(NewTenant::new(Slug::parse("acme")?, "Acme")).await?;
+//! let scope = store.scope(&acme).await?;
+//! let open = task::Entity::find()
+//!     .filter(task::Column::Done.eq(false))
+//!     .all_in(&scope)
+//!     .await?;
+//! scope.commit().await?;
+//! # Ok(()) }
+//! ```
 
 mod options;
 mod store;

@@ -2,9 +2,10 @@
 //!
 //! Two layers keep tenants apart:
 //!
-//! 1. **The predicate.** Every statement the domain sends is built by
-//!    [`TenantScope`](tenancy_core::TenantScope), which adds `tenant_id = $tenant` to reads,
-//!    updates and deletes and writes the tenant id into inserts.
+//! 1. **The predicate.** Every statement the domain sends goes through
+//!    [`TenantScope`](tenancy_core::TenantScope) (sea-orm entities with
+//!    [`tenancy_core::entity`], or the scope's builders), which adds `tenant_id = $tenant` to
+//!    reads, updates and deletes and writes the tenant id into inserts.
 //! 2. **Row-level security beneath it.** Every tenant table has `ENABLE` and
 //!    `FORCE ROW LEVEL SECURITY` and a policy comparing `tenant_id` with the setting
 //!    `tenancy.tenant_id`. Tenant traffic runs as an application role that owns nothing and is
@@ -16,11 +17,14 @@
 //!
 //! A forgotten predicate is caught by the policy; a forgotten tenant binding sees no rows at
 //! all, because the policy compares with a setting that is unset.
-
+//!
 //! ```no_run
 //! # async fn demo() -> tenancy_core::Result<()> {
 //! use tenancy_core::{NewTenant, Slug, TenantStore};
 //! use tenancy_shared_schema::{SharedSchemaOptions, SharedSchemaStore};
+//! use tenancy_core::domain::task;
+//! use tenancy_core::entity::SelectInTenant;
+//! use tenancy_core::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 //!
 //! let store = SharedSchemaStore::connect(
 //!     "postgres://postgres@127.0.0.1:5432/tenancy",
@@ -29,6 +33,10 @@
 //! .await?;
 //! let acme = store.create_tenant(NewTenant::new(Slug::parse("acme")?, "Acme")).await?;
 //! let scope = store.scope(&acme).await?;
+//! let open = task::Entity::find()
+//!     .filter(task::Column::Done.eq(false))
+//!     .all_in(&scope)
+//!     .await?;
 //! scope.commit().await?;
 //! # Ok(()) }
 //! ```
