@@ -582,10 +582,13 @@ pub async fn moving(conn: &impl ConnectionTrait) -> Result<Vec<Tenant>> {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, FromQueryResult)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Job {
+    /// The job's id (UUID v7), as in `GET /admin/jobs/{id}`.
     pub id: Uuid,
     /// What the job does: `move`.
     pub kind: String,
+    /// The tenant the job works on.
     pub tenant_id: Uuid,
+    /// The tenant's slug when the job began.
     pub slug: String,
     /// Where from and where to, as placements: `{"from": ..., "to": ...}`.
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
@@ -595,10 +598,15 @@ pub struct Job {
     pub step: String,
     /// Rows copied so far, of `rows_total`.
     pub rows_done: i64,
+    /// Rows to copy, counted when the copy began (0 before).
     pub rows_total: i64,
+    /// Why the job failed or was rolled back, if it was.
     pub error: Option<String>,
+    /// When the job was recorded.
     pub started_at: DateTime<Utc>,
+    /// When its step or counts last changed.
     pub updated_at: DateTime<Utc>,
+    /// When it ended (done, rolled back or failed); `None` while it runs.
     pub finished_at: Option<DateTime<Utc>>,
 }
 

@@ -32,7 +32,9 @@ pub enum EmbeddedError {
     /// Preparing the data folder failed.
     #[error("cannot prepare {path}: {source}")]
     Io {
+        /// The folder that could not be prepared.
         path: PathBuf,
+        /// What the file system said.
         source: std::io::Error,
     },
     /// The server failed to initialise, start or stop.

@@ -41,12 +41,22 @@ impl std::fmt::Display for SlugError {
 pub enum Error {
     /// A slug failed validation; nothing was written.
     #[error("invalid slug {slug:?}: {reason}")]
-    InvalidSlug { slug: String, reason: SlugError },
+    InvalidSlug {
+        /// The slug as given.
+        slug: String,
+        /// What is wrong with it.
+        reason: SlugError,
+    },
 
     /// A well-formed request carried a value the domain refuses (an empty name, a title that
     /// is too long); nothing was written.
     #[error("invalid {field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
+    Invalid {
+        /// The field (or argument) refused.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
 
     /// No tenant with that id or slug is in the catalog.
     #[error("tenant not found")]
@@ -59,7 +69,9 @@ pub enum Error {
     /// The tenant exists but is `provisioning` or `deleting`, so its data cannot be served.
     #[error("tenant {slug:?} is not ready (state: {state})")]
     TenantNotReady {
+        /// The tenant's slug.
         slug: String,
+        /// The state it is in.
         state: crate::TenantState,
     },
 
@@ -67,7 +79,9 @@ pub enum Error {
     /// id. `constraint` names the unique constraint or index when the server reported it.
     #[error("unique violation ({}): {message}", constraint.as_deref().unwrap_or("unnamed"))]
     UniqueViolation {
+        /// The unique constraint or index, when the server named it.
         constraint: Option<String>,
+        /// The server's message.
         message: String,
     },
 
@@ -76,7 +90,9 @@ pub enum Error {
     /// key when the server reported it.
     #[error("foreign key violation ({}): {message}", constraint.as_deref().unwrap_or("unnamed"))]
     ForeignKeyViolation {
+        /// The foreign key, when the server named it.
         constraint: Option<String>,
+        /// The server's message.
         message: String,
     },
 
@@ -89,7 +105,10 @@ pub enum Error {
     /// `tenant_id` (or an `update_many` tried to set `tenant_id`); nothing was written. A row
     /// belongs to the tenant of the scope it is written through, and never changes tenant.
     #[error("a {table} row of another tenant cannot be written through this tenant's scope")]
-    TenantMismatch { table: &'static str },
+    TenantMismatch {
+        /// The entity's table.
+        table: &'static str,
+    },
 
     /// The row does not exist for this tenant. Rows of other tenants are reported the same
     /// way, so a caller cannot learn that they exist.

@@ -19,6 +19,7 @@
 //! Domain code takes a scope, whatever strategy made it:
 //!
 //! ```no_run
+//! # // no_run: needs a scope, which a store makes (see a strategy crate's front page).
 //! use tenancy_core::domain::task;
 //! use tenancy_core::entity::SelectInTenant;
 //! use tenancy_core::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -32,6 +33,8 @@
 //! ```
 //!
 //! Core depends on no strategy crate.
+
+#![warn(missing_docs)]
 
 pub mod catalog;
 mod connect;

@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 /// Ids are UUID v7, so ordering by id is ordering by creation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PageRequest {
+    /// At most this many rows (1 to [`PageRequest::MAX_LIMIT`]).
     pub limit: u32,
+    /// Only rows whose id comes after this one; `None` for the first page.
     pub after: Option<Uuid>,
 }
 
@@ -45,7 +47,9 @@ impl Default for PageRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Page<T> {
+    /// The rows of this page, in id order.
     pub items: Vec<T>,
+    /// The `after` of the next page; `None` on the last.
     pub next: Option<Uuid>,
 }
 

@@ -60,11 +60,24 @@ impl Default for MigrateOptions {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum MigrationOutcome {
     /// Migrations were applied: the version went from `from` to `to`.
-    Migrated { from: i32, to: i32 },
+    Migrated {
+        /// The version before.
+        from: i32,
+        /// The version now.
+        to: i32,
+    },
     /// Nothing was pending.
-    UpToDate { version: i32 },
+    UpToDate {
+        /// The version it is at.
+        version: i32,
+    },
     /// This tenant failed and was left at its previous version; the others went on.
-    Failed { version: i32, error: String },
+    Failed {
+        /// The version it was left at.
+        version: i32,
+        /// What failed.
+        error: String,
+    },
 }
 
 /// One line of a [`MigrationReport`].
@@ -75,6 +88,7 @@ pub struct TenantMigration {
     /// The tenant's slug, or the template's name.
     pub name: String,
     #[serde(flatten)]
+    /// What happened to it.
     pub outcome: MigrationOutcome,
 }
 
@@ -84,6 +98,7 @@ pub struct TenantMigration {
 pub struct MigrationReport {
     /// The version every tenant should be at.
     pub target_version: i32,
+    /// The tenants (and template) that had work, with what became of each.
     pub tenants: Vec<TenantMigration>,
     /// Ready tenants that needed nothing.
     pub up_to_date: usize,

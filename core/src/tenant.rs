@@ -176,9 +176,17 @@ pub enum Placement {
     /// Shared tables, told apart by `tenant_id`.
     Shared,
     /// A schema of its own in the one database.
-    Schema { schema: String },
+    Schema {
+        /// The schema's name.
+        schema: String,
+    },
     /// A database of its own on one of the configured servers.
-    Database { server: String, database: String },
+    Database {
+        /// The configured server's name.
+        server: String,
+        /// The database's name on it.
+        database: String,
+    },
 }
 
 impl Placement {
@@ -210,8 +218,11 @@ impl fmt::Display for Placement {
 pub struct Move {
     /// The job that drives the move (`tenancy.jobs`).
     pub job: uuid::Uuid,
+    /// Where the tenant's rows are served from until the flip.
     pub from: Placement,
+    /// Where they are going.
     pub to: Placement,
+    /// How far the move got.
     pub step: MoveStep,
 }
 
@@ -291,13 +302,19 @@ impl fmt::Display for TenantState {
 /// A tenant as recorded in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tenant {
+    /// The tenant's id (UUID v7), which never changes, not even in a move.
     pub id: TenantId,
+    /// Its slug, unique in the catalog.
     pub slug: Slug,
+    /// Its display name.
     pub name: String,
+    /// Where its rows live.
     pub placement: Placement,
+    /// Whether it is served (`ready`, `moving`) or not yet or no longer.
     pub state: TenantState,
     /// How many tenant migrations have been applied to this tenant's tables.
     pub schema_version: i32,
+    /// When it was created.
     pub created_at: DateTime<Utc>,
     /// The move in progress, when the tenant is [`TenantState::Moving`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -321,7 +338,9 @@ impl Tenant {
 /// What [`crate::TenantStore::create_tenant`] needs.
 #[derive(Debug, Clone)]
 pub struct NewTenant {
+    /// The slug the tenant will have.
     pub slug: Slug,
+    /// Its display name.
     pub name: String,
     /// For separate-db: the server to place the tenant on. `None` picks the server with the
     /// fewest tenants. Other strategies ignore it.

@@ -120,10 +120,13 @@ impl TenantTables {
 /// One table of an export.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableManifest {
+    /// The table's name.
     pub name: String,
     /// The columns exported, in order (every column but `tenant_id`).
     pub columns: Vec<String>,
+    /// How many rows were exported.
     pub rows: u64,
+    /// How many `COPY` bytes they took.
     pub bytes: u64,
     /// SHA-256 of the table's `COPY` bytes, lowercase hex.
     pub sha256: String,
@@ -132,15 +135,19 @@ pub struct TableManifest {
 /// What an export holds: checked by an import before it writes anything.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// The file format's version (1).
     pub format: u32,
     /// The tenant exported (an import may give the rows another slug and id).
     pub tenant_id: TenantId,
+    /// The exported tenant's slug.
     pub slug: String,
+    /// The exported tenant's name.
     pub name: String,
     /// Where the rows came from.
     pub placement: Placement,
     /// How many tenant migrations the tables had: an import needs the same.
     pub schema_version: i32,
+    /// When the export was taken.
     pub exported_at: chrono::DateTime<chrono::Utc>,
     /// Parents before children.
     pub tables: Vec<TableManifest>,

@@ -13,6 +13,7 @@
 //! at any step is rolled back or finished by [`HybridStore::resume_moves`].
 //!
 //! ```no_run
+//! # // no_run: needs a PostgreSQL server; tests/it/moves.rs moves tenants on one.
 //! # async fn run() -> tenancy_core::Result<()> {
 //! use tenancy_core::{NewTenant, Slug, Strategy, TenantStore};
 //! use tenancy_hybrid::{HybridOptions, HybridStore};
@@ -27,6 +28,8 @@
 //! ```
 //!
 //! The strategy crates never reach each other; this crate sits above the three.
+
+#![warn(missing_docs)]
 
 mod moves;
 mod options;

@@ -57,7 +57,12 @@ pub enum Resumed {
     /// Another process is driving it.
     Busy(TenantId),
     /// It could not be resumed now (the error says why); the next run tries again.
-    Failed { tenant: TenantId, error: String },
+    Failed {
+        /// The tenant whose move could not be resumed.
+        tenant: TenantId,
+        /// Why.
+        error: String,
+    },
 }
 
 /// What [`HybridStore::roll_back`] found.

@@ -59,12 +59,16 @@ impl Default for MoveOptions {
 /// new tenants go.
 #[derive(Debug, Clone)]
 pub struct HybridOptions {
+    /// The shared tables.
     pub shared: SharedSchemaOptions,
+    /// The schema per tenant.
     pub schema: SeparateSchemaOptions,
     /// The database per tenant: its control server is the hybrid's database; more servers
     /// may be configured.
     pub database: SeparateDbOptions,
+    /// Where a new tenant goes when its [`NewTenant`](tenancy_core::NewTenant) names no placement.
     pub default_placement: DefaultPlacement,
+    /// How moves wait: lock timeout and drain.
     pub moves: MoveOptions,
 }
 

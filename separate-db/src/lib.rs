@@ -23,6 +23,7 @@
 //!   after `retry_after`, so it recovers without a restart.
 //!
 //! ```no_run
+//! # // no_run: needs two PostgreSQL servers; tests/it/two_servers.rs runs them.
 //! # async fn demo() -> tenancy_core::Result<()> {
 //! use tenancy_core::{NewTenant, Slug, TenantStore};
 //! use tenancy_separate_db::{SeparateDbOptions, SeparateDbStore, ServerConfig};
@@ -51,6 +52,8 @@
 //! scope.commit().await?;
 //! # Ok(()) }
 //! ```
+
+#![warn(missing_docs)]
 
 mod migrate;
 mod options;

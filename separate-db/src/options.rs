@@ -25,7 +25,7 @@ pub struct ServerConfig {
 }
 
 // ANCHOR: options
-/// How a [`SeparateDbStore`] connects and behaves.
+/// How a [`SeparateDbStore`](crate::SeparateDbStore) connects and behaves.
 #[derive(Debug, Clone)]
 pub struct SeparateDbOptions {
     /// The name of the server that holds the control database (the store's URL).

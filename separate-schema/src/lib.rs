@@ -16,6 +16,7 @@
 //!   connections are recycled after [`SeparateSchemaOptions::max_connection_lifetime`].
 //!
 //! ```no_run
+//! # // no_run: needs a PostgreSQL server; the conformance suite runs the same against one.
 //! # async fn demo() -> tenancy_core::Result<()> {
 //! use tenancy_core::{NewTenant, Slug, TenantStore};
 //! use tenancy_separate_schema::{SeparateSchemaOptions, SeparateSchemaStore};
@@ -37,6 +38,8 @@
 //! scope.commit().await?;
 //! # Ok(()) }
 //! ```
+
+#![warn(missing_docs)]
 
 mod options;
 mod store;

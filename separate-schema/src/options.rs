@@ -6,13 +6,13 @@ use tenancy_core::migration::TenantMigrations;
 use tenancy_core::{PoolSettings, Result, Slug, check_identifier};
 
 // ANCHOR: options
-/// How a [`SeparateSchemaStore`] connects and behaves.
+/// How a [`SeparateSchemaStore`](crate::SeparateSchemaStore) connects and behaves.
 #[derive(Debug, Clone)]
 pub struct SeparateSchemaOptions {
     /// Most connections the store holds (to the database, or to the pooler when
     /// [`SeparateSchemaOptions::tenant_url`] is set).
     pub max_connections: u32,
-    /// How long a request waits for a free connection before [`Error::PoolTimeout`].
+    /// How long a request waits for a free connection before [`Error::PoolTimeout`](tenancy_core::Error::PoolTimeout).
     pub acquire_timeout: Duration,
     /// A pooled connection is closed after this long, which bounds the per-connection caches
     /// PostgreSQL keeps of every relation the connection has touched (thousands of schemas

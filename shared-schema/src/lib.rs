@@ -19,6 +19,7 @@
 //! all, because the policy compares with a setting that is unset.
 //!
 //! ```no_run
+//! # // no_run: needs a PostgreSQL server; the conformance suite runs the same against one.
 //! # async fn demo() -> tenancy_core::Result<()> {
 //! use tenancy_core::{NewTenant, Slug, TenantStore};
 //! use tenancy_shared_schema::{SharedSchemaOptions, SharedSchemaStore};
@@ -40,6 +41,8 @@
 //! scope.commit().await?;
 //! # Ok(()) }
 //! ```
+
+#![warn(missing_docs)]
 
 mod binding;
 mod options;

@@ -43,7 +43,7 @@ pub enum RlsBinding {
 // ANCHOR_END: rls_binding
 
 // ANCHOR: options
-/// How a [`SharedSchemaStore`] connects and behaves.
+/// How a [`SharedSchemaStore`](crate::SharedSchemaStore) connects and behaves.
 #[derive(Debug, Clone)]
 pub struct SharedSchemaOptions {
     /// Most connections of tenant traffic. The catalog, migrations and purges use a second

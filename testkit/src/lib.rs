@@ -9,6 +9,8 @@
 //! - [`conformance`]: the suite every [`TenantStore`](tenancy_core::TenantStore) runs from its
 //!   own tests, through [`conformance_tests!`].
 
+#![warn(missing_docs)]
+
 pub mod conformance;
 mod database;
 mod pgbouncer;

@@ -12,12 +12,17 @@ use serde::{Deserialize, Serialize};
 #[sea_orm(table_name = "projects")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
+    /// The tenant the project belongs to; set by the scope, never changed.
     pub tenant_id: Uuid,
     #[sea_orm(primary_key, auto_increment = false)]
+    /// The project's id (UUID v7, so ids sort by creation time).
     pub id: Uuid,
+    /// Its name: not blank, at most [`MAX_NAME`](super::projects::MAX_NAME) characters.
     pub name: String,
+    /// A free text, empty by default.
     pub description: String,
     #[sea_orm(column_type = "TimestampWithTimeZone")]
+    /// When it was created (the database's clock).
     pub created_at: DateTime<Utc>,
 }
 
@@ -25,6 +30,7 @@ pub struct Model {
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
     #[sea_orm(has_many = "super::task::Entity")]
+    /// Its tasks, by `(tenant_id, id)` = `tasks (tenant_id, project_id)`.
     Tasks,
 }
 

@@ -1,7 +1,7 @@
 //! Projects: create, read, update, delete, list, and the summary join with task counts.
 
 //!
-//! Written with the [`project`](super::project) entity through the scope
+//! Written with the [`project`] entity through the scope
 //! ([`crate::entity`]), except the summary: a hand-written join with aggregate filters is what
 //! the scope's string builders are for.
 
@@ -25,7 +25,7 @@ pub const MAX_NAME: usize = 200;
 /// The longest description accepted.
 pub const MAX_DESCRIPTION: usize = 4000;
 
-/// A project as stored: the [`project`](super::project) entity's model.
+/// A project as stored: the [`project`] entity's model.
 pub type Project = project::Model;
 
 /// What [`create`] needs.
@@ -33,8 +33,10 @@ pub type Project = project::Model;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewProject {
+    /// The name: not blank, at most [`MAX_NAME`] characters.
     pub name: String,
     #[serde(default)]
+    /// A description, at most [`MAX_DESCRIPTION`] characters; empty when left out.
     pub description: String,
 }
 
@@ -53,7 +55,9 @@ impl NewProject {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectPatch {
+    /// A new name, when given.
     pub name: Option<String>,
+    /// A new description, when given.
     pub description: Option<String>,
 }
 
@@ -61,9 +65,13 @@ pub struct ProjectPatch {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, FromQueryResult)]
 pub struct ProjectSummary {
+    /// The project's id.
     pub id: Uuid,
+    /// The project's name.
     pub name: String,
+    /// How many of its tasks are not done.
     pub open_tasks: i64,
+    /// How many of its tasks are done.
     pub done_tasks: i64,
 }
 

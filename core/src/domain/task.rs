@@ -12,13 +12,19 @@ use serde::{Deserialize, Serialize};
 #[sea_orm(table_name = "tasks")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
+    /// The tenant the task belongs to; set by the scope, never changed.
     pub tenant_id: Uuid,
     #[sea_orm(primary_key, auto_increment = false)]
+    /// The task's id (UUID v7).
     pub id: Uuid,
+    /// The project it belongs to, of the same tenant (the composite foreign key says so).
     pub project_id: Uuid,
+    /// Its title: not blank, at most [`MAX_TITLE`](super::tasks::MAX_TITLE) characters.
     pub title: String,
+    /// Whether it is done; `false` when created.
     pub done: bool,
     #[sea_orm(column_type = "TimestampWithTimeZone")]
+    /// When it was created (the database's clock).
     pub created_at: DateTime<Utc>,
 }
 
@@ -33,6 +39,7 @@ pub enum Relation {
         to = "(super::project::Column::TenantId, super::project::Column::Id)",
         on_delete = "Cascade"
     )]
+    /// The project the task belongs to.
     Project,
 }
 

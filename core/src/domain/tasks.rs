@@ -2,7 +2,7 @@
 //! `(tenant_id, project_id) -> projects (tenant_id, id)` enforces in every strategy.
 
 //!
-//! Written with the [`task`](super::task) entity through the scope ([`crate::entity`]).
+//! Written with the [`task`] entity through the scope ([`crate::entity`]).
 
 use sea_orm::ActiveValue::Set;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -19,7 +19,7 @@ use crate::scope::TenantScope;
 /// The longest task title accepted.
 pub const MAX_TITLE: usize = 500;
 
-/// A task as stored: the [`task`](super::task) entity's model.
+/// A task as stored: the [`task`] entity's model.
 pub type Task = task::Model;
 
 /// What [`create`] needs.
@@ -27,6 +27,7 @@ pub type Task = task::Model;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewTask {
+    /// The title: not blank, at most [`MAX_TITLE`] characters.
     pub title: String,
 }
 
@@ -44,7 +45,9 @@ impl NewTask {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskPatch {
+    /// A new title, when given.
     pub title: Option<String>,
+    /// Done or not, when given.
     pub done: Option<bool>,
 }
 

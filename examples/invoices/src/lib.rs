@@ -32,6 +32,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
@@ -52,15 +54,21 @@ pub mod invoice {
     #[sea_orm(table_name = "invoices")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
+        /// The tenant; stamped by the scope.
         pub tenant_id: Uuid,
         #[sea_orm(primary_key, auto_increment = false)]
+        /// The invoice's id.
         pub id: Uuid,
+        /// Who is billed.
         pub customer: String,
+        /// How much, in cents; more than 0 (a check constraint).
         pub amount_cents: i64,
+        /// Whether it has been paid.
         pub paid: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    /// An invoice has no relations.
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}

@@ -2,12 +2,26 @@
 //!
 //! A strategy crate runs it from its integration tests with
 //!
-//! ```ignore
-//! tenancy_testkit::conformance_tests!(crate::store_factory);
+//! ```no_run
+//! # // no_run: the generated tests need a PostgreSQL server; each strategy crate's
+//! # // tests/it runs them.
+//! use std::sync::Arc;
+//! use tenancy_core::TenantStore;
+//! use tenancy_testkit::TestDatabase;
+//! use tenancy_testkit::conformance::StoreConfig;
+//!
+//! async fn store(db: &TestDatabase, config: StoreConfig) -> anyhow::Result<Arc<dyn TenantStore>> {
+//!     // Build the store under test on `db.url()`, with `config.migrations()`.
+//! #   let _ = (db, config);
+//!     todo!()
+//! }
+//!
+//! tenancy_testkit::conformance_tests!(store);
+//! # fn main() {}
 //! ```
 //!
-//! where `store_factory(&TestDatabase, StoreConfig) -> anyhow::Result<Arc<dyn TenantStore>>`
-//! is async. Each check becomes its own `#[tokio::test]` on its own fresh database.
+//! where the factory is an async `fn(&TestDatabase, StoreConfig) -> anyhow::Result<Arc<dyn
+//! TenantStore>>`. Each check becomes its own `#[tokio::test]` on its own fresh database.
 //!
 //! The checks live in one file per promise: `lifecycle.rs` (creating, finding, listing and
 //! deleting tenants), `domain.rs` (projects and tasks), `bad_input.rs` (what is refused) and
@@ -80,6 +94,7 @@ pub type StoreFactory = Arc<
 
 /// What each conformance check gets: its database and a way to build stores on it.
 pub struct Harness {
+    /// The check's own database.
     pub db: TestDatabase,
     factory: StoreFactory,
     /// The test's name as the test binary knows it (`module::check`), for re-running it in a
