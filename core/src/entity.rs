@@ -40,10 +40,14 @@
 //!   sea-query's audit, and one that names a schema of its own, or a control table (a name
 //!   starting with `tenancy_`), is refused.
 //!
-//! What it cannot enforce: SQL the entity does not describe (`Expr::cust`, raw statements).
-//! Those belong in the string builders of [`TenantScope`], which put the tenant into the
-//! statement by construction. Entity hooks (`ActiveModelBehavior::before_save` and the rest)
-//! are not run: they are given a sea-orm connection, which a scope deliberately is not.
+//! What it cannot enforce: SQL the entity does not describe (`Expr::cust`, raw statements),
+//! and the tenant of a table the caller brings in beyond the entity's own: a `join` on a
+//! relation whose key does not start with `tenant_id`, or a hand-written sub-query, is placed
+//! in the tenant's schema or database but, in shared tables, kept to the tenant only by
+//! row-level security. Hand-written SQL belongs in the string builders of [`TenantScope`],
+//! which put the tenant into the statement by construction. Entity hooks
+//! (`ActiveModelBehavior::before_save` and the rest) are not run: they are given a sea-orm
+//! connection, which a scope deliberately is not.
 //!
 //! Every entity used here must have a `tenant_id` column, as every table of a tenant does in
 //! this workspace (it is what lets a tenant move between placements and shared tables be
