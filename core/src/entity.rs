@@ -65,7 +65,7 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, DbBackend, DeleteMany, EntityName, EntityTrait,
-    FromQueryResult, Iterable, QueryFilter, QueryTrait, Select, SelectTwo, Statement, UpdateMany,
+    Iterable, QueryFilter, QuerySelect, QueryTrait, Select, SelectTwo, Statement, UpdateMany,
     Value,
 };
 use sea_query::audit::AuditTrait;
@@ -137,19 +137,11 @@ where
 
     async fn all_in(self, scope: &TenantScope) -> Result<Vec<E::Model>> {
         let query = self.filter(belongs::<E>(scope)?).into_query();
-        let rows = scope.query_rendered(scope.render(&query)?).await?;
-        rows.iter()
-            .map(|row| E::Model::from_query_result(row, "").map_err(Error::from))
-            .collect()
+        scope.fetch_rendered(scope.render(&query)?).await
     }
 
     async fn one_in(self, scope: &TenantScope) -> Result<Option<E::Model>> {
-        let mut query = self.filter(belongs::<E>(scope)?).into_query();
-        query.limit(1);
-        let rows = scope.query_rendered(scope.render(&query)?).await?;
-        rows.first()
-            .map(|row| E::Model::from_query_result(row, "").map_err(Error::from))
-            .transpose()
+        Ok(self.limit(1).all_in(scope).await?.into_iter().next())
     }
 }
 // ANCHOR_END: select_impl
@@ -172,10 +164,7 @@ where
     }
 
     async fn one_in(self, scope: &TenantScope) -> Result<Option<Self::Item>> {
-        let mut query = two_query::<E, F>(self, scope)?;
-        query.limit(1);
-        let rows = scope.query_rendered(scope.render(&query)?).await?;
-        rows.into_iter().next().map(two_row::<E, F>).transpose()
+        Ok(self.limit(1).all_in(scope).await?.into_iter().next())
     }
 }
 
@@ -290,11 +279,12 @@ where
 }
 
 async fn one_returned<E: EntityTrait>(scope: &TenantScope, stmt: Statement) -> Result<E::Model> {
-    let rows = scope.query_rendered(stmt).await?;
-    let row = rows
-        .first()
-        .ok_or(Error::NotFound(E::default().table_name()))?;
-    Ok(E::Model::from_query_result(row, "")?)
+    scope
+        .fetch_rendered(stmt)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(Error::NotFound(E::default().table_name()))
 }
 
 // ANCHOR: many_in
@@ -566,11 +556,9 @@ impl QueryBuilder for InSchema<'_> {
         explain: &sea_query::ExplainStatement,
         sql: &mut impl SqlWriter,
     ) {
-        // Never reached from an entity method (none builds an EXPLAIN); PostgreSQL's own
-        // rendering, whose inner statement would not be qualified, is kept out of reach.
-        let _ = explain;
-        sql.write_str("SELECT 'EXPLAIN is not rendered in a tenant schema'::text")
-            .ok();
+        // No entity statement can hold an EXPLAIN (it is not a sub-query kind). PostgreSQL's
+        // rendering would leave the inner statement's tables unqualified.
+        PG.prepare_explain_statement(explain, sql)
     }
 
     fn prepare_order_expr(&self, order: &OrderExpr, sql: &mut impl SqlWriter) {

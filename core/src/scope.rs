@@ -229,12 +229,7 @@ impl TenantScope {
 
     /// Runs a statement and returns how many rows it touched.
     pub async fn execute<S: StatementBuilder + Sync>(&self, stmt: &S) -> Result<u64> {
-        let res = match &self.executor {
-            Executor::Transaction(t) => t.execute(stmt).await?,
-            Executor::Autocommit(c) => c.execute(stmt).await?,
-            Executor::Lent(c) => c.execute(build(stmt)).await?,
-        };
-        Ok(res.rows_affected())
+        self.execute_rendered(build(stmt)).await
     }
 
     /// Runs a query and maps every row.
@@ -242,14 +237,7 @@ impl TenantScope {
         &self,
         stmt: &S,
     ) -> Result<Vec<T>> {
-        let rows = match &self.executor {
-            Executor::Transaction(t) => t.query_all(stmt).await?,
-            Executor::Autocommit(c) => c.query_all(stmt).await?,
-            Executor::Lent(c) => c.query_all(build(stmt)).await?,
-        };
-        rows.iter()
-            .map(|row| T::from_query_result(row, "").map_err(Error::from))
-            .collect()
+        self.fetch_rendered(build(stmt)).await
     }
 
     // ANCHOR: fetch_optional
@@ -286,6 +274,18 @@ impl TenantScope {
             Executor::Autocommit(c) => c.query_all_raw(stmt).await?,
             Executor::Lent(c) => c.query_all(stmt).await?,
         })
+    }
+
+    /// Runs a query already rendered for this scope and maps every row.
+    pub(crate) async fn fetch_rendered<T: FromQueryResult>(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> Result<Vec<T>> {
+        self.query_rendered(stmt)
+            .await?
+            .iter()
+            .map(|row| T::from_query_result(row, "").map_err(Error::from))
+            .collect()
     }
 
     /// Runs a statement already rendered for this scope; returns how many rows it touched.
