@@ -65,7 +65,6 @@ const RESERVED: &[&str] = &[
     "information_schema",
     "tenancy",
     "template",
-    "www",
 ];
 // ANCHOR_END: reserved
 

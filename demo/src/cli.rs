@@ -163,7 +163,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             .context("opening the store")?;
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(&settings, &backend, strategy).await,
-            Command::Tenants(cmd) => tenants(&backend, cmd).await,
+            Command::Tenants(cmd) => tenants(&settings, &backend, cmd).await,
             Command::Migrate { concurrency } => migrate(&backend, concurrency).await,
             Command::Seed {
                 tenants,
@@ -260,7 +260,8 @@ async fn serve(
     Ok(())
 }
 
-async fn tenants(backend: &Backend, cmd: TenantsCommand) -> Result<()> {
+async fn tenants(settings: &Settings, backend: &Backend, cmd: TenantsCommand) -> Result<()> {
+    let statics = crate::statics::StaticTenants::new(&settings.tenants);
     match cmd {
         TenantsCommand::Create {
             slug,
@@ -281,25 +282,39 @@ async fn tenants(backend: &Backend, cmd: TenantsCommand) -> Result<()> {
             );
         }
         TenantsCommand::List => {
+            // Static tenants first, apart from the customers'.
+            let mut all = Vec::new();
             let mut page = PageRequest::first(500);
             loop {
                 let got = backend.store.list_tenants(page).await?;
-                for t in &got.items {
+                all.extend(got.items);
+                match got.next {
+                    Some(next) => page.after = Some(next),
+                    None => break,
+                }
+            }
+            let (fixed, customers): (Vec<_>, Vec<_>) = all
+                .into_iter()
+                .partition(|t| statics.purpose(t.slug.as_str()).is_some());
+            for (heading, group) in [("static", fixed), ("dynamic", customers)] {
+                println!("{heading} tenants: {}", group.len());
+                for t in &group {
+                    let purpose = statics
+                        .purpose(t.slug.as_str())
+                        .map(|p| format!("\tpurpose {}", p.as_str()))
+                        .unwrap_or_default();
                     println!(
-                        "{}\t{}\t{}\t{}",
+                        "  {}\t{}\t{}\t{}{purpose}",
                         t.slug,
                         t.state.as_str(),
                         t.name,
                         serde_json::to_string(&t.placement)?
                     );
                 }
-                match got.next {
-                    Some(next) => page.after = Some(next),
-                    None => break,
-                }
             }
         }
         TenantsCommand::Delete { slug } => {
+            statics.refuse(&slug, "deleted")?;
             let t = backend.store.tenant_by_slug(&Slug::parse(&slug)?).await?;
             backend.store.delete_tenant(t.id).await?;
             println!("deleted {slug}");
@@ -312,6 +327,7 @@ async fn tenants(backend: &Backend, cmd: TenantsCommand) -> Result<()> {
             placement,
         } => import(backend, &file, slug, name, placement).await?,
         TenantsCommand::Move { slug, to, server } => {
+            statics.refuse(&slug, "moved")?;
             move_tenant(backend, &slug, &to, server).await?
         }
     }

@@ -92,24 +92,35 @@ impl Limits {
         }
     }
 
+    /// `Err(seconds to wait)` when the tenant is over its rate.
+    fn check_tenant(&self, tenant: Uuid) -> Result<(), u64> {
+        match &self.per_tenant {
+            Some(l) => l.check_key(&tenant).map_err(wait),
+            None => Ok(()),
+        }
+    }
+
     /// `Err(seconds to wait)` when the tenant or the token is over its rate.
     fn check(&self, tenant: Uuid, token: &HashedToken) -> Result<(), u64> {
-        use governor::clock::{Clock, DefaultClock};
-        let wait = |not_until: governor::NotUntil<_>| {
-            let secs = not_until
-                .wait_time_from(DefaultClock::default().now())
-                .as_secs_f64();
-            // Whole seconds, at least one: what `Retry-After` can say.
-            secs.ceil().max(1.0) as u64
-        };
-        if let Some(l) = &self.per_tenant {
-            l.check_key(&tenant).map_err(wait)?;
-        }
+        self.check_tenant(tenant)?;
         if let Some(l) = &self.per_token {
             l.check_key(&token.hex).map_err(wait)?;
         }
         Ok(())
     }
+}
+
+/// Whole seconds until `not_until`, at least one: what `Retry-After` can say.
+fn wait(
+    not_until: governor::NotUntil<
+        <governor::clock::DefaultClock as governor::clock::Clock>::Instant,
+    >,
+) -> u64 {
+    use governor::clock::{Clock, DefaultClock};
+    let secs = not_until
+        .wait_time_from(DefaultClock::default().now())
+        .as_secs_f64();
+    secs.ceil().max(1.0) as u64
 }
 
 /// A keyed limiter of `rate` per second with `burst_seconds` of burst; `None` for rate 0.
@@ -255,6 +266,12 @@ impl Identity {
             self.tenants.insert(slug.to_owned(), tenant.clone()).await;
         }
         Ok(tenant)
+    }
+
+    /// `Err(seconds to wait)` when `tenant` is over its rate: for routes served without a
+    /// token (the sign-up), which count against the tenant that serves them.
+    pub fn check_tenant_rate(&self, tenant: Uuid) -> Result<(), u64> {
+        self.limits.check_tenant(tenant)
     }
 
     /// 4. The user's role in the tenant, if a member.

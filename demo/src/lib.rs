@@ -16,7 +16,8 @@
 //! 4. [`problem`]: any error becomes a problem document.
 //!
 //! Around them: [`startup`] opens the store ([`strategy`]), the catalog pool and the demo's
-//! own tables ([`accounts`]), and builds the server; [`cli`] is the command line.
+//! own tables ([`accounts`]), and builds the server; [`cli`] is the command line. The
+//! configuration's static tenants ([`statics`]) are kept apart from the customers'.
 
 pub mod accounts;
 pub mod cli;
@@ -30,4 +31,5 @@ pub mod scoped;
 pub mod settings;
 pub mod startup;
 pub mod state;
+pub mod statics;
 pub mod strategy;

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, ops, tenant};
+use crate::routes::{admin, ops, public, tenant};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -20,7 +20,7 @@ use crate::routes::{admin, ops, tenant};
         admin::move_tenant, admin::get_job,
         admin::migrate, admin::create_user, admin::create_token, admin::list_tokens,
         admin::revoke_token, admin::put_member,
-        admin::delete_member, ops::healthz, ops::readyz, ops::metrics,
+        admin::delete_member, public::signup, ops::healthz, ops::readyz, ops::metrics,
     ),
     modifiers(&Security, &Conventions)
 )]

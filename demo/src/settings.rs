@@ -28,7 +28,9 @@ pub struct Settings {
     /// The admin API's bearer token; `None` uses (or creates) `data_dir/admin-token`.
     pub admin_token: Option<SecretString>,
     pub resolution: ResolutionSettings,
-    /// Tenants created at start when missing.
+    /// Static tenants: declared here with a purpose of their own, created at start when
+    /// missing, listed apart from the customers' (dynamic) tenants, and never deleted or
+    /// moved through the API. The default declares `www`, which serves the public sign-up.
     pub tenants: Vec<StaticTenant>,
     /// The most connections the store holds (per server for separate-db).
     pub max_connections: u32,
@@ -84,10 +86,38 @@ pub enum ResolveBy {
     Subdomain,
 }
 
+/// A tenant the configuration declares (see [`Settings::tenants`]).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StaticTenant {
     pub slug: String,
     pub name: String,
+    /// What it is for: `signup` serves `POST /t/{slug}/signup` (no token), which creates a
+    /// dynamic tenant and its owner; `none` (the default) serves only the tenant API.
+    #[serde(default)]
+    pub purpose: Purpose,
+}
+
+/// What a static tenant is for.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Purpose {
+    /// The public sign-up: creates a dynamic tenant, its owner and the owner's token.
+    Signup,
+    /// No route of its own: a tenant like the others that the configuration keeps.
+    #[default]
+    None,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Signup => "signup",
+            Purpose::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,9 +133,15 @@ database_name = "tenancy_demo"
 max_connections = 10
 acquire_timeout_secs = 5
 statement_timeout_ms = 5000
-tenants = []
 servers = []
 sample_data = true
+
+# ANCHOR: static_tenants
+[[tenants]]
+slug = "www"
+name = "Public site"
+purpose = "signup"
+# ANCHOR_END: static_tenants
 
 [http]
 host = "127.0.0.1"

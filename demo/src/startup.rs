@@ -22,7 +22,7 @@ use crate::identity::{Identity, authorize};
 use crate::metrics::Metrics;
 use crate::openapi;
 use crate::problem::{ApiError, json_error};
-use crate::routes::{admin, ops, tenant};
+use crate::routes::{admin, ops, public, tenant};
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::strategy::StoreSettings;
@@ -103,7 +103,7 @@ impl Backend {
         Ok(())
     }
 
-    /// Creates the configuration's static tenants that are missing.
+    /// Creates the configuration's static tenants that are missing (see [`crate::statics`]).
     pub async fn ensure_static_tenants(&self, settings: &Settings) -> Result<()> {
         for t in &settings.tenants {
             let slug = Slug::parse(&t.slug)
@@ -234,6 +234,7 @@ impl Application {
         ));
         let mut state = AppState::new(backend.store.clone(), backend.control.clone(), metrics);
         state.mover = backend.mover.clone();
+        state.statics = Arc::new(crate::statics::StaticTenants::new(&settings.tenants));
         let limit = settings.http.body_limit;
         let server = HttpServer::new(move || {
             let state = state.clone();
@@ -291,6 +292,7 @@ impl Application {
                 )
                 .service(web::scope("/admin").configure(admin::routes))
                 // ANCHOR_END: routes
+                .configure(public::routes)
                 .configure(ops::routes)
                 .configure(openapi::routes)
                 .default_service(web::to(|| async {

@@ -19,6 +19,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Moves tenants between placements: the hybrid store, when it is the strategy.
     pub mover: Option<Arc<dyn crate::strategy::Mover>>,
+    /// The configuration's static tenants.
+    pub statics: Arc<crate::statics::StaticTenants>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -37,6 +39,7 @@ impl AppState {
             control,
             metrics,
             mover: None,
+            statics: Arc::default(),
         }
     }
 }

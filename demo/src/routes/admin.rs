@@ -12,7 +12,9 @@ use crate::accounts::{self, IssuedToken, NewUser, Role, TokenInfo, User};
 use crate::identity::{Admin, Identity};
 use crate::problem::ApiError;
 use crate::routes::tenant::PageQuery;
+use crate::settings::Purpose;
 use crate::state::AppState;
+use crate::statics::{Kind, StaticTenants};
 
 /// A tenant as the admin API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -28,11 +30,20 @@ pub struct TenantView {
     pub placement: serde_json::Value,
     pub schema_version: i32,
     pub created_at: DateTime<Utc>,
+    /// `static` (declared in the configuration, with a purpose) or `dynamic` (a customer's).
+    pub kind: Kind,
+    /// A static tenant's purpose (`signup` or `none`); absent for a dynamic tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<Purpose>,
 }
 
-impl From<Tenant> for TenantView {
-    fn from(t: Tenant) -> Self {
+impl TenantView {
+    /// `t` as the API shows it, static or dynamic as the configuration says.
+    pub fn of(t: Tenant, statics: &StaticTenants) -> Self {
+        let purpose = statics.purpose(t.slug.as_str());
         TenantView {
+            kind: statics.kind(t.slug.as_str()),
+            purpose,
             id: t.id.as_uuid(),
             slug: t.slug.to_string(),
             name: t.name,
@@ -149,7 +160,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn name_ok(name: &str) -> Result<String, ApiError> {
+pub(crate) fn name_ok(name: &str) -> Result<String, ApiError> {
     tenancy_core::domain::storable("name", name)?;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
@@ -191,6 +202,7 @@ pub async fn create_tenant(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let slug = Slug::parse(&body.slug)?;
+    state.statics.refuse(slug.as_str(), "created")?;
     let name = name_ok(&body.name)?;
     // Exclusive: of two requests for one slug, even at once, one gets 201 and the other 409.
     let mut new = NewTenant::new(slug, name).exclusive();
@@ -201,7 +213,7 @@ pub async fn create_tenant(
         .map(|p| placement_named("placement", p))
         .transpose()?;
     let t = state.store.create_tenant(new).await?;
-    Ok(HttpResponse::Created().json(TenantView::from(t)))
+    Ok(HttpResponse::Created().json(TenantView::of(t, &state.statics)))
 }
 
 // ANCHOR: move_tenant
@@ -220,6 +232,7 @@ pub async fn move_tenant(
     body: web::Json<MoveTenant>,
 ) -> Result<HttpResponse, ApiError> {
     let t = find(&state, &slug).await?;
+    state.statics.refuse(t.slug.as_str(), "moved")?;
     let body = body.into_inner();
     let to = placement_named("to", &body.to)?;
     let Some(mover) = state.mover.clone() else {
@@ -273,7 +286,11 @@ pub async fn list_tenants(
 ) -> Result<web::Json<Page<TenantView>>, ApiError> {
     let page = state.store.list_tenants(q.into_inner().into()).await?;
     Ok(web::Json(Page {
-        items: page.items.into_iter().map(TenantView::from).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(|t| TenantView::of(t, &state.statics))
+            .collect(),
         next: page.next,
     }))
 }
@@ -287,12 +304,16 @@ pub async fn get_tenant(
     _: Admin,
     slug: web::Path<String>,
 ) -> Result<web::Json<TenantView>, ApiError> {
-    Ok(web::Json(find(&state, &slug).await?.into()))
+    Ok(web::Json(TenantView::of(
+        find(&state, &slug).await?,
+        &state.statics,
+    )))
 }
 
-/// Delete a tenant and all its data.
+/// Delete a dynamic tenant and all its data; 409 for a static one.
 #[utoipa::path(delete, path = "/admin/tenants/{slug}", tag = "admin",
-    responses((status = 204), (status = 404, body = crate::problem::Problem)),
+    responses((status = 204), (status = 404, body = crate::problem::Problem),
+              (status = 409, body = crate::problem::Problem)),
     security(("admin" = [])))]
 pub async fn delete_tenant(
     state: web::Data<AppState>,
@@ -301,6 +322,7 @@ pub async fn delete_tenant(
     slug: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let t = find(&state, &slug).await?;
+    state.statics.refuse(t.slug.as_str(), "deleted")?;
     identity.forget_tenant(t.slug.as_str()).await;
     state.store.delete_tenant(t.id).await?;
     identity.forget_tenant(t.slug.as_str()).await;

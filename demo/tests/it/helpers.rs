@@ -30,7 +30,15 @@ pub fn settings(strategy: Strategy, url: &str) -> Result<Settings> {
     s.http.port = 0;
     s.admin_token = Some(ADMIN.to_owned().into());
     s.data_dir = std::env::temp_dir().join(format!("tenancy-demo-test-{}", uuid::Uuid::now_v7()));
+    // No static tenant unless a test asks for the configuration's ([`with_statics`]): most
+    // tests count their own tenants, and each static one is a database under separate-db.
+    s.tenants.clear();
     Ok(s)
+}
+
+/// Settings change: the static tenants of the shipped configuration (`www`, the sign-up).
+pub fn with_statics(s: &mut Settings) {
+    s.tenants = Settings::load(None).expect("the default settings").tenants;
 }
 
 /// The app on a fresh database (dropped by [`TestApp::finish`]), with the test's settings
@@ -66,6 +74,8 @@ pub async fn spawn_with(
     let mut settings = settings(strategy, url)?;
     change(&mut settings);
     let backend = Backend::open(strategy, url, &settings).await?;
+    // As `serve` does: the static tenants, then the first run's sample data.
+    backend.ensure_static_tenants(&settings).await?;
     let first_run = backend.first_run().await?;
     let app = Application::build(&settings, &backend, ADMIN)?;
     let port = app.port();

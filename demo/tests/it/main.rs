@@ -11,3 +11,4 @@ mod moves;
 mod neighbours;
 mod operations;
 mod security;
+mod statics;
