@@ -60,7 +60,7 @@ pub use domain::TENANT_TABLES;
 pub use error::{Error, Result, SlugError, is_undefined_table};
 pub use lent::{ConnectionHome, LentConnection};
 pub use page::{Page, PageRequest};
-pub use scope::{ScopeMode, TENANT_ID, TableNamespace, TenantScope};
+pub use scope::{ScopeMode, StatementObserver, TENANT_ID, TableNamespace, TenantScope};
 pub use store::{
     Connections, MigrateOptions, MigrationOutcome, MigrationReport, Strategy, TenantMigration,
     TenantStore, UnscopedView,

@@ -54,11 +54,19 @@ pub enum ScopeMode {
     Autocommit,
 }
 
+/// Told every statement a scope sends, before it runs: what an application hangs on a scope
+/// to show or log the SQL a request sent for its tenant ([`TenantScope::observed`]).
+pub trait StatementObserver: Send + Sync {
+    /// `sql` is about to run for `tenant` (its parameters are not shown).
+    fn statement(&self, tenant: TenantId, sql: &str);
+}
+
 /// A handle bound to one tenant. The only way domain code reaches tenant tables.
 pub struct TenantScope {
     tenant_id: TenantId,
     namespace: TableNamespace,
     executor: Executor,
+    observer: Option<std::sync::Arc<dyn StatementObserver>>,
 }
 
 impl std::fmt::Debug for TenantScope {
@@ -90,6 +98,7 @@ impl TenantScope {
             tenant_id,
             namespace,
             executor: Executor::Transaction(txn),
+            observer: None,
         }
     }
 
@@ -105,6 +114,7 @@ impl TenantScope {
             tenant_id,
             namespace,
             executor: Executor::Autocommit(pool),
+            observer: None,
         }
     }
 
@@ -121,6 +131,19 @@ impl TenantScope {
             tenant_id,
             namespace,
             executor: Executor::Lent(conn),
+            observer: None,
+        }
+    }
+
+    /// The scope, telling `observer` every statement it sends from now on.
+    pub fn observed(mut self, observer: std::sync::Arc<dyn StatementObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn observe(&self, stmt: &sea_orm::Statement) {
+        if let Some(o) = &self.observer {
+            o.statement(self.tenant_id, &stmt.sql);
         }
     }
 
@@ -269,6 +292,7 @@ impl TenantScope {
         &self,
         stmt: sea_orm::Statement,
     ) -> Result<Vec<sea_orm::QueryResult>> {
+        self.observe(&stmt);
         Ok(match &self.executor {
             Executor::Transaction(t) => t.query_all_raw(stmt).await?,
             Executor::Autocommit(c) => c.query_all_raw(stmt).await?,
@@ -290,6 +314,7 @@ impl TenantScope {
 
     /// Runs a statement already rendered for this scope; returns how many rows it touched.
     pub(crate) async fn execute_rendered(&self, stmt: sea_orm::Statement) -> Result<u64> {
+        self.observe(&stmt);
         let res = match &self.executor {
             Executor::Transaction(t) => t.execute_raw(stmt).await?,
             Executor::Autocommit(c) => c.execute_raw(stmt).await?,

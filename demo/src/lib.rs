@@ -23,6 +23,7 @@ pub mod accounts;
 pub mod cli;
 pub mod database;
 pub mod identity;
+pub mod journal;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;

@@ -1,5 +1,7 @@
-//! The OpenAPI document, generated from the handlers' annotations, and the routes that serve
-//! it: `/openapi.json` and `/docs`, a page that lists the API.
+//! The OpenAPI document, generated from the handlers' annotations, and the pages that serve
+//! it: `/openapi.json`; `/docs/`, Swagger UI (its files are inside the binary: no network at
+//! build or run time), where a request can be tried with a token; and `/explorer`, which
+//! shows the tenants, where each one's tables are, and the SQL its last requests sent.
 
 use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -17,6 +19,7 @@ use crate::routes::{admin, ops, public, tenant};
         tenant::update_project, tenant::delete_project, tenant::list_tasks, tenant::create_task,
         tenant::get_task, tenant::update_task, tenant::delete_task, tenant::summary,
         admin::create_tenant, admin::list_tenants, admin::get_tenant, admin::delete_tenant,
+        admin::tenant_tables, admin::tenant_statements,
         admin::move_tenant, admin::get_job,
         admin::migrate, admin::create_user, admin::create_token, admin::list_tokens,
         admin::revoke_token, admin::put_member,
@@ -133,7 +136,10 @@ impl Modify for Conventions {
                 if has_query {
                     add("422", "a query value is refused");
                 }
-                if path != "/healthz" && path != "/openapi.json" && path != "/docs" {
+                if path.ends_with("/signup") {
+                    add("429", "over the serving tenant's request rate");
+                }
+                if path != "/healthz" && path != "/openapi.json" {
                     add(
                         "503",
                         "the database is unavailable, or the statement took too long",
@@ -154,7 +160,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/docs")
-            .route(web::get().to(docs))
+            .route(web::get().to(|| async {
+                HttpResponse::PermanentRedirect()
+                    .insert_header(("Location", "/docs/"))
+                    .finish()
+            }))
+            .default_service(not_allowed()),
+    )
+    .service(
+        utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
+            .config(utoipa_swagger_ui::Config::from("/openapi.json")),
+    )
+    .service(
+        web::resource("/explorer")
+            .route(web::get().to(explorer))
             .default_service(not_allowed()),
     );
 }
@@ -164,9 +183,9 @@ pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
 }
 
-/// A page that lists the API from `/openapi.json`, with no network needed.
-pub async fn docs() -> HttpResponse {
+/// The tenant explorer: one page, its script inline, nothing loaded from elsewhere.
+pub async fn explorer() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .body(include_str!("../static/docs.html"))
+        .body(include_str!("../static/explorer.html"))
 }

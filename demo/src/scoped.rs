@@ -78,12 +78,14 @@ impl<M: Mode + 'static> FromRequest for BoundScope<M> {
             // halfway, it would leave a connection whose state nobody knows. So it runs as a
             // task of its own, which finishes (and a scope nobody takes is then dropped,
             // rolled back and given back) whatever becomes of this request.
+            let journal = state.journal.clone();
             let bind =
                 tokio::spawn(async move { state.store.scope_with(&member.tenant, M::MODE).await });
             let scope = bind
                 .await
                 .map_err(|e| ApiError::Internal(anyhow::anyhow!("binding a scope: {e}")))??;
-            Ok(BoundScope(scope, PhantomData))
+            // Every statement the handler sends is shown on the explorer page.
+            Ok(BoundScope(scope.observed(journal), PhantomData))
         })
     }
 }

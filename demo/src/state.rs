@@ -21,6 +21,8 @@ pub struct AppState {
     pub mover: Option<Arc<dyn crate::strategy::Mover>>,
     /// The configuration's static tenants.
     pub statics: Arc<crate::statics::StaticTenants>,
+    /// The SQL the last requests sent through each tenant's scope (for `/explorer`).
+    pub journal: Arc<crate::journal::Journal>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -40,6 +42,7 @@ impl AppState {
             metrics,
             mover: None,
             statics: Arc::default(),
+            journal: Arc::default(),
         }
     }
 }

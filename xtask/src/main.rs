@@ -14,6 +14,10 @@
 //! - **PgBouncer**, for the leak tests through a transaction pooler. `PGBOUNCER_URL` names one;
 //!   otherwise the `pgbouncer` binary must be installed. As root with `apt-get`, the task
 //!   installs the Debian package; otherwise it stops at once with the one line to run.
+//! - **Chromium and ChromeDriver**, for the page tests (the explorer and the API page in a
+//!   real headless browser). `CHROMEDRIVER` and `CHROMIUM` name them; otherwise
+//!   `/usr/bin/chromedriver` and `/usr/bin/chromium`, installed the same way (Debian's
+//!   `chromium` and `chromium-driver`).
 //!
 //! No dependencies: it builds in seconds, before anything else.
 
@@ -27,7 +31,7 @@ const MACHINE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 const USAGE: &str =
     "usage: cargo xtask test [ARGS...]   set up, then cargo test --workspace --all-features ARGS
-       cargo xtask setup            only the set-up (PostgreSQL, PgBouncer)";
+       cargo xtask setup            only the set-up (PostgreSQL, PgBouncer, Chromium)";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -62,7 +66,8 @@ fn is_root() -> bool {
 
 fn setup() -> Result<(), String> {
     postgres()?;
-    pgbouncer()
+    pgbouncer()?;
+    chromium()
 }
 
 fn test(extra: Vec<String>) -> Result<(), String> {
@@ -210,33 +215,77 @@ fn pgbouncer() -> Result<(), String> {
         log(&format!("PgBouncer: {}", binary.display()));
         return Ok(());
     }
-    let line = "sudo apt-get install pgbouncer";
+    apt_install(
+        "PgBouncer (the leak tests run through it)",
+        &["pgbouncer"],
+        "or install pgbouncer another way, or set PGBOUNCER_URL to one in transaction mode",
+    )?;
+    match pgbouncer_binary() {
+        Some(binary) => {
+            log(&format!("PgBouncer: installed {}", binary.display()));
+            Ok(())
+        }
+        None => Err("installing pgbouncer gave no pgbouncer binary".into()),
+    }
+}
+
+/// Installs Debian `packages` with `apt-get` as root; otherwise stops with the line to run.
+fn apt_install(what: &str, packages: &[&str], otherwise: &str) -> Result<(), String> {
+    let line = format!("sudo apt-get install {}", packages.join(" "));
     let apt = Command::new("apt-get").arg("--version").output().is_ok();
     if !(apt && is_root()) {
         return Err(format!(
-            "PgBouncer is missing (the leak tests run through it): run `{line}` (or install \
-             pgbouncer another way, or set PGBOUNCER_URL to one in transaction mode), then \
-             `cargo xtask test` again"
+            "{what} is missing: run `{line}` ({otherwise}), then `cargo xtask test` again"
         ));
     }
-    log("installing pgbouncer (apt-get)");
+    log(&format!("installing {} (apt-get)", packages.join(" ")));
     let ok = Command::new("apt-get")
         .args(["update", "-qq"])
         .status()
         .is_ok_and(|s| s.success())
         && Command::new("apt-get")
-            .args(["install", "-y", "-qq", "pgbouncer"])
+            .args(["install", "-y", "-qq"])
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .is_ok_and(|s| s.success());
-    match (ok, pgbouncer_binary()) {
-        (true, Some(binary)) => {
-            log(&format!("PgBouncer: installed {}", binary.display()));
-            Ok(())
-        }
-        _ => Err(format!(
-            "installing pgbouncer failed: run `{line}` and try again"
-        )),
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "installing {what} failed: run `{line}` and try again"
+        ))
+    }
+}
+
+// --- Chromium and ChromeDriver -----------------------------------------------------------------
+
+fn chromium() -> Result<(), String> {
+    let path = |var: &str, default: &str| {
+        PathBuf::from(std::env::var(var).unwrap_or_else(|_| default.to_owned()))
+    };
+    let driver = path("CHROMEDRIVER", "/usr/bin/chromedriver");
+    let browser = path("CHROMIUM", "/usr/bin/chromium");
+    if !(driver.is_file() && browser.is_file()) {
+        apt_install(
+            "Chromium with ChromeDriver (the page tests drive it)",
+            &["chromium", "chromium-driver"],
+            "or set CHROMEDRIVER and CHROMIUM to a ChromeDriver and its browser",
+        )?;
+    }
+    if driver.is_file() && browser.is_file() {
+        log(&format!(
+            "Chromium: {} with {}",
+            browser.display(),
+            driver.display()
+        ));
+        Ok(())
+    } else {
+        Err(format!(
+            "no Chromium at {} or no ChromeDriver at {}: set CHROMIUM and CHROMEDRIVER",
+            browser.display(),
+            driver.display()
+        ))
     }
 }
 

@@ -122,6 +122,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(delete_tenant)),
     )
     .service(
+        web::resource("/tenants/{slug}/tables")
+            .default_service(web::to(crate::problem::method_not_allowed))
+            .route(web::get().to(tenant_tables)),
+    )
+    .service(
+        web::resource("/tenants/{slug}/statements")
+            .default_service(web::to(crate::problem::method_not_allowed))
+            .route(web::get().to(tenant_statements)),
+    )
+    .service(
         web::resource("/tenants/{slug}/move")
             .default_service(web::to(crate::problem::method_not_allowed))
             .route(web::post().to(move_tenant)),
@@ -308,6 +318,39 @@ pub async fn get_tenant(
         find(&state, &slug).await?,
         &state.statics,
     )))
+}
+
+// ANCHOR: tenant_tables
+/// Where each of a tenant's tables physically is (database, schema, table), how many of the
+/// tenant's rows it holds, and the first five of them: what the explorer page shows.
+#[utoipa::path(get, path = "/admin/tenants/{slug}/tables", tag = "admin",
+    responses((status = 200, body = Vec<tenancy_core::transfer::TableLayout>),
+              (status = 404, body = crate::problem::Problem)),
+    security(("admin" = [])))]
+pub async fn tenant_tables(
+    state: web::Data<AppState>,
+    _: Admin,
+    slug: web::Path<String>,
+) -> Result<web::Json<Vec<tenancy_core::transfer::TableLayout>>, ApiError> {
+    let t = find(&state, &slug).await?;
+    let mut tables = state.store.tables_at(&t, &t.placement).await?;
+    Ok(web::Json(tables.layout(t.id, 5).await?))
+}
+// ANCHOR_END: tenant_tables
+
+/// The SQL the last requests sent through the tenant's scope in this process, newest first
+/// (statement text only; at most 20).
+#[utoipa::path(get, path = "/admin/tenants/{slug}/statements", tag = "admin",
+    responses((status = 200, body = Vec<crate::journal::Sent>),
+              (status = 404, body = crate::problem::Problem)),
+    security(("admin" = [])))]
+pub async fn tenant_statements(
+    state: web::Data<AppState>,
+    _: Admin,
+    slug: web::Path<String>,
+) -> Result<web::Json<Vec<crate::journal::Sent>>, ApiError> {
+    let t = find(&state, &slug).await?;
+    Ok(web::Json(state.journal.of(t.id)))
 }
 
 /// Delete a dynamic tenant and all its data; 409 for a static one.

@@ -5,6 +5,7 @@ mod helpers;
 
 mod api;
 mod denial;
+mod explorer;
 mod faults;
 mod input;
 mod moves;

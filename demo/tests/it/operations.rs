@@ -78,17 +78,28 @@ async fn operations_endpoints(strategy: Strategy) -> Result<()> {
             "schema {name} is missing or has no created_at"
         );
     }
+    // Swagger UI, served from the binary: nothing loaded from elsewhere, the document ours.
     let page = app
         .client
-        .get(app.url("/docs"))
+        .get(app.url("/docs/"))
         .send()
         .await?
         .text()
         .await?;
     ensure!(
-        page.contains("/openapi.json") && !page.contains("src=\"http"),
-        "the page loads nothing from elsewhere"
+        page.contains("swagger-ui")
+            && !page.contains("src=\"http")
+            && !page.contains("href=\"http"),
+        "the page loads nothing from elsewhere: {page}"
     );
+    let init = app
+        .client
+        .get(app.url("/docs/swagger-initializer.js"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    ensure!(init.contains("/openapi.json"), "{init}");
     let res = app.client.get(app.url("/nowhere")).send().await?;
     problem(res, StatusCode::NOT_FOUND).await?;
     let res = app.client.post(app.url("/healthz")).send().await?;
