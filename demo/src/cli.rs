@@ -26,7 +26,8 @@ pub struct Cli {
     /// shared-schema, separate-schema, separate-db or hybrid (must be compiled in).
     #[arg(long, global = true, env = "TENANCY_STRATEGY")]
     pub strategy: Option<String>,
-    /// Remove the data folder first and start clean.
+    /// Remove the data folder first (the embedded database, the admin token) and start clean.
+    /// With DATABASE_URL, the database it names is left as it is.
     #[arg(long, global = true)]
     pub fresh: bool,
     #[command(subcommand)]
@@ -155,6 +156,13 @@ pub async fn run(cli: Cli) -> Result<()> {
     let strategy = crate::strategy::pick(settings.strategy.as_deref())?;
     if cli.fresh {
         wipe(&settings.data_dir)?;
+        if settings.database_url.is_some() {
+            eprintln!(
+                "--fresh: removed {} only; DATABASE_URL is set and the database it names is \
+                 left as it is (to start clean, point DATABASE_URL at a new, empty database)",
+                settings.data_dir.display()
+            );
+        }
     }
     let database = DemoDatabase::start(&settings).await?;
     let result = async {
@@ -162,7 +170,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             .await
             .context("opening the store")?;
         match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve(&settings, &backend, strategy).await,
+            Command::Serve => serve(&settings, &backend, strategy, &database.url).await,
             Command::Tenants(cmd) => tenants(&settings, &backend, cmd).await,
             Command::Migrate { concurrency } => migrate(&backend, concurrency).await,
             Command::Seed {
@@ -217,10 +225,20 @@ pub async fn run(cli: Cli) -> Result<()> {
     result
 }
 
+/// Writes `content` to `path`, readable by its owner only, replacing what was there.
+fn replace_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    tenancy_core::embedded::write_private(path, content)
+}
+
 async fn serve(
     settings: &Settings,
     backend: &Backend,
     strategy: tenancy_core::Strategy,
+    database_url: &str,
 ) -> Result<()> {
     if let Some(mover) = &backend.mover {
         let resumed = mover.resume().await?;
@@ -237,8 +255,22 @@ async fn serve(
     let (admin, new_admin) = admin_token(settings)?;
     let app = Application::build(settings, backend, &admin)?;
     let base = app.base_url();
+    // For psql and the book's commands: where the database is, and the sample owner's token.
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let url_file = settings.data_dir.join("database-url");
+    replace_private(&url_file, database_url)
+        .with_context(|| format!("writing {}", url_file.display()))?;
+    if let Some(first) = &first {
+        let token_file = settings.data_dir.join("sample-token");
+        replace_private(&token_file, &first.token)
+            .with_context(|| format!("writing {}", token_file.display()))?;
+    }
     println!("tenancy-demo: strategy {strategy}, listening on {base}");
-    println!("  API page: {base}/docs   OpenAPI: {base}/openapi.json   metrics: {base}/metrics");
+    println!("  API page: {base}/docs/   explorer: {base}/explorer   OpenAPI: {base}/openapi.json");
+    println!(
+        "  psql: psql \"$(cat {})\"   metrics: {base}/metrics",
+        url_file.display()
+    );
     if new_admin {
         println!(
             "  admin token (saved in {}): {admin}",
@@ -247,8 +279,10 @@ async fn serve(
     }
     if let Some(first) = first {
         println!(
-            "first run: created tenant {:?}, user demo@example.com (owner) and a token. Try:",
-            first.tenant
+            "first run: created tenant {:?}, user demo@example.com (owner) and a token (saved \
+             in {}). Try:",
+            first.tenant,
+            settings.data_dir.join("sample-token").display()
         );
         println!(
             "  curl -H 'Authorization: Bearer {}' {base}/t/{}/api/projects",
