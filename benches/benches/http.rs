@@ -145,7 +145,7 @@ fn http(c: &mut Criterion) {
         let db = TestDatabase::create().await?;
         targets.push(bare(&db).await?);
         dbs.push(db);
-        for &strategy in tenancy_benches::STRATEGIES {
+        for strategy in tenancy_benches::strategies() {
             let db = TestDatabase::create().await?;
             targets.push(demo(strategy, &db).await?);
             dbs.push(db);

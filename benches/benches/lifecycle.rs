@@ -20,7 +20,7 @@ fn lifecycle(c: &mut Criterion) {
     group
         .sample_size(20)
         .measurement_time(Duration::from_secs(5));
-    for &strategy in tenancy_benches::STRATEGIES {
+    for strategy in tenancy_benches::strategies() {
         let setup = rt.block_on(async {
             let db = TestDatabase::create().await?;
             let store =

@@ -187,8 +187,10 @@ const ENTITY_VARIANTS: &[&str] = &[
 
 fn routing_tax(c: &mut Criterion) {
     let rt = tenancy_benches::runtime();
+    // `-- separate-db` (criterion's filter) sets up only the variants it names and the baseline.
+    let variants = tenancy_benches::selected(VARIANTS, &["baseline"]);
     let mut set_up = Vec::new();
-    for name in VARIANTS {
+    for name in &variants {
         let made = rt.block_on(async {
             let db = TestDatabase::create().await?;
             let target = variant(name, &db).await?;
@@ -201,7 +203,7 @@ fn routing_tax(c: &mut Criterion) {
     }
 
     let mut read = c.benchmark_group("routing_tax/read");
-    for (name, (_, target, ids)) in VARIANTS.iter().zip(&set_up) {
+    for (name, (_, target, ids)) in variants.iter().zip(&set_up) {
         read.bench_function(BenchmarkId::new(*name, 1), |b| {
             let mut i = 0;
             b.to_async(&rt).iter(|| {
@@ -217,7 +219,7 @@ fn routing_tax(c: &mut Criterion) {
     read.finish();
 
     let mut insert = c.benchmark_group("routing_tax/insert");
-    for (name, (_, target, _)) in VARIANTS.iter().zip(&set_up) {
+    for (name, (_, target, _)) in variants.iter().zip(&set_up) {
         insert.bench_function(BenchmarkId::new(*name, 1), |b| {
             b.to_async(&rt).iter(|| {
                 let target = target.clone();
@@ -235,7 +237,7 @@ fn routing_tax(c: &mut Criterion) {
     insert.finish();
 
     let mut join = c.benchmark_group("routing_tax/join");
-    for (name, (_, target, _)) in VARIANTS.iter().zip(&set_up) {
+    for (name, (_, target, _)) in variants.iter().zip(&set_up) {
         join.bench_function(BenchmarkId::new(*name, 1), |b| {
             b.to_async(&rt).iter(|| {
                 let target = target.clone();
@@ -258,7 +260,7 @@ fn routing_tax(c: &mut Criterion) {
 
     // The same read and insert, through the builders and through entities, in one run.
     let mut entity = c.benchmark_group("routing_tax/entity");
-    for (name, (_, target, ids)) in VARIANTS.iter().zip(&set_up) {
+    for (name, (_, target, ids)) in variants.iter().zip(&set_up) {
         if !ENTITY_VARIANTS.contains(name) {
             continue;
         }

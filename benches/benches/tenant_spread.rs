@@ -33,7 +33,7 @@ fn tenant_spread(c: &mut Criterion) {
         .throughput(Throughput::Elements(BATCH as u64))
         .sample_size(20)
         .measurement_time(Duration::from_secs(5));
-    for &strategy in tenancy_benches::STRATEGIES {
+    for strategy in tenancy_benches::strategies() {
         let sizes: &[usize] = if test { &[1, 3] } else { &[1, 20, 100, 1_000] };
         // One database grows tenant by tenant: each size adds to the last.
         let setup = rt.block_on(async {

@@ -30,6 +30,100 @@ pub fn test_mode() -> bool {
     std::env::args().any(|a| a == "--test")
 }
 
+/// The filter criterion was given (`cargo bench --bench NAME -- FILTER`): the first argument
+/// that is neither an option nor an option's value. Criterion reads it as a regular
+/// expression over the benchmark ids (`group/variant/parameter`).
+pub fn filter() -> Option<String> {
+    filter_in(std::env::args().skip(1))
+}
+
+/// Criterion's options that take a value, whose value is not the filter.
+const VALUED: &[&str] = &[
+    "-c",
+    "--color",
+    "-s",
+    "--save-baseline",
+    "-b",
+    "--baseline",
+    "--baseline-lenient",
+    "--load-baseline",
+    "--profile-time",
+    "--sample-size",
+    "--warm-up-time",
+    "--measurement-time",
+    "--nresamples",
+    "--noise-threshold",
+    "--confidence-level",
+    "--significance-level",
+    "--plotting-backend",
+    "--output-format",
+    "--format",
+    "--logfile",
+];
+
+fn filter_in(args: impl IntoIterator<Item = String>) -> Option<String> {
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if VALUED.contains(&arg.as_str()) {
+            args.next();
+        } else if !arg.starts_with('-') {
+            return Some(arg);
+        }
+    }
+    None
+}
+
+/// Which of a bench's `variants` to set up under criterion's filter: all of them unless the
+/// filter names some (it matches `/variant/`, as the variant appears in an id), and then
+/// those, with `always` (the baseline) kept for comparison. So
+/// `cargo bench --bench routing_tax -- separate-db` builds only separate-db's database and
+/// the baseline's, and a filter on a group (`routing_tax/read`) still sets up everything.
+pub fn selected<'a>(variants: &[&'a str], always: &[&str]) -> Vec<&'a str> {
+    select(filter().as_deref(), variants, always)
+}
+
+fn select<'a>(filter: Option<&str>, variants: &[&'a str], always: &[&str]) -> Vec<&'a str> {
+    let Some(re) = filter.and_then(|f| regex::Regex::new(f).ok()) else {
+        return variants.to_vec();
+    };
+    let named: Vec<&str> = variants
+        .iter()
+        .copied()
+        .filter(|v| !always.contains(v) && re.is_match(&format!("/{v}/")))
+        .collect();
+    if named.is_empty() {
+        // The filter names only what is always kept, or no variant at all (a group).
+        let only_always = variants
+            .iter()
+            .any(|v| always.contains(v) && re.is_match(&format!("/{v}/")));
+        return if only_always {
+            variants
+                .iter()
+                .copied()
+                .filter(|v| always.contains(v))
+                .collect()
+        } else {
+            variants.to_vec()
+        };
+    }
+    variants
+        .iter()
+        .copied()
+        .filter(|v| always.contains(v) || named.contains(v))
+        .collect()
+}
+
+/// [`STRATEGIES`] under criterion's filter (see [`selected`]; these benches have no baseline).
+pub fn strategies() -> Vec<Strategy> {
+    let names: Vec<&str> = STRATEGIES.iter().map(|s| s.as_str()).collect();
+    let keep = selected(&names, &[]);
+    STRATEGIES
+        .iter()
+        .copied()
+        .filter(|s| keep.contains(&s.as_str()))
+        .collect()
+}
+
 /// A multi-threaded tokio runtime for `to_async`.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().expect("a tokio runtime")
@@ -195,5 +289,58 @@ pub fn measured(postgresql: &str) -> Measured {
         postgresql: postgresql.to_owned(),
         rust: command("rustc", &["--version"]),
         sqlx,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V: &[&str] = &[
+        "baseline",
+        "shared-schema",
+        "shared-schema-predicate-only",
+        "separate-db",
+    ];
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_filter_is_the_first_free_argument() {
+        assert_eq!(filter_in(args(&["--bench"])), None);
+        assert_eq!(
+            filter_in(args(&[
+                "--bench",
+                "--save-baseline",
+                "before",
+                "separate-db"
+            ]))
+            .as_deref(),
+            Some("separate-db")
+        );
+        assert_eq!(filter_in(args(&["--baseline", "x", "--test"])), None);
+    }
+
+    #[test]
+    fn a_filter_naming_a_variant_sets_up_it_and_the_baseline() {
+        assert_eq!(select(None, V, &["baseline"]), V);
+        assert_eq!(
+            select(Some("separate-db"), V, &["baseline"]),
+            ["baseline", "separate-db"]
+        );
+        // `/v/` keeps a name from matching a longer one.
+        assert_eq!(
+            select(Some("/shared-schema/"), V, &["baseline"]),
+            ["baseline", "shared-schema"]
+        );
+        assert_eq!(
+            select(Some("predicate"), V, &["baseline"]),
+            ["baseline", "shared-schema-predicate-only"]
+        );
+        // A group: every variant, as criterion will run them all; the baseline alone: itself.
+        assert_eq!(select(Some("routing_tax/read"), V, &["baseline"]), V);
+        assert_eq!(select(Some("baseline"), V, &["baseline"]), ["baseline"]);
     }
 }
