@@ -317,11 +317,18 @@ def scale_footer(rows):
     runs = sorted({(r["measured"]["date"], r["measured"]["commit"]) for r in rows})
     m = rows[0]["measured"]
     when = "; ".join(f"{d} at commit `{c}`" for d, c in runs)
+    # Files from before `--rounds` record none: their column change is one run too.
+    rounds = sorted({r.get("rounds") or 1 for r in rows})
+    single = [f"{r['strategy']} at {r['tenants']:,}" for r in rows if (r.get("rounds") or 1) == 1]
+    column = (f"the median of {' or '.join(map(str, (n for n in rounds if n > 1)))} rounds, "
+              f"psql's right after each of the store's" if any(n > 1 for n in rounds) else "")
+    if single:
+        column += ("; " if column else "") + "one run for " + ", ".join(single)
     return (f"*The scale runner: five projects per tenant, {rows[0]['reads']:,} reads "
-            f"{rows[0]['concurrency']} in flight spread over every tenant; single runs, except "
-            f"the column change: the median of the run's rounds, psql's right after each of "
-            f"the store's. Measured {when} on {m['cpu']} ({m['cores']} cores), PostgreSQL "
-            f"{m['postgresql']}, {m['rust']}, sqlx {m['sqlx']}; from `docs/src/scale/`.*")
+            f"{rows[0]['concurrency']} in flight spread over every tenant; each figure is one "
+            f"run, except the column change: {column}. Measured {when} on {m['cpu']} "
+            f"({m['cores']} cores), PostgreSQL {m['postgresql']}, {m['rust']}, sqlx "
+            f"{m['sqlx']}; from `docs/src/scale/`.*")
 
 
 def render_scale(name, rows):
