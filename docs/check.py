@@ -8,7 +8,9 @@ script fails on:
   - a relative link or image whose target does not exist, or a #fragment with no such heading;
   - any ERROR or WARN line that mdbook prints while building;
   - a {{#results FILE:ROWS}} table whose result file or rows do not exist (results.py renders
-    them at build time, so a table cannot go stale; a marker can point at nothing).
+    them at build time, so a table cannot go stale; a marker can point at nothing);
+  - a diagram that no longer shows a fact of the code it depicts (DIAGRAMS: a phrase that
+    must appear in both the picture and the source file).
 """
 import re
 import subprocess
@@ -84,6 +86,49 @@ for md in SRC.rglob("*.md"):
         results.expand(md.read_text())
     except (KeyError, ValueError) as e:
         errors.append(f"{md.relative_to(SRC)}: measured values: {e.args[0]}")
+
+# Diagrams against the code: each drawn fact is named by a phrase that must appear in the
+# picture and in the code it depicts. When the code changes the phrase, this fails until the
+# picture is redrawn (and the phrase updated here).
+ROOT = DOCS.parent
+DIAGRAMS = {
+    "images/separate-schema.svg": [
+        ("separate-schema/src/template.rs", "INCLUDING ALL EXCLUDING INDEXES"),
+        ("core/src/migration/mod.rs", "tenancy_pinned_tenant"),
+        ("separate-schema/src/options.rs", "tenant_template"),
+    ],
+    "images/separate-db.svg": [
+        ("separate-db/src/options.rs", "connections_per_server"),
+        ("separate-db/src/options.rs", "connections_per_database"),
+        ("separate-db/src/options.rs", "control_connections"),
+        ("separate-db/src/router.rs", "budget_timeout"),
+        ("separate-db/src/router.rs", "PoolTimeout"),
+        ("separate-db/src/router.rs", "least recently used"),
+    ],
+    "images/shared-schema.svg": [
+        ("shared-schema/src/binding.rs", "set_config('tenancy.tenant_id', $1, false)"),
+        ("shared-schema/src/binding.rs", "SET LOCAL ROLE"),
+        ("shared-schema/src/options.rs", "RlsBinding::Session"),
+        ("shared-schema/src/options.rs", "tenancy_app"),
+    ],
+    "images/placements.svg": [
+        ("separate-schema/src/options.rs", "tenant_template"),
+        ("core/src/migration/control.rs", "tenants"),
+        ("shared-schema/src/security.rs", "tenancy.tenant_id"),
+    ],
+}
+for image, facts in DIAGRAMS.items():
+    drawn = (SRC / image).read_text() if (SRC / image).is_file() else ""
+    if not drawn:
+        errors.append(f"{image}: no such diagram")
+        continue
+    drawn = drawn.replace("&apos;", "'").replace("&quot;", '"').replace("&amp;", "&")
+    for source, phrase in facts:
+        code = (ROOT / source).read_text() if (ROOT / source).is_file() else ""
+        if phrase not in code:
+            errors.append(f"{image}: {source} no longer says {phrase!r}: redraw the diagram")
+        if phrase not in drawn:
+            errors.append(f"{image}: does not show {phrase!r} (from {source})")
 
 if "--build" in sys.argv:
     out = subprocess.run(

@@ -7,17 +7,18 @@
 //! - **Placement**: a new tenant goes to the server with the fewest tenants unless the caller
 //!   names one ([`tenancy_core::NewTenant::server`]). Its database is named from the validated
 //!   slug and always quoted.
-//! - **Routing**: a router opens a pool per tenant database on demand, under a fixed budget
-//!   of connections per server; idle pools are closed, least recently used first, to make
-//!   room, and a request that finds every pool busy waits (bounded) for one. See the
-//!   `router` module.
+//! - **Routing**: a router opens connections to a tenant database one at a time ("slots",
+//!   pools of one connection), as its traffic needs them and up to
+//!   `connections_per_database`, under a fixed budget of connections per server; idle slots
+//!   are closed, least recently used first, to make room, and a request that finds every
+//!   slot busy waits (bounded) for one. See the `router` module.
 //! - **Provisioning**: `CREATE DATABASE ... TEMPLATE` from a pre-migrated template database
 //!   on the tenant's server, never a replay of the migrations; crash-safe through the
 //!   catalog's `provisioning` state.
 //! - **Migrations**: each tenant database (and each template) records its version in a
 //!   one-row table, updated in the same transaction as the migration, so a run is resumable
 //!   and idempotent; bounded concurrency within the budget.
-//! - **Deletion**: mark `deleting`, close the pool, `DROP DATABASE ... WITH (FORCE)`, remove.
+//! - **Deletion**: mark `deleting`, close its slots, `DROP DATABASE ... WITH (FORCE)`, remove.
 //! - **Outages**: a server that does not answer makes its tenants fail with
 //!   [`tenancy_core::Error::Unavailable`] while the others keep working; it is tried again
 //!   after `retry_after`, so it recovers without a restart.
