@@ -6,6 +6,10 @@
                                               and write docs/src/results/<group>.json
   python3 docs/results.py pgbench [--seconds N] run the physical limits with pgbench against
                                               DATABASE_URL and write docs/src/results/limits.json
+  python3 docs/results.py bench-times [BENCH...] run each criterion bench once in full (all
+                                              of them by default), timing it and sampling the
+                                              size of its databases, and write
+                                              docs/src/results/bench_times.json
   python3 docs/results.py check               fail when a {{#results ...}} marker in a chapter
                                               names a file or a row that does not exist
   (no arguments)                              the mdBook preprocessor (book.toml): replaces each
@@ -231,6 +235,56 @@ def pgbench(seconds):
     write("limits", rows, "per second",
           f"pgbench, {seconds}-second runs, loopback, the same server as the benches",
           {"seconds": seconds})
+
+
+# --- how long each bench takes, and what disk it needs -----------------------------------------
+BENCHES = ["routing_tax", "separate_schema_routing", "tenant_spread", "lifecycle", "migrate_all",
+           "http"]
+
+
+def bench_times(benches):
+    """Runs each bench in full, once, and records its wall time, how many benchmarks it ran and
+    the most disk its databases held (the testkit's `tenancy_test_*` databases, sampled every
+    two seconds with psql)."""
+    import threading
+    import time
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        sys.exit("bench-times needs DATABASE_URL (the server the benches create databases on)")
+    run_or_die(["cargo", "bench", "-p", "tenancy-benches", "--no-run"])
+    size = ("SELECT coalesce(sum(pg_database_size(datname)), 0) FROM pg_database "
+            "WHERE datname LIKE 'tenancy\\_test\\_%'")
+    rows = []
+    for bench in benches or BENCHES:
+        peak, done = [0], threading.Event()
+
+        def sample():
+            while not done.wait(2):
+                out = run(["psql", "-X", "-At", url, "-c", size])
+                if out.isdigit():
+                    peak[0] = max(peak[0], int(out))
+
+        watcher = threading.Thread(target=sample)
+        watcher.start()
+        started = time.monotonic()
+        out = subprocess.run(["cargo", "bench", "-p", "tenancy-benches", "--bench", bench],
+                             capture_output=True, text=True)
+        wall = time.monotonic() - started
+        done.set()
+        watcher.join()
+        if out.returncode != 0:
+            sys.exit(f"cargo bench --bench {bench} failed:\n{out.stderr[-4000:]}")
+        count = sum(1 for line in out.stdout.splitlines() if line.strip().startswith("time:"))
+        rows.append({"id": bench, "benchmarks": count, "wall_ms": wall * 1000,
+                     "disk_peak_mb": peak[0] / 1024 / 1024})
+        print(f"{bench}: {count} benchmarks in {wall:.0f} s, databases at most "
+              f"{peak[0] / 1024 / 1024:,.0f} MB", file=sys.stderr)
+    write("bench_times", rows, "ms",
+          "Each bench run once in full with `cargo bench -p tenancy-benches --bench NAME` (built "
+          "beforehand): its wall time, set-up included, and the most disk its databases held "
+          "(sampled every 2 s); one run each",
+          extra={"columns": [["id", "bench"], ["benchmarks", "benchmarks"],
+                             ["wall_ms", "run time"], ["disk_peak_mb", "databases at the peak"]]})
 
 
 def run_or_die(cmd, env=None):
@@ -541,6 +595,8 @@ if __name__ == "__main__":
     elif args[0] == "pgbench":
         secs = int(args[args.index("--seconds") + 1]) if "--seconds" in args else 8
         pgbench(secs)
+    elif args[0] == "bench-times":
+        bench_times(args[1:])
     elif args[0] == "check":
         sys.exit(check())
     else:
