@@ -12,6 +12,7 @@ use crate::helpers::{ADMIN, TestApp, problem, spawn_app_with, with_statics};
 crate::per_strategy!(
     signup_through_www_creates_a_dynamic_tenant_to_work_in,
     static_tenants_cannot_be_deleted_moved_or_claimed,
+    a_sign_up_that_fails_after_its_tenant_keeps_nothing,
 );
 
 async fn admin_get(app: &TestApp, path: &str) -> Result<(StatusCode, Value)> {
@@ -213,5 +214,64 @@ async fn static_tenants_cannot_be_deleted_moved_or_claimed(strategy: Strategy) -
     app.tenant_with_owner("globex").await?;
     let res = app.admin_delete("/admin/tenants/globex").await?;
     ensure!(res.status() == StatusCode::NO_CONTENT, "{}", res.status());
+    app.finish().await
+}
+
+/// Runs `sql` on the test's own database (the control catalog and the accounts).
+async fn on_control(app: &TestApp, sql: &str) -> Result<()> {
+    use tenancy_core::sea_orm::ConnectionTrait;
+    let db = app.db.as_ref().context("the test database")?;
+    let conn = tenancy_core::sea_orm::Database::connect(db.url()).await?;
+    conn.execute_unprepared(sql).await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// The owner's token is the last write of a sign-up, after its tenant exists: when it fails
+/// (here a trigger refuses it), the tenant is deleted again and the owner is not kept, so the
+/// same sign-up succeeds once the fault is gone.
+async fn a_sign_up_that_fails_after_its_tenant_keeps_nothing(strategy: Strategy) -> Result<()> {
+    let app = spawn_app_with(strategy, with_statics).await?;
+    on_control(
+        &app,
+        "CREATE FUNCTION tenancy.refuse_token() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'injected: no token today'; END $$; \
+         CREATE TRIGGER refuse_token BEFORE INSERT ON tenancy.api_tokens \
+         FOR EACH ROW EXECUTE FUNCTION tenancy.refuse_token()",
+    )
+    .await?;
+    let sign_up = || {
+        app.client
+            .post(app.url("/t/www/signup"))
+            .json(&signup_body("initrode", "bill@initrode.example"))
+            .send()
+    };
+    let res = tokio::time::timeout(std::time::Duration::from_secs(30), sign_up())
+        .await
+        .context("the failed sign-up did not answer within 30 s")??;
+    problem(res, StatusCode::INTERNAL_SERVER_ERROR).await?;
+    let (status, kept) = admin_get(&app, "/admin/tenants/initrode").await?;
+    ensure!(
+        status == StatusCode::NOT_FOUND,
+        "the tenant was kept: {kept}"
+    );
+    ensure!(
+        users_named(&app, "bill@initrode.example").await? == 0,
+        "the owner was kept"
+    );
+
+    // Without the fault the same slug and email sign up: nothing of the first try is in the way
+    // (a schema or database left behind would refuse the slug).
+    on_control(&app, "DROP TRIGGER refuse_token ON tenancy.api_tokens").await?;
+    let res = sign_up().await?;
+    ensure!(
+        res.status() == StatusCode::CREATED,
+        "again: {}",
+        res.status()
+    );
+    let signed: Value = res.json().await?;
+    let token = signed["token"]["token"].as_str().context("token")?;
+    app.project("initrode", token, "Stapler inventory").await?;
+    ensure!(app.project_names("initrode", token).await? == ["Stapler inventory"]);
     app.finish().await
 }
