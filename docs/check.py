@@ -10,7 +10,8 @@ script fails on:
   - a {{#results FILE:ROWS}} table whose result file or rows do not exist (results.py renders
     them at build time, so a table cannot go stale; a marker can point at nothing);
   - a diagram that no longer shows a fact of the code it depicts (DIAGRAMS: a phrase that
-    must appear in both the picture and the source file).
+    must appear in both the picture and the source file), or a chapter that quotes the start
+    of a statement without the rest the code writes (QUOTED).
 """
 import re
 import subprocess
@@ -129,6 +130,20 @@ for image, facts in DIAGRAMS.items():
             errors.append(f"{image}: {source} no longer says {phrase!r}: redraw the diagram")
         if phrase not in drawn:
             errors.append(f"{image}: does not show {phrase!r} (from {source})")
+
+# Prose that quotes a statement of the code: where a chapter names the start of the statement,
+# it must quote it as the code writes it (the line broken anywhere).
+QUOTED = [
+    ("separate-schema/src/template.rs", "INCLUDING ALL", "INCLUDING ALL EXCLUDING INDEXES"),
+]
+for source, start, whole in QUOTED:
+    if whole not in (ROOT / source).read_text():
+        errors.append(f"{source} no longer says {whole!r}: update QUOTED and the chapters")
+    for md in sorted(SRC.glob("*.md")):
+        text = " ".join(md.read_text().split())
+        for m in re.finditer(re.escape(start), text):
+            if not text.startswith(whole, m.start()):
+                errors.append(f"{md.name}: quotes {start!r} without the rest of {whole!r} ({source})")
 
 if "--build" in sys.argv:
     out = subprocess.run(
