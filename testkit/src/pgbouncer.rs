@@ -2,11 +2,13 @@
 //!
 //! `PGBOUNCER_URL` names one when set (it must forward every database to the server of
 //! `DATABASE_URL`). Otherwise the first test that asks starts one from the `pgbouncer` binary
-//! (Debian package `pgbouncer`) with its files under `target/tenancy-test-pgbouncer`, and
-//! later runs reuse it while it answers.
+//! (Debian package `pgbouncer`) with its files in the system's temporary folder
+//! (`tenancy-test-pgbouncer-PORT`), and later runs reuse it while it answers. Not under
+//! `target/`: as root PgBouncer runs as `postgres`, which may not reach into the checkout (a
+//! clone in a folder of mode 700 is one).
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -46,11 +48,11 @@ async fn start() -> Result<String> {
         "the PgBouncer tests need PgBouncer: install it (Debian: apt-get install pgbouncer) \
          or set PGBOUNCER_URL to one in transaction mode in front of DATABASE_URL's server",
     )?;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tenancy-test-pgbouncer");
-    std::fs::create_dir_all(&dir)?;
     // One port per upstream server, so a reused pooler always points at the right one.
     let upstream_port = server.port().unwrap_or(5432);
     let port = 16_000 + upstream_port % 10_000;
+    let dir = std::env::temp_dir().join(format!("tenancy-test-pgbouncer-{port}"));
+    std::fs::create_dir_all(&dir)?;
     let user = server.username().to_owned();
     let url = format!("postgres://{user}@127.0.0.1:{port}/postgres");
     if answers(port) {

@@ -53,6 +53,8 @@ impl Browser {
                          "--disable-dev-shm-usage", "--window-size=1280,1000"],
             }),
         );
+        // What the pages write to the console, for `console_errors`.
+        capabilities.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
         let url = format!("http://127.0.0.1:{port}");
         let mut last = None;
         for _ in 0..100 {
@@ -79,6 +81,43 @@ impl Browser {
         self.driver.wait().ok();
         Ok(())
     }
+}
+
+/// chromedriver's log command: what the pages wrote to the console since the last call.
+#[derive(Debug)]
+struct ConsoleLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for ConsoleLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (reqwest::Method, Option<String>) {
+        (
+            reqwest::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
+    }
+}
+
+/// The console's errors (level SEVERE: `console.error`, uncaught exceptions, a resource that
+/// failed to load) since the last call.
+async fn console_errors(browser: &Browser) -> Result<Vec<String>> {
+    let log = browser
+        .client
+        .issue_cmd(ConsoleLog)
+        .await
+        .context("reading the browser's console")?;
+    let entries = log.as_array().context("the console log is a list")?;
+    Ok(entries
+        .iter()
+        .filter(|e| e["level"] == "SEVERE")
+        .map(|e| e["message"].as_str().unwrap_or("").to_owned())
+        .collect())
 }
 
 /// Opens the explorer on `slug` and waits until it has shown everything.
@@ -124,6 +163,8 @@ async fn explorer_shows_where_the_rows_went_and_no_other_tenants(strategy: Strat
         open_explorer(&browser, &app, "alpha").await?;
         let errors = page_errors(&browser).await?;
         ensure!(errors.is_empty(), "the page reported errors: {errors:?}");
+        let console = console_errors(&browser).await?;
+        ensure!(console.is_empty(), "errors in the console: {console:?}");
         // The tenants the API created, static apart from dynamic.
         let statics = browser.text("#static tbody").await?;
         let dynamics = browser.text("#dynamic tbody").await?;
@@ -201,6 +242,8 @@ async fn explorer_shows_where_the_rows_went_and_no_other_tenants(strategy: Strat
         );
         let errors = page_errors(&browser).await?;
         ensure!(errors.is_empty(), "the page reported errors: {errors:?}");
+        let console = console_errors(&browser).await?;
+        ensure!(console.is_empty(), "errors in the console: {console:?}");
 
         // Swagger UI renders this API's document, from the binary.
         browser.client.goto(&app.url("/docs/")).await?;
@@ -219,6 +262,11 @@ async fn explorer_shows_where_the_rows_went_and_no_other_tenants(strategy: Strat
             operations.len() >= 20,
             "{} operations shown",
             operations.len()
+        );
+        let console = console_errors(&browser).await?;
+        ensure!(
+            console.is_empty(),
+            "errors in Swagger UI's console: {console:?}"
         );
         Ok(())
     }
