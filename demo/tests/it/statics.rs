@@ -31,9 +31,13 @@ fn signup_body(slug: &str, email: &str) -> Value {
 }
 
 async fn users_named(app: &TestApp, email: &str) -> Result<i64> {
-    let db = app.db.as_ref().context("the test database")?;
-    let conn = tenancy_core::sea_orm::Database::connect(db.url()).await?;
     use tenancy_core::sea_orm::ConnectionTrait;
+    let conn = app
+        .db
+        .as_ref()
+        .context("the test database")?
+        .admin()
+        .await?;
     let row = conn
         .query_one_raw(tenancy_core::sql::stmt(
             "SELECT count(*) AS n FROM tenancy.users WHERE email = $1",
@@ -220,8 +224,12 @@ async fn static_tenants_cannot_be_deleted_moved_or_claimed(strategy: Strategy) -
 /// Runs `sql` on the test's own database (the control catalog and the accounts).
 async fn on_control(app: &TestApp, sql: &str) -> Result<()> {
     use tenancy_core::sea_orm::ConnectionTrait;
-    let db = app.db.as_ref().context("the test database")?;
-    let conn = tenancy_core::sea_orm::Database::connect(db.url()).await?;
+    let conn = app
+        .db
+        .as_ref()
+        .context("the test database")?
+        .admin()
+        .await?;
     conn.execute_unprepared(sql).await?;
     conn.close().await?;
     Ok(())
