@@ -95,7 +95,7 @@ ROOT = DOCS.parent
 DIAGRAMS = {
     "images/separate-schema.svg": [
         ("separate-schema/src/template.rs", "INCLUDING ALL EXCLUDING INDEXES"),
-        ("core/src/migration/mod.rs", "tenancy_pinned_tenant"),
+        ("core/src/plumbing/pin.rs", "tenancy_pinned_tenant"),
         ("separate-schema/src/options.rs", "tenant_template"),
     ],
     "images/separate-db.svg": [
@@ -114,7 +114,7 @@ DIAGRAMS = {
     ],
     "images/placements.svg": [
         ("separate-schema/src/options.rs", "tenant_template"),
-        ("core/src/migration/control.rs", "tenants"),
+        ("core/src/plumbing/control.rs", "tenants"),
         ("shared-schema/src/security.rs", "tenancy.tenant_id"),
     ],
 }

@@ -14,11 +14,11 @@ use actix_web::{App, HttpServer, web};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tenancy_core::domain::projects::{self, NewProject};
-use tenancy_core::domain::tasks::{self, NewTask};
 use tenancy_core::sea_orm::{DatabaseConnection, TransactionTrait};
 use tenancy_core::{Strategy, TableNamespace, TenantId, TenantScope};
 use tenancy_demo::startup::{Application, Backend};
+use tenancy_example::projects::{self, NewProject};
+use tenancy_example::tasks::{self, NewTask};
 use tenancy_testkit::TestDatabase;
 use uuid::Uuid;
 

@@ -22,8 +22,6 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use tenancy_core::PageRequest;
-use tenancy_core::domain::projects::{self, NewProject};
-use tenancy_core::domain::{project, seed};
 use tenancy_core::entity::{ActiveModelInTenant, SelectInTenant};
 use tenancy_core::migration::TenantMigrations;
 use tenancy_core::sea_orm::ActiveValue::Set;
@@ -33,6 +31,8 @@ use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrai
 use tenancy_core::{
     ScopeMode, Strategy, TableNamespace, Tenant, TenantId, TenantScope, TenantStore,
 };
+use tenancy_example::projects::{self, NewProject};
+use tenancy_example::{project, seed};
 use tenancy_shared_schema::{Isolation, RlsBinding, SharedSchemaOptions, SharedSchemaStore};
 use tenancy_testkit::TestDatabase;
 use uuid::Uuid;
@@ -98,6 +98,7 @@ async fn variant(name: &str, db: &TestDatabase) -> anyhow::Result<Target> {
             SharedSchemaStore::connect(
                 db.url(),
                 SharedSchemaOptions {
+                    migrations: tenancy_example::migrations(),
                     isolation: Isolation::PredicateOnly,
                     ..SharedSchemaOptions::default()
                 },
@@ -112,6 +113,7 @@ async fn variant(name: &str, db: &TestDatabase) -> anyhow::Result<Target> {
             SharedSchemaStore::connect(
                 db.url(),
                 SharedSchemaOptions {
+                    migrations: tenancy_example::migrations(),
                     rls_binding: Some(RlsBinding::Transaction),
                     ..SharedSchemaOptions::default()
                 },
@@ -119,10 +121,21 @@ async fn variant(name: &str, db: &TestDatabase) -> anyhow::Result<Target> {
             .await?,
         ),
         "shared-schema-rls-four-round-trips" => {
-            let store =
-                SharedSchemaStore::connect(db.url(), SharedSchemaOptions::default()).await?;
+            let store = SharedSchemaStore::connect(
+                db.url(),
+                SharedSchemaOptions {
+                    migrations: tenancy_example::migrations(),
+                    ..SharedSchemaOptions::default()
+                },
+            )
+            .await?;
             let t = tenancy_benches::tenant(&store, "bench").await?;
-            return Ok(Target::FourRoundTrips(store.connection().clone(), t));
+            return Ok(Target::FourRoundTrips(
+                store
+                    .connection(tenancy_core::plumbing::StrategyDoor)
+                    .clone(),
+                t,
+            ));
         }
         "separate-schema" => {
             tenancy_benches::open_store(Strategy::SeparateSchema, db, TenantMigrations::default())

@@ -13,9 +13,9 @@
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use tenancy_core::domain::projects;
 use tenancy_core::sea_orm::{ConnectionTrait, TransactionTrait};
 use tenancy_core::{ScopeMode, TableNamespace, TenantId, TenantScope, TenantStore, quote_ident};
+use tenancy_example::projects;
 use tenancy_separate_schema::{SeparateSchemaOptions, SeparateSchemaStore};
 use tenancy_testkit::TestDatabase;
 
@@ -24,8 +24,14 @@ fn routing(c: &mut Criterion) {
     let setup = rt.block_on(async {
         let schema_db = TestDatabase::create().await?;
         let plain_db = TestDatabase::create().await?;
-        let store =
-            SeparateSchemaStore::connect(schema_db.url(), SeparateSchemaOptions::default()).await?;
+        let store = SeparateSchemaStore::connect(
+            schema_db.url(),
+            SeparateSchemaOptions {
+                migrations: tenancy_example::migrations(),
+                ..SeparateSchemaOptions::default()
+            },
+        )
+        .await?;
         let t = tenancy_benches::tenant(&store, "bench").await?;
         let rows = tenancy_benches::seed_projects(store.scope(&t).await?, 1_000).await?;
 
@@ -106,7 +112,11 @@ fn routing(c: &mut Criterion) {
             let (store, schema, id) = (store.clone(), schema.clone(), pick(i));
             let tenant = TenantId::from_uuid(t.id.as_uuid());
             async move {
-                let txn = store.connection().begin().await.expect("begin");
+                let txn = store
+                    .connection(tenancy_core::plumbing::StrategyDoor)
+                    .begin()
+                    .await
+                    .expect("begin");
                 txn.execute_unprepared(&format!("SET LOCAL search_path TO {schema}"))
                     .await
                     .expect("set");

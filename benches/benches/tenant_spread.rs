@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
-use tenancy_core::domain::projects;
 use tenancy_core::migration::TenantMigrations;
 use tenancy_core::{ScopeMode, Tenant, TenantStore};
+use tenancy_example::projects;
 use tenancy_testkit::TestDatabase;
 use uuid::Uuid;
 

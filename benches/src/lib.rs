@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use tenancy_core::domain::projects::Project;
-use tenancy_core::domain::seed;
 use tenancy_core::migration::TenantMigrations;
 use tenancy_core::sea_orm::{
     ConnectionTrait, Database, DatabaseConnection, DbErr, TransactionTrait,
@@ -15,6 +13,8 @@ use tenancy_core::sea_orm::{
 use tenancy_core::sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager};
 use tenancy_core::{NewTenant, Slug, Strategy, Tenant, TenantScope, TenantStore};
 use tenancy_demo::strategy::StoreSettings;
+use tenancy_example::projects::Project;
+use tenancy_example::seed;
 use tenancy_testkit::TestDatabase;
 
 /// The strategies the benches compare, in the order they appear in reports.
@@ -147,7 +147,7 @@ pub async fn open_store(
 /// The baseline's database: the domain's tables, unqualified, in `db` with no tenancy
 /// around them.
 pub async fn plain_database(db: &TestDatabase) -> Result<DatabaseConnection> {
-    let conn = Database::connect(tenancy_core::loopback_without_tls(db.url())).await?;
+    let conn = Database::connect(tenancy_core::plumbing::loopback_without_tls(db.url())).await?;
     let txn = conn.begin().await?;
     TenantMigrations::default().apply(&txn, None, 0).await?;
     txn.commit().await?;
@@ -185,7 +185,7 @@ impl MigrationTrait for AddColumn {
 /// The domain's migrations followed by `extra` one-column migrations.
 pub fn migrations_with_columns(extra: usize) -> TenantMigrations {
     use tenancy_core::sea_orm_migration::MigratorTrait;
-    let mut list = tenancy_core::migration::tenant::Migrator::migrations();
+    let mut list = tenancy_example::migration::Migrator::migrations();
     for i in 0..extra {
         list.push(Box::new(AddColumn {
             name: format!("m9{i:03}_bench_column"),

@@ -6,18 +6,36 @@
 //!
 //! ```no_run
 //! # // no_run: needs a store and a tenant, which the conformance suite builds.
-//! use tenancy_core::domain::task;
+//! # mod invoice {
+//! #     use tenancy_core::sea_orm::entity::prelude::*;
+//! #     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+//! #     #[sea_orm(table_name = "invoices")]
+//! #     pub struct Model {
+//! #         #[sea_orm(primary_key, auto_increment = false)]
+//! #         pub tenant_id: Uuid,
+//! #         #[sea_orm(primary_key, auto_increment = false)]
+//! #         pub id: Uuid,
+//! #         pub customer: String,
+//! #         pub amount_cents: i64,
+//! #         pub paid: bool,
+//! #     }
+//! #     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+//! #     pub enum Relation {}
+//! #     impl ActiveModelBehavior for ActiveModel {}
+//! # }
+//! // `invoice` is an application's own entity (the workspace's examples/invoices).
 //! use tenancy_core::entity::{ActiveModelInTenant, SelectInTenant};
 //! use tenancy_core::sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
-//! # async fn f(scope: &tenancy_core::TenantScope, project: uuid::Uuid) -> tenancy_core::Result<()> {
-//! let open = task::Entity::find()
-//!     .filter(task::Column::Done.eq(false))
+//! # async fn f(scope: &tenancy_core::TenantScope) -> tenancy_core::Result<()> {
+//! let unpaid = invoice::Entity::find()
+//!     .filter(invoice::Column::Paid.eq(false))
 //!     .all_in(scope)
 //!     .await?;
-//! let new = task::ActiveModel {
+//! let new = invoice::ActiveModel {
 //!     id: Set(uuid::Uuid::now_v7()),
-//!     project_id: Set(project),
-//!     title: Set("write the chapter".into()),
+//!     customer: Set("Globex".into()),
+//!     amount_cents: Set(12_500),
+//!     paid: Set(false),
 //!     ..Default::default()
 //! }
 //! .insert_in(scope)
@@ -422,7 +440,7 @@ where
 // ANCHOR_END: render
 
 /// PostgreSQL's query builder, except that a table reference without a schema is written in
-/// `self.0`. Column references keep their bare table name (`"tasks"."id"`), which PostgreSQL
+/// `self.0`. Column references keep their bare table name (`"invoices"."id"`), which PostgreSQL
 /// resolves to the table of that name in the `FROM` list, qualified or not.
 ///
 /// Everything PostgreSQL's builder does differently from sea-query's common one is handed to
@@ -571,8 +589,46 @@ impl QueryBuilder for InSchema<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{project, task};
     use sea_orm::{JoinType, QuerySelect, RelationTrait};
+
+    // Two tenant tables of an application's own, one referring to the other.
+    mod customer {
+        use sea_orm::entity::prelude::*;
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "customers")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub tenant_id: Uuid,
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub id: Uuid,
+        }
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    mod order {
+        use sea_orm::entity::prelude::*;
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "orders")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub tenant_id: Uuid,
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub id: Uuid,
+            pub customer_id: Uuid,
+        }
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {
+            #[sea_orm(
+                belongs_to = "super::customer::Entity",
+                from = "(Column::TenantId, Column::CustomerId)",
+                to = "(super::customer::Column::TenantId, super::customer::Column::Id)"
+            )]
+            Customer,
+        }
+        impl ActiveModelBehavior for ActiveModel {}
+    }
 
     fn rendered(namespace: &TableNamespace, q: &SelectStatement) -> String {
         render(namespace, q)
@@ -582,25 +638,25 @@ mod tests {
 
     #[test]
     fn every_table_of_a_join_and_a_subquery_goes_to_the_schema() {
-        let inner = project::Entity::find()
+        let inner = customer::Entity::find()
             .select_only()
-            .column(project::Column::Id)
+            .column(customer::Column::Id)
             .into_query();
-        let q = task::Entity::find()
-            .join(JoinType::InnerJoin, task::Relation::Project.def())
-            .filter(task::Column::ProjectId.in_subquery(inner))
+        let q = order::Entity::find()
+            .join(JoinType::InnerJoin, order::Relation::Customer.def())
+            .filter(order::Column::CustomerId.in_subquery(inner))
             .into_query();
         let sql = rendered(&TableNamespace::Schema("t_acme".into()), &q);
-        assert!(sql.contains(r#"FROM "t_acme"."tasks""#), "{sql}");
-        assert!(sql.contains(r#"JOIN "t_acme"."projects""#), "{sql}");
-        assert!(sql.contains(r#"FROM "t_acme"."projects""#), "{sql}");
+        assert!(sql.contains(r#"FROM "t_acme"."orders""#), "{sql}");
+        assert!(sql.contains(r#"JOIN "t_acme"."customers""#), "{sql}");
+        assert!(sql.contains(r#"FROM "t_acme"."customers""#), "{sql}");
         assert!(
-            !sql.contains(r#" "tasks" "#) && !sql.contains(r#"FROM "projects""#),
+            !sql.contains(r#" "orders" "#) && !sql.contains(r#"FROM "customers""#),
             "{sql}"
         );
         let bare = rendered(&TableNamespace::Unqualified, &q);
         assert!(
-            bare.contains(r#"FROM "tasks""#) && !bare.contains("t_acme"),
+            bare.contains(r#"FROM "orders""#) && !bare.contains("t_acme"),
             "{bare}"
         );
     }
@@ -610,7 +666,7 @@ mod tests {
         let mut q = Query::select();
         q.column(sea_query::Asterisk).from(TableName(
             Some(SchemaName(None, Alias::new("public").into_iden())),
-            Alias::new("tasks").into_iden(),
+            Alias::new("orders").into_iden(),
         ));
         let refused = render(&TableNamespace::Unqualified, &q);
         assert!(matches!(refused, Err(Error::Invalid { .. })), "{refused:?}");

@@ -86,7 +86,7 @@ pub enum Error {
     },
 
     /// A row refers to one that does not exist, or one that others still refer to would be
-    /// removed (SQLSTATE 23503): a task whose project is gone. `constraint` names the foreign
+    /// removed (SQLSTATE 23503): a row whose parent is gone. `constraint` names the foreign
     /// key when the server reported it.
     #[error("foreign key violation ({}): {message}", constraint.as_deref().unwrap_or("unnamed"))]
     ForeignKeyViolation {
@@ -143,6 +143,12 @@ pub enum Error {
     /// promises (row-level security not in force, say); the message says what to fix.
     #[error("refusing to serve tenants: {0}")]
     Insecure(String),
+
+    /// A store was given tenant migrations that do not match the ones its catalog recorded
+    /// (the list is append-only: a migration was removed, renamed or reordered), or none at
+    /// all. Refused at connect, before anything is migrated; the message says what to do.
+    #[error("tenant migrations do not match this database: {0}")]
+    MigrationsMismatch(String),
 
     /// Anything else from the database; the cause is kept for the log.
     #[error("database error")]

@@ -1,32 +1,45 @@
-//! `tenancy-core`: what every multi-tenancy strategy in this workspace shares.
+//! `tenancy-core`: what every multi-tenancy strategy in this workspace shares. It knows no
+//! application table: an application brings its own entities and tenant migrations.
 //!
-//! - the tenant model ([`TenantId`], [`Slug`], [`Tenant`], [`Placement`], [`TenantState`]);
-//! - the [`TenantStore`] contract and the [`TenantScope`] handle, the only door to tenant data;
-//! - the one [`Error`] type;
-//! - the example [`domain`] (projects and tasks), written once against the scope, with its
-//!   sea-orm entities ([`domain::project`], [`domain::task`]);
-//! - sea-orm [`entity`] methods through a scope (`all_in`, `insert_in`, `exec_in`), which
-//!   filter, stamp and place every statement for the scope's tenant;
-//! - the [`migration`]s: the control-plane catalog and the tenant tables;
-//! - keyset paging ([`Page`], [`PageRequest`]) for every list;
-//! - per-tenant export and import ([`transfer::export_tenant`], [`transfer::import_tenant`]).
+//! Two doors:
 //!
-//! For strategy crates only (an application never needs them): the [`catalog`] queries, the
-//! [`sql`] helpers (statements, advisory locks by name), [`connect_pool`] with
-//! [`PoolSettings`], [`connect_sqlx_pool`] and [`LentConnection`], the [`fault`] points, and the constructors of
-//! [`TenantScope`] (`in_transaction`, `autocommit`, `on_connection`).
+//! - **The application door**, this crate's root: the tenant model ([`TenantId`], [`Slug`],
+//!   [`Tenant`], [`PlacementKind`], [`Placement`], [`TenantState`]); the [`TenantStore`] an
+//!   application calls (create, look up, list, delete, migrate, export, import, jobs) and the
+//!   [`TenantScope`] handle it gives, the only door to tenant data; sea-orm [`entity`] methods
+//!   through a scope (`all_in`, `insert_in`, `exec_in`), which filter, stamp and place every
+//!   statement for the scope's tenant; the application's [`TenantMigrations`]; keyset paging
+//!   ([`Page`], [`PageRequest`]); the one [`Error`] type.
+//! - **The strategy door**, [`plumbing`]: what a strategy crate builds on (the catalog, jobs,
+//!   transfer, lent connections, pool settings, fault points, and the [`Placements`](plumbing::Placements) a store
+//!   lends to exports, imports and moves). An application never imports it.
 //!
-//! Domain code takes a scope, whatever strategy made it:
+//! Domain code takes a scope, whatever strategy made it. With an application's own entity
+//! (here `invoice`, from the workspace's `examples/invoices`):
 //!
 //! ```no_run
 //! # // no_run: needs a scope, which a store makes (see a strategy crate's front page).
-//! use tenancy_core::domain::task;
+//! # mod invoice {
+//! #     use tenancy_core::sea_orm::entity::prelude::*;
+//! #     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+//! #     #[sea_orm(table_name = "invoices")]
+//! #     pub struct Model {
+//! #         #[sea_orm(primary_key, auto_increment = false)]
+//! #         pub tenant_id: Uuid,
+//! #         #[sea_orm(primary_key, auto_increment = false)]
+//! #         pub id: Uuid,
+//! #         pub paid: bool,
+//! #     }
+//! #     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+//! #     pub enum Relation {}
+//! #     impl ActiveModelBehavior for ActiveModel {}
+//! # }
 //! use tenancy_core::entity::SelectInTenant;
 //! use tenancy_core::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 //!
-//! async fn open_tasks(scope: &tenancy_core::TenantScope) -> tenancy_core::Result<Vec<task::Model>> {
-//!     task::Entity::find()
-//!         .filter(task::Column::Done.eq(false))
+//! async fn unpaid(scope: &tenancy_core::TenantScope) -> tenancy_core::Result<Vec<invoice::Model>> {
+//!     invoice::Entity::find()
+//!         .filter(invoice::Column::Paid.eq(false))
 //!         .all_in(scope)
 //!         .await
 //! }
@@ -36,38 +49,33 @@
 
 #![warn(missing_docs)]
 
-pub mod catalog;
-mod connect;
-pub mod domain;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod entity;
 mod error;
-pub mod fault;
-mod lent;
 pub mod migration;
 mod page;
+pub mod plumbing;
 mod scope;
-pub mod sql;
 mod store;
 mod tenant;
-pub mod transfer;
 
-pub use connect::{
-    ConnectionHooks, PoolSettings, connect_pool, connect_sqlx_pool, loopback_without_tls,
-};
-pub use domain::TENANT_TABLES;
+// Inside core, the strategy door's modules by their short names.
+pub(crate) use plumbing::{catalog, sql, transfer};
+
 pub use error::{Error, Result, SlugError, is_undefined_table};
-pub use lent::{ConnectionHome, LentConnection};
+pub use migration::TenantMigrations;
 pub use page::{Page, PageRequest};
+pub use plumbing::catalog::Job;
+pub use plumbing::transfer::{ExportFile, Manifest, OnProgress, Progress, TableLayout};
 pub use scope::{ScopeMode, StatementObserver, TENANT_ID, TableNamespace, TenantScope};
 pub use store::{
     Connections, MigrateOptions, MigrationOutcome, MigrationReport, Strategy, TenantMigration,
     TenantStore, UnscopedView,
 };
 pub use tenant::{
-    Move, MoveStep, NewTenant, Placement, Slug, Tenant, TenantId, TenantState, check_identifier,
-    quote_ident,
+    Move, MoveStep, NewTenant, Placement, PlacementKind, Slug, Tenant, TenantId, TenantState,
+    check_identifier, quote_ident, storable,
 };
 
 pub use sea_orm;

@@ -1,5 +1,5 @@
-//! Keyset paging, for every list the workspace serves: the catalog's tenants and the domain's
-//! projects and tasks alike.
+//! Keyset paging, for every list the workspace serves: the catalog's tenants and
+//! every table of an application's alike.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -26,7 +26,10 @@ impl PageRequest {
         PageRequest { limit, after: None }
     }
 
-    pub(crate) fn checked_limit(&self) -> Result<u64> {
+    /// The limit as a row count, or [`Error::Invalid`] when it is 0 or above
+    /// [`PageRequest::MAX_LIMIT`]. Fetch one row more than this to learn whether a next page
+    /// exists ([`Page::from_overfetch`]).
+    pub fn checked_limit(&self) -> Result<u64> {
         if self.limit == 0 || self.limit > Self::MAX_LIMIT {
             return Err(Error::Invalid {
                 field: "limit",
@@ -56,7 +59,7 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// Builds a page from up to `limit + 1` fetched rows: the extra row, if present, only
     /// proves there is a next page.
-    pub(crate) fn from_overfetch(mut items: Vec<T>, limit: u64, id: impl Fn(&T) -> Uuid) -> Self {
+    pub fn from_overfetch(mut items: Vec<T>, limit: u64, id: impl Fn(&T) -> Uuid) -> Self {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let next = if items.len() > limit {
             items.truncate(limit);

@@ -19,7 +19,7 @@ use sea_orm::{
 };
 
 use crate::error::{Error, Result};
-use crate::lent::LentConnection;
+use crate::plumbing::LentConnection;
 use crate::tenant::TenantId;
 
 /// The column every tenant table carries.

@@ -5,11 +5,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::page::{Page, PageRequest};
+use crate::plumbing::catalog::Job;
+use crate::plumbing::transfer::{ExportFile, Manifest, OnProgress, TableLayout};
+use crate::plumbing::{Placements, StrategyDoor};
 use crate::scope::{ScopeMode, TenantScope};
-use crate::tenant::{NewTenant, Placement, Slug, Tenant, TenantId};
-use crate::transfer::TenantTables;
+use crate::tenant::{NewTenant, PlacementKind, Slug, Tenant, TenantId};
+use tokio::io::AsyncWrite;
 
-/// Which of the three placements a store implements.
+/// Which store serves tenants: one of the three strategies, each with its own placement, or
+/// the hybrid store over all three. Where one tenant lives is a [`PlacementKind`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
@@ -33,6 +37,48 @@ impl Strategy {
             Strategy::SharedSchema => "shared-schema",
             Strategy::Hybrid => "hybrid",
         }
+    }
+}
+
+impl Strategy {
+    /// Every strategy, the three placements' first.
+    pub const ALL: [Strategy; 4] = [
+        Strategy::SharedSchema,
+        Strategy::SeparateSchema,
+        Strategy::SeparateDb,
+        Strategy::Hybrid,
+    ];
+
+    /// The one placement this strategy's store serves; `None` for the hybrid store, which
+    /// serves all three.
+    pub fn placement_kind(&self) -> Option<PlacementKind> {
+        match self {
+            Strategy::SharedSchema => Some(PlacementKind::Shared),
+            Strategy::SeparateSchema => Some(PlacementKind::Schema),
+            Strategy::SeparateDb => Some(PlacementKind::Database),
+            Strategy::Hybrid => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = crate::Error;
+    /// Parses `shared-schema`, `separate-schema`, `separate-db` or `hybrid`: the one parser of
+    /// strategy names (features, settings, command lines). Anything else is
+    /// [`Error::Invalid`](crate::Error::Invalid) naming the four.
+    fn from_str(s: &str) -> Result<Self> {
+        Strategy::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                crate::Error::invalid(
+                    "strategy",
+                    format!(
+                        "{s:?} is not a strategy: use one of shared-schema, separate-schema, \
+                         separate-db, hybrid"
+                    ),
+                )
+            })
     }
 }
 
@@ -192,12 +238,7 @@ impl UnscopedView {
         table: &str,
     ) -> Result<UnscopedView> {
         use sea_orm::ConnectionTrait;
-        if !crate::TENANT_TABLES.contains(&table) {
-            return Err(crate::Error::invalid(
-                "table",
-                format!("{table:?} is not a tenant table"),
-            ));
-        }
+        crate::check_identifier("table", table, 0)?;
         let name = match schema {
             Some(s) => format!("{}.{}", crate::quote_ident(s), crate::quote_ident(table)),
             None => crate::quote_ident(table),
@@ -220,7 +261,8 @@ impl UnscopedView {
     }
 }
 
-/// One way of placing tenants. Object-safe: the demo holds an `Arc<dyn TenantStore>`.
+/// One way of placing tenants: what an application calls. Object-safe: the demo holds an
+/// `Arc<dyn TenantStore>`.
 #[async_trait]
 pub trait TenantStore: Send + Sync + std::fmt::Debug {
     /// Which strategy this is.
@@ -231,22 +273,19 @@ pub trait TenantStore: Send + Sync + std::fmt::Debug {
     /// this again with the same slug, and a half-built tenant is never served.
     async fn create_tenant(&self, new: NewTenant) -> Result<Tenant>;
 
-    /// The pool on the control database that holds the catalog (`tenancy.tenants`).
-    fn catalog(&self) -> &sea_orm::DatabaseConnection;
-
     /// The tenant with this id, or [`crate::Error::TenantNotFound`].
     async fn tenant(&self, id: TenantId) -> Result<Tenant> {
-        crate::catalog::get(self.catalog(), id).await
+        crate::catalog::get(self.placements(StrategyDoor).catalog(), id).await
     }
 
     /// The tenant with this slug, or [`crate::Error::TenantNotFound`].
     async fn tenant_by_slug(&self, slug: &Slug) -> Result<Tenant> {
-        crate::catalog::get_by_slug(self.catalog(), slug).await
+        crate::catalog::get_by_slug(self.placements(StrategyDoor).catalog(), slug).await
     }
 
     /// A page of tenants in creation order.
     async fn list_tenants(&self, page: PageRequest) -> Result<Page<Tenant>> {
-        crate::catalog::list(self.catalog(), page).await
+        crate::catalog::list(self.placements(StrategyDoor).catalog(), page).await
     }
 
     /// Deletes a tenant in two phases: marks it `deleting` (it stops being served), purges its
@@ -269,34 +308,62 @@ pub trait TenantStore: Send + Sync + std::fmt::Debug {
 
     /// Counts the rows of tenant table `table` as seen by the store's connections when no
     /// tenant is bound: the path code would take if it forgot to bind one. Must never see a
-    /// tenant's rows. `table` must be one of the domain's table names.
+    /// tenant's rows. `table` is a table name of the application's tenant tables (a plain
+    /// identifier; other text is refused).
     async fn unscoped_view(&self, table: &str) -> Result<UnscopedView>;
 
     /// The connections the store holds right now, over all its pools (for metrics).
     fn connections(&self) -> Connections;
 
-    // ANCHOR: placements
-    /// Where this store would place `new` (for separate-db, on the server asked for or the one
-    /// with the fewest tenants), recording nothing.
-    async fn placement_for(&self, new: &NewTenant) -> Result<Placement>;
+    /// The job with this id (a move, in a store that moves tenants), or
+    /// [`crate::Error::NotFound`].
+    async fn job(&self, id: uuid::Uuid) -> Result<Job> {
+        crate::catalog::job(self.placements(StrategyDoor).catalog(), id)
+            .await?
+            .ok_or(crate::Error::NotFound("job"))
+    }
 
-    /// The version a tenant's tables get when they are built now: the latest tenant migration.
-    fn tenant_version(&self) -> i32;
+    /// Exports `tenant` (ready, or being moved) to `out`: the backup of one tenant, every
+    /// table of the application's with its rows (see [`crate::plumbing::transfer`] for the
+    /// file).
+    async fn export(
+        &self,
+        tenant: &Tenant,
+        out: &mut (dyn AsyncWrite + Unpin + Send),
+        progress: OnProgress<'_>,
+    ) -> Result<Manifest> {
+        crate::transfer::export_tenant(self.placements(StrategyDoor), tenant, out, progress).await
+    }
 
-    /// For exports, imports and moves: builds empty tables for `tenant` (which the catalog
-    /// holds) at `placement`, one of this store's, at [`TenantStore::tenant_version`],
-    /// clearing first whatever an earlier attempt left there. The catalog is not changed.
-    /// Returns the version built.
-    async fn build_at(&self, tenant: &Tenant, placement: &Placement) -> Result<i32>;
+    /// Restores an export into a new tenant `new` (in the store's own placement, or the one
+    /// `new` asks for): the file is checked whole first, and a file that fails is refused
+    /// with [`crate::Error::BadExport`] before anything is created. The slug must be free
+    /// ([`crate::Error::TenantAlreadyExists`] otherwise: an import never merges into a
+    /// tenant). If the rows cannot go in, the new tenant is deleted again.
+    async fn import(
+        &self,
+        new: NewTenant,
+        input: &mut dyn ExportFile,
+        progress: OnProgress<'_>,
+    ) -> Result<Tenant> {
+        crate::transfer::import_tenant(self, self.placements(StrategyDoor), new, input, progress)
+            .await
+    }
 
-    /// For moves: removes `tenant`'s rows at `placement` (and the schema or database that
-    /// held them), with any fence there. Idempotent; the catalog is not changed.
-    async fn purge_at(&self, tenant: &Tenant, placement: &Placement) -> Result<()>;
+    /// Where each of `tenant`'s tables physically is (database, schema, table), how many of
+    /// its rows it holds, and the first `sample` of them: what the demo's explorer shows.
+    async fn table_layout(&self, tenant: &Tenant, sample: u32) -> Result<Vec<TableLayout>> {
+        let mut tables = self
+            .placements(StrategyDoor)
+            .tables_at(tenant, &tenant.placement)
+            .await?;
+        tables.layout(tenant.id, sample).await
+    }
 
-    /// For exports, imports and moves: a direct connection to where `placement` keeps
-    /// `tenant`'s tables.
-    async fn tables_at(&self, tenant: &Tenant, placement: &Placement) -> Result<TenantTables>;
-    // ANCHOR_END: placements
+    /// For strategy crates: the store's placement operations and catalog pool, behind the
+    /// strategy door's key ([`StrategyDoor`], in [`crate::plumbing`]), which an application
+    /// never imports.
+    fn placements(&self, door: StrategyDoor) -> &dyn Placements;
 }
 
 /// The connections a store holds, from [`TenantStore::connections`].

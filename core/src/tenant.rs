@@ -167,6 +167,87 @@ pub fn check_identifier(field: &'static str, name: &str, room: usize) -> Result<
 }
 // ANCHOR_END: check_identifier
 
+/// Refuses text PostgreSQL cannot store: the NUL character (`\u0000` in JSON) is valid
+/// UTF-8 but not allowed in a `text` value, and the server would refuse the whole statement.
+/// For an application's own checks too.
+pub fn storable(field: &'static str, value: &str) -> Result<(), Error> {
+    if value.contains('\0') {
+        return Err(Error::Invalid {
+            field,
+            reason: "must not contain the NUL character (\\u0000)".into(),
+        });
+    }
+    Ok(())
+}
+
+// ANCHOR: placement_kind
+/// The one word for where a tenant lives: shared tables, a schema of its own, or a database of
+/// its own. Used by [`NewTenant::placement`], the catalog's [`Placement`] (as its `kind`), the
+/// hybrid store, the demo's API and CLI and the benches. Parsed from and shown as `shared`,
+/// `schema`, `database`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum PlacementKind {
+    /// Shared tables, told apart by `tenant_id` (served by the shared-schema strategy).
+    Shared,
+    /// A schema of its own in the one database (separate-schema).
+    Schema,
+    /// A database of its own on one of the configured servers (separate-db).
+    Database,
+}
+// ANCHOR_END: placement_kind
+
+impl PlacementKind {
+    /// Every placement kind, in the order the book presents them.
+    pub const ALL: [PlacementKind; 3] = [
+        PlacementKind::Shared,
+        PlacementKind::Schema,
+        PlacementKind::Database,
+    ];
+
+    /// The name it is parsed from and shown as.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PlacementKind::Shared => "shared",
+            PlacementKind::Schema => "schema",
+            PlacementKind::Database => "database",
+        }
+    }
+
+    /// The strategy whose store serves tenants placed so.
+    pub fn strategy(&self) -> crate::Strategy {
+        match self {
+            PlacementKind::Shared => crate::Strategy::SharedSchema,
+            PlacementKind::Schema => crate::Strategy::SeparateSchema,
+            PlacementKind::Database => crate::Strategy::SeparateDb,
+        }
+    }
+}
+
+impl fmt::Display for PlacementKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PlacementKind {
+    type Err = Error;
+    /// Parses `shared`, `schema` or `database`; anything else is [`Error::Invalid`] naming
+    /// the three.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        PlacementKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "placement",
+                    format!("{s:?} is not a placement: use one of shared, schema, database"),
+                )
+            })
+    }
+}
+
 /// Where a tenant's rows live. Recorded in the catalog when the tenant is created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -189,13 +270,18 @@ pub enum Placement {
 }
 
 impl Placement {
+    /// Which of the three placements this is.
+    pub fn kind(&self) -> PlacementKind {
+        match self {
+            Placement::Shared => PlacementKind::Shared,
+            Placement::Schema { .. } => PlacementKind::Schema,
+            Placement::Database { .. } => PlacementKind::Database,
+        }
+    }
+
     /// The strategy that serves tenants placed here.
     pub fn strategy(&self) -> crate::Strategy {
-        match self {
-            Placement::Shared => crate::Strategy::SharedSchema,
-            Placement::Schema { .. } => crate::Strategy::SeparateSchema,
-            Placement::Database { .. } => crate::Strategy::SeparateDb,
-        }
+        self.kind().strategy()
     }
 }
 
@@ -346,7 +432,7 @@ pub struct NewTenant {
     pub server: Option<String>,
     /// The placement asked for. `None` takes the store's own (or, for a store over several
     /// placements, its configured default); a store of one strategy refuses another.
-    pub placement: Option<crate::Strategy>,
+    pub placement: Option<PlacementKind>,
     /// Refuse a slug the catalog already holds, in whatever state, with
     /// [`Error::TenantAlreadyExists`](crate::Error::TenantAlreadyExists): of two concurrent
     /// creations of one slug exactly one succeeds. `false` (the default) makes creating
@@ -367,17 +453,20 @@ impl NewTenant {
     }
 
     /// The same, asking for `placement` (see [`NewTenant::placement`]).
-    pub fn placed(mut self, placement: crate::Strategy) -> Self {
+    pub fn placed(mut self, placement: PlacementKind) -> Self {
         self.placement = Some(placement);
         self
     }
 
-    /// Refuses a placement other than `strategy`'s, for a store of one strategy.
-    pub fn check_placement(&self, strategy: crate::Strategy) -> Result<(), Error> {
+    /// Refuses a placement other than `kind`, for a store of one placement.
+    pub fn check_placement(&self, kind: PlacementKind) -> Result<(), Error> {
         match self.placement {
-            Some(asked) if asked != strategy => Err(Error::invalid(
+            Some(asked) if asked != kind => Err(Error::invalid(
                 "placement",
-                format!("{asked} was asked for, but this store places tenants by {strategy}"),
+                format!(
+                    "{asked} was asked for, but this store ({}) places tenants in {kind} only",
+                    kind.strategy()
+                ),
             )),
             _ => Ok(()),
         }
@@ -425,6 +514,20 @@ mod tests {
                 Err(Error::InvalidSlug { reason, .. }) => assert_eq!(reason, *want, "{input:?}"),
                 other => panic!("{input:?} gave {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn placement_kinds_parse_what_they_show_and_nothing_else() {
+        for kind in PlacementKind::ALL {
+            assert_eq!(kind.as_str().parse::<PlacementKind>().ok(), Some(kind));
+            assert_eq!(
+                serde_json::to_value(kind).ok(),
+                Some(serde_json::Value::String(kind.to_string()))
+            );
+        }
+        for bad in ["separate-db", "hybrid", "Shared", ""] {
+            assert!(bad.parse::<PlacementKind>().is_err(), "{bad:?}");
         }
     }
 

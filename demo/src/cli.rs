@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use tenancy_core::domain::seed;
-use tenancy_core::{MigrateOptions, NewTenant, PageRequest, Slug};
+use tenancy_core::{MigrateOptions, NewTenant, PageRequest, PlacementKind, Slug};
+use tenancy_example::seed;
 use uuid::Uuid;
 
 use crate::accounts::{self, NewUser};
@@ -73,7 +73,8 @@ pub enum TenantsCommand {
         /// separate-db: the server to place it on.
         #[arg(long)]
         server: Option<String>,
-        /// hybrid: shared-schema, separate-schema or separate-db.
+        /// Where its rows go: shared, schema or database (a store of one strategy takes its
+        /// own only; hybrid defaults to its configured default placement).
         #[arg(long)]
         placement: Option<String>,
     },
@@ -98,14 +99,15 @@ pub enum TenantsCommand {
         /// The new tenant's name (default: the exported tenant's).
         #[arg(long)]
         name: Option<String>,
-        /// hybrid: where to put it (default: the configured default placement).
+        /// Where to put it: shared, schema or database (hybrid; default: the configured
+        /// default placement).
         #[arg(long)]
         placement: Option<String>,
     },
     /// Move a live tenant to another placement (hybrid only).
     Move {
         slug: String,
-        /// shared-schema, separate-schema or separate-db.
+        /// Where to: shared, schema or database.
         #[arg(long)]
         to: String,
         /// separate-db: the server to move it to.
@@ -368,25 +370,16 @@ async fn tenants(settings: &Settings, backend: &Backend, cmd: TenantsCommand) ->
     Ok(())
 }
 
-/// A placement named on the command line: one of the three strategies'.
-fn placement_named(name: &str) -> Result<tenancy_core::Strategy> {
-    crate::routes::admin::placement_named("placement", name).map_err(|_| {
-        anyhow::anyhow!(
-            "unknown placement {name:?}: expected shared-schema, separate-schema or separate-db"
-        )
-    })
+/// A placement named on the command line: `shared`, `schema` or `database`.
+fn placement_named(name: &str) -> Result<PlacementKind> {
+    Ok(name.parse()?)
 }
 
 /// A bar over the rows of an export, import or move.
-fn rows_bar(
-    what: &str,
-) -> (
-    ProgressBar,
-    impl Fn(tenancy_core::transfer::Progress) + Send + Sync,
-) {
+fn rows_bar(what: &str) -> (ProgressBar, impl Fn(tenancy_core::Progress) + Send + Sync) {
     let bar = progress(0, what);
     let b = bar.clone();
-    let tell = move |p: tenancy_core::transfer::Progress| {
+    let tell = move |p: tenancy_core::Progress| {
         b.set_length(p.rows_total);
         b.set_position(p.rows_done);
     };
@@ -406,8 +399,7 @@ async fn export(backend: &Backend, slug: &str, out: &std::path::Path) -> Result<
             .with_context(|| format!("creating {}", partial.display()))?,
     );
     let (bar, tell) = rows_bar("exporting");
-    let manifest =
-        tenancy_core::transfer::export_tenant(&*backend.store, &t, &mut file, &tell).await;
+    let manifest = backend.store.export(&t, &mut file, &tell).await;
     bar.finish_and_clear();
     let manifest = manifest?;
     file.shutdown().await?;
@@ -435,12 +427,12 @@ async fn import(
     let mut input = tokio::fs::File::open(file)
         .await
         .with_context(|| format!("opening {}", file.display()))?;
-    let manifest = tenancy_core::transfer::check_file(&mut input).await?;
+    let manifest = tenancy_core::plumbing::transfer::check_file(&mut input).await?;
     let slug = Slug::parse(slug.as_deref().unwrap_or(&manifest.slug))?;
     let mut new = NewTenant::new(slug, name.unwrap_or(manifest.name.clone()));
     new.placement = placement.as_deref().map(placement_named).transpose()?;
     let (bar, tell) = rows_bar("importing");
-    let t = tenancy_core::transfer::import_tenant(&*backend.store, new, &mut input, &tell).await;
+    let t = backend.store.import(new, &mut input, &tell).await;
     bar.finish_and_clear();
     let t = t?;
     eprintln!(

@@ -6,8 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use secrecy::ExposeSecret;
 use tenancy_core::embedded::{EmbeddedOptions, EmbeddedPostgres};
+use tenancy_core::plumbing::sql::stmt;
 use tenancy_core::sea_orm::{ConnectionTrait, Database};
-use tenancy_core::sql::stmt;
 
 use crate::settings::Settings;
 

@@ -20,9 +20,10 @@ use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use prometheus::IntCounterVec;
 use subtle::ConstantTimeEq;
+use tenancy_core::plumbing::catalog;
+use tenancy_core::plumbing::sql::stmt;
 use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection};
-use tenancy_core::sql::stmt;
-use tenancy_core::{Error, Slug, Tenant, TenantState, TenantStore, catalog};
+use tenancy_core::{Error, Slug, Tenant, TenantState, TenantStore};
 use uuid::Uuid;
 
 use crate::accounts::{Role, hex, token_hash};

@@ -16,8 +16,8 @@ pub struct Settings {
     /// compiled in.
     pub strategy: Option<String>,
     /// hybrid: where a new tenant goes when its creation names no placement
-    /// (`shared-schema`, the default, `separate-schema` or `separate-db`).
-    pub default_placement: Option<tenancy_core::Strategy>,
+    /// (`shared`, the default, `schema` or `database`).
+    pub default_placement: Option<tenancy_core::PlacementKind>,
     /// A running PostgreSQL; `None` starts an embedded one in `data_dir`.
     pub database_url: Option<SecretString>,
     /// Where the embedded server keeps its data and the demo its admin token.

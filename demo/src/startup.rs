@@ -11,10 +11,11 @@ use actix_web::{App, HttpServer, web};
 use anyhow::{Context, Result};
 use futures::FutureExt;
 use secrecy::ExposeSecret;
-use tenancy_core::domain::projects::{self, NewProject};
-use tenancy_core::domain::tasks::{self, NewTask};
+use tenancy_core::plumbing::{PoolSettings, catalog};
 use tenancy_core::sea_orm::{DatabaseConnection, TransactionTrait};
-use tenancy_core::{NewTenant, PoolSettings, Slug, Strategy, TenantStore, catalog};
+use tenancy_core::{NewTenant, Slug, Strategy, TenantStore};
+use tenancy_example::projects::{self, NewProject};
+use tenancy_example::tasks::{self, NewTask};
 use tracing::Instrument;
 
 use crate::accounts::{self, NewUser, Role};
@@ -71,7 +72,7 @@ impl Backend {
             acquire_timeout: std::time::Duration::from_secs(settings.acquire_timeout_secs),
             ..PoolSettings::default()
         };
-        let control = tenancy_core::connect_pool(url, &pool).await?;
+        let control = tenancy_core::plumbing::connect_pool(url, &pool).await?;
         let backend = Backend {
             store: opened.store,
             control,
@@ -88,15 +89,16 @@ impl Backend {
     /// (their rows are elsewhere): say so at start rather than fail request by request.
     async fn refuse_other_strategies(&self, strategy: Strategy) -> Result<()> {
         // A hybrid store serves every placement.
-        let Some(expected) = catalog::placement_kind(strategy) else {
+        let Some(expected) = strategy.placement_kind() else {
             return Ok(());
         };
         for kind in catalog::placement_kinds(&self.control).await? {
-            if kind != expected {
+            if kind != expected.as_str() {
                 anyhow::bail!(
                     "this database holds tenants placed by another strategy ({kind:?}, not \
-                     {expected:?} as {strategy} places them). Start with --fresh (embedded \
-                     database) or point DATABASE_URL at another database"
+                     {:?} as {strategy} places them). Start with --fresh (embedded \
+                     database) or point DATABASE_URL at another database",
+                    expected.as_str()
                 );
             }
         }

@@ -5,10 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use tenancy_core::catalog::Job;
 use tenancy_core::migration::TenantMigrations;
-use tenancy_core::transfer::Progress;
-use tenancy_core::{Strategy, Tenant, TenantId, TenantStore};
+use tenancy_core::{Job, PlacementKind, Progress, Strategy, Tenant, TenantId, TenantStore};
 
 use crate::settings::{ServerSettings, Settings};
 
@@ -27,12 +25,6 @@ pub const COMPILED: &[Strategy] = &[
 /// The strategy `name` names, or the first compiled in when `None`; a clear error when it
 /// is unknown or not compiled in.
 pub fn pick(name: Option<&str>) -> Result<Strategy> {
-    let all = [
-        Strategy::SharedSchema,
-        Strategy::SeparateSchema,
-        Strategy::SeparateDb,
-        Strategy::Hybrid,
-    ];
     let Some(name) = name else {
         return match COMPILED.first() {
             Some(s) => Ok(*s),
@@ -41,11 +33,7 @@ pub fn pick(name: Option<&str>) -> Result<Strategy> {
             ),
         };
     };
-    let Some(wanted) = all.into_iter().find(|s| s.as_str() == name) else {
-        bail!(
-            "unknown strategy {name:?}: expected shared-schema, separate-schema, separate-db or hybrid"
-        )
-    };
+    let wanted: Strategy = name.parse()?;
     if !COMPILED.contains(&wanted) {
         bail!(
             "strategy {name} is not compiled into this build; rebuild with `--features {name}` \
@@ -72,7 +60,7 @@ pub struct StoreSettings {
     /// The tenant migrations.
     pub migrations: TenantMigrations,
     /// hybrid: where a new tenant goes when its creation does not say.
-    pub default_placement: Option<Strategy>,
+    pub default_placement: Option<PlacementKind>,
 }
 
 impl From<&Settings> for StoreSettings {
@@ -86,7 +74,7 @@ impl From<&Settings> for StoreSettings {
             statement_timeout: Some(Duration::from_millis(settings.statement_timeout_ms))
                 .filter(|t| !t.is_zero()),
             servers: settings.servers.clone(),
-            migrations: TenantMigrations::default(),
+            migrations: tenancy_example::migrations(),
             default_placement: settings.default_placement,
         }
     }
@@ -99,7 +87,7 @@ pub trait Mover: Send + Sync + std::fmt::Debug {
     async fn start(
         &self,
         id: TenantId,
-        to: Strategy,
+        to: PlacementKind,
         server: Option<String>,
     ) -> tenancy_core::Result<Job>;
     /// Drives a recorded move to its end (see `HybridStore::run_move`).
@@ -182,7 +170,7 @@ impl Mover for tenancy_hybrid::HybridStore {
     async fn start(
         &self,
         id: TenantId,
-        to: Strategy,
+        to: PlacementKind,
         server: Option<String>,
     ) -> tenancy_core::Result<Job> {
         self.start_move(id, to, server).await
@@ -239,7 +227,7 @@ pub async fn open_with_mover(
                 schema: schema_options(settings),
                 database: database_options(settings),
                 default_placement: DefaultPlacement::Fixed(
-                    settings.default_placement.unwrap_or(Strategy::SharedSchema),
+                    settings.default_placement.unwrap_or(PlacementKind::Shared),
                 ),
                 ..HybridOptions::default()
             };

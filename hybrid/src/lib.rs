@@ -15,15 +15,17 @@
 //! ```no_run
 //! # // no_run: needs a PostgreSQL server; tests/it/moves.rs moves tenants on one.
 //! # async fn run() -> tenancy_core::Result<()> {
-//! use tenancy_core::{NewTenant, Slug, Strategy, TenantStore};
+//! use tenancy_core::{NewTenant, PlacementKind, Slug, TenantStore};
 //! use tenancy_hybrid::{HybridOptions, HybridStore};
 //!
-//! let store = HybridStore::connect("postgres://app@localhost/saas", HybridOptions::default()).await?;
+//! // The application's own tenant migrations (here the workspace's example domain).
+//! let options = HybridOptions::with_migrations(tenancy_example::migrations());
+//! let store = HybridStore::connect("postgres://app@localhost/saas", options).await?;
 //! let acme = store
-//!     .create_tenant(NewTenant::new(Slug::parse("acme")?, "Acme").placed(Strategy::SharedSchema))
+//!     .create_tenant(NewTenant::new(Slug::parse("acme")?, "Acme").placed(PlacementKind::Shared))
 //!     .await?;
 //! // Acme upgraded: a database of its own, without stopping it.
-//! store.move_tenant(acme.id, Strategy::SeparateDb, None).await?;
+//! store.move_tenant(acme.id, PlacementKind::Database, None).await?;
 //! # Ok(()) }
 //! ```
 //!

@@ -21,18 +21,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tenancy_core::catalog::{self, Job};
+use tenancy_core::plumbing::Placements;
+use tenancy_core::plumbing::catalog::{self, Job};
+use tenancy_core::plumbing::fault;
+use tenancy_core::plumbing::transfer::Progress;
 use tenancy_core::sea_orm::sqlx::{self, Connection, PgConnection};
-use tenancy_core::transfer::Progress;
 use tenancy_core::{
-    Error, Move, MoveStep, NewTenant, Result, Strategy, Tenant, TenantId, TenantState, TenantStore,
-    fault,
+    Error, Move, MoveStep, NewTenant, PlacementKind, Result, Tenant, TenantId, TenantState,
+    TenantStore,
 };
 
 use crate::store::HybridStore;
 
 /// The fault points of a move, in order (`TENANCY_FAULT=<point>` stops the process there).
-pub use tenancy_core::fault::MOVE_POINTS;
+pub use tenancy_core::plumbing::fault::MOVE_POINTS;
 
 /// How long the steps of one move took (what the moves bench reports).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,7 +83,7 @@ impl HybridStore {
     pub async fn start_move(
         &self,
         id: TenantId,
-        to: Strategy,
+        to: PlacementKind,
         server: Option<String>,
     ) -> Result<Job> {
         let tenant = self.tenant(id).await?;
@@ -89,19 +91,19 @@ impl HybridStore {
         if tenant.state != TenantState::Ready {
             return Err(Error::not_ready(&tenant));
         }
-        if tenant.schema_version != self.tenant_version() {
+        if tenant.schema_version != Placements::tenant_version(self) {
             return Err(Error::Conflict(format!(
                 "tenant {} is at schema version {} and new tables are built at {}: migrate first",
                 tenant.slug,
                 tenant.schema_version,
-                self.tenant_version()
+                Placements::tenant_version(self)
             )));
         }
         let new = NewTenant {
             server,
             ..NewTenant::new(tenant.slug.clone(), tenant.name.clone()).placed(to)
         };
-        let target = self.store_of(to)?.placement_for(&new).await?;
+        let target = self.placements_of(to).placement_for(&new).await?;
         if target == tenant.placement {
             return Err(Error::invalid(
                 "to",
@@ -138,7 +140,7 @@ impl HybridStore {
     pub async fn move_tenant(
         &self,
         id: TenantId,
-        to: Strategy,
+        to: PlacementKind,
         server: Option<String>,
     ) -> Result<Tenant> {
         self.start_move(id, to, server).await?;
@@ -221,8 +223,8 @@ impl HybridStore {
         let mut times = MoveTimes::default();
         let started = Instant::now();
         fault::point("move:started");
-        let source = self.store_of(mv.from.strategy())?;
-        let target = self.store_of(mv.to.strategy())?;
+        let source = self.placements_of(mv.from.kind());
+        let target = self.placements_of(mv.to.kind());
         let version = target.build_at(tenant, &mv.to).await?;
         if version != tenant.schema_version {
             return Err(Error::Conflict(format!(
@@ -289,7 +291,7 @@ impl HybridStore {
     /// After the flip: waits for other processes to see it, purges the source, ends the move.
     async fn finish(&self, tenant: &Tenant, mv: &Move) -> Result<Tenant> {
         tokio::time::sleep(self.inner.options.moves.drain).await;
-        self.store_of(mv.from.strategy())?
+        self.placements_of(mv.from.kind())
             .purge_at(tenant, &mv.from)
             .await?;
         fault::point("move:purged");
@@ -327,12 +329,12 @@ impl HybridStore {
                 _ => Ok(RolledBack::Done(now)),
             };
         }
-        self.store_of(mv.from.strategy())?
+        self.placements_of(mv.from.kind())
             .tables_at(tenant, &mv.from)
             .await?
             .unfence(tenant.id)
             .await?;
-        self.store_of(mv.to.strategy())?
+        self.placements_of(mv.to.kind())
             .purge_at(tenant, &mv.to)
             .await?;
         let why = error.map(Error::chain);
@@ -396,13 +398,6 @@ impl HybridStore {
         Ok(out)
     }
     // ANCHOR_END: resume_moves
-
-    /// The job with this id.
-    pub async fn job(&self, id: uuid::Uuid) -> Result<Job> {
-        catalog::job(self.catalog(), id)
-            .await?
-            .ok_or(Error::NotFound("job"))
-    }
 
     async fn move_lock(&self, id: TenantId) -> Result<MoveLock> {
         let mut conn = PgConnection::connect(&self.inner.url)

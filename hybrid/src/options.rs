@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tenancy_core::{Slug, Strategy};
+use tenancy_core::{PlacementKind, Slug};
 use tenancy_separate_db::SeparateDbOptions;
 use tenancy_separate_schema::SeparateSchemaOptions;
 use tenancy_shared_schema::SharedSchemaOptions;
@@ -11,7 +11,7 @@ use tenancy_shared_schema::SharedSchemaOptions;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DefaultPlacement {
     /// Always this placement (the usual choice: shared tables for new sign-ups).
-    Fixed(Strategy),
+    Fixed(PlacementKind),
     /// One of the three by the slug (a fixed function of its bytes): for tests and demos
     /// that want every placement in use.
     Spread,
@@ -19,16 +19,12 @@ pub enum DefaultPlacement {
 
 impl DefaultPlacement {
     /// The placement of a new tenant with this slug.
-    pub fn for_slug(&self, slug: &Slug) -> Strategy {
+    pub fn for_slug(&self, slug: &Slug) -> PlacementKind {
         match self {
             DefaultPlacement::Fixed(s) => *s,
             DefaultPlacement::Spread => {
                 let sum: u32 = slug.as_str().bytes().map(u32::from).sum();
-                [
-                    Strategy::SharedSchema,
-                    Strategy::SeparateSchema,
-                    Strategy::SeparateDb,
-                ][(sum % 3) as usize]
+                PlacementKind::ALL[(sum % 3) as usize]
             }
         }
     }
@@ -56,7 +52,8 @@ impl Default for MoveOptions {
 }
 
 /// The options of a [`HybridStore`](crate::HybridStore): one set per placement, and where
-/// new tenants go.
+/// new tenants go. Start from [`HybridOptions::with_migrations`]: the default has no tenant
+/// migrations, which the store refuses.
 #[derive(Debug, Clone)]
 pub struct HybridOptions {
     /// The shared tables.
@@ -72,13 +69,25 @@ pub struct HybridOptions {
     pub moves: MoveOptions,
 }
 
+impl HybridOptions {
+    /// The default options, with the application's tenant migrations `migrations` given to
+    /// all three placements (a hybrid store needs the same list in each).
+    pub fn with_migrations(migrations: tenancy_core::TenantMigrations) -> Self {
+        let mut o = HybridOptions::default();
+        o.shared.migrations = migrations.clone();
+        o.schema.migrations = migrations.clone();
+        o.database.migrations = migrations;
+        o
+    }
+}
+
 impl Default for HybridOptions {
     fn default() -> Self {
         HybridOptions {
             shared: SharedSchemaOptions::default(),
             schema: SeparateSchemaOptions::default(),
             database: SeparateDbOptions::default(),
-            default_placement: DefaultPlacement::Fixed(Strategy::SharedSchema),
+            default_placement: DefaultPlacement::Fixed(PlacementKind::Shared),
             moves: MoveOptions::default(),
         }
     }

@@ -6,11 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use tenancy_core::plumbing::transfer::TenantTables;
+use tenancy_core::plumbing::{Placements, StrategyDoor, catalog};
 use tenancy_core::sea_orm::DatabaseConnection;
-use tenancy_core::transfer::TenantTables;
 use tenancy_core::{
-    Connections, Error, MigrateOptions, MigrationReport, NewTenant, Placement, Result, ScopeMode,
-    Strategy, Tenant, TenantId, TenantScope, TenantState, TenantStore, UnscopedView, catalog,
+    Connections, Error, MigrateOptions, MigrationReport, NewTenant, Placement, PlacementKind,
+    Result, ScopeMode, Strategy, Tenant, TenantId, TenantScope, TenantState, TenantStore,
+    UnscopedView,
 };
 use tenancy_separate_db::SeparateDbStore;
 use tenancy_separate_schema::SeparateSchemaStore;
@@ -65,10 +67,15 @@ impl HybridStore {
     /// the schemas, and the control server of the databases), installing what is missing, and
     /// starts listening for catalog changes.
     pub async fn connect(database_url: &str, options: HybridOptions) -> Result<Self> {
-        if options.default_placement == crate::DefaultPlacement::Fixed(Strategy::Hybrid) {
-            return Err(Error::invalid(
-                "default_placement",
-                "must be one of shared-schema, separate-schema, separate-db",
+        let names =
+            |m: &tenancy_core::TenantMigrations| m.names().map(str::to_owned).collect::<Vec<_>>();
+        if names(&options.shared.migrations) != names(&options.schema.migrations)
+            || names(&options.shared.migrations) != names(&options.database.migrations)
+        {
+            return Err(Error::MigrationsMismatch(
+                "a hybrid store moves tenants between its placements, so its shared, schema and \
+                 database options must be given the same tenant migrations"
+                    .into(),
             ));
         }
         let shared = SharedSchemaStore::connect(database_url, options.shared.clone()).await?;
@@ -80,7 +87,7 @@ impl HybridStore {
                 schema,
                 database,
                 options,
-                url: tenancy_core::loopback_without_tls(database_url),
+                url: tenancy_core::plumbing::loopback_without_tls(database_url),
                 changed: Mutex::new(HashMap::new()),
                 placed: Mutex::new(HashMap::new()),
                 listener: Mutex::new(None),
@@ -116,31 +123,40 @@ impl HybridStore {
         &self.inner.database
     }
 
-    /// The store that serves `strategy`'s placement.
-    pub(crate) fn store_of(&self, strategy: Strategy) -> Result<&dyn TenantStore> {
-        match strategy {
-            Strategy::SharedSchema => Ok(&self.inner.shared),
-            Strategy::SeparateSchema => Ok(&self.inner.schema),
-            Strategy::SeparateDb => Ok(&self.inner.database),
-            Strategy::Hybrid => Err(Error::invalid(
-                "placement",
-                "hybrid is not a placement: ask for shared-schema, separate-schema or separate-db",
-            )),
+    /// The store that serves placement `kind`.
+    pub(crate) fn store_of(&self, kind: PlacementKind) -> &dyn TenantStore {
+        match kind {
+            PlacementKind::Shared => &self.inner.shared,
+            PlacementKind::Schema => &self.inner.schema,
+            PlacementKind::Database => &self.inner.database,
         }
     }
 
-    fn placed(&self, new: &NewTenant) -> Result<Strategy> {
-        let strategy = new
-            .placement
-            .unwrap_or_else(|| self.inner.options.default_placement.for_slug(&new.slug));
-        self.store_of(strategy)?;
-        Ok(strategy)
+    /// The placement operations of the store that serves `kind`.
+    pub(crate) fn placements_of(&self, kind: PlacementKind) -> &dyn Placements {
+        match kind {
+            PlacementKind::Shared => &self.inner.shared,
+            PlacementKind::Schema => &self.inner.schema,
+            PlacementKind::Database => &self.inner.database,
+        }
+    }
+
+    /// The pool on the catalog.
+    pub(crate) fn catalog(&self) -> &DatabaseConnection {
+        self.inner
+            .shared
+            .connection(tenancy_core::plumbing::StrategyDoor)
+    }
+
+    fn placed(&self, new: &NewTenant) -> PlacementKind {
+        new.placement
+            .unwrap_or_else(|| self.inner.options.default_placement.for_slug(&new.slug))
     }
 
     /// `new` as the store of its placement gets it: with its placement given.
-    fn as_placed(new: NewTenant, strategy: Strategy) -> NewTenant {
+    fn as_placed(new: NewTenant, kind: PlacementKind) -> NewTenant {
         NewTenant {
-            placement: Some(strategy),
+            placement: Some(kind),
             ..new
         }
     }
@@ -234,7 +250,14 @@ async fn close_moved_connections(inner: std::sync::Weak<Inner>, slug: String) {
     };
     let (keep, drain) = {
         let Some(inner) = inner.upgrade() else { return };
-        let keep = match catalog::by_slug(inner.shared.connection(), &slug).await {
+        let keep = match catalog::by_slug(
+            inner
+                .shared
+                .connection(tenancy_core::plumbing::StrategyDoor),
+            &slug,
+        )
+        .await
+        {
             Ok(Some(t)) => {
                 if let Ok(mut placed) = inner.placed.lock() {
                     placed.insert(t.id, t.placement.clone());
@@ -270,26 +293,23 @@ impl TenantStore for HybridStore {
             if new.exclusive {
                 return Err(Error::TenantAlreadyExists(new.slug.to_string()));
             }
-            let strategy = existing.placement.strategy();
+            let kind = existing.placement.kind();
             return self
-                .store_of(strategy)?
-                .create_tenant(Self::as_placed(new, strategy))
+                .store_of(kind)
+                .create_tenant(Self::as_placed(new, kind))
                 .await;
         }
-        let strategy = self.placed(&new)?;
-        self.store_of(strategy)?
-            .create_tenant(Self::as_placed(new, strategy))
+        let kind = self.placed(&new);
+        self.store_of(kind)
+            .create_tenant(Self::as_placed(new, kind))
             .await
     }
-    // ANCHOR_END: create_tenant
 
-    fn catalog(&self) -> &DatabaseConnection {
-        self.inner.shared.connection()
-    }
+    // ANCHOR_END: create_tenant
 
     async fn delete_tenant(&self, id: TenantId) -> Result<()> {
         let tenant = self.tenant(id).await?;
-        self.store_of(tenant.placement.strategy())?
+        self.store_of(tenant.placement.kind())
             .delete_tenant(id)
             .await
     }
@@ -309,10 +329,11 @@ impl TenantStore for HybridStore {
     // ANCHOR: scope
     async fn scope_with(&self, tenant: &Tenant, mode: ScopeMode) -> Result<TenantScope> {
         let tenant = self.current(tenant).await?;
-        self.store_of(tenant.placement.strategy())?
+        self.store_of(tenant.placement.kind())
             .scope_with(&tenant, mode)
             .await
     }
+
     // ANCHOR_END: scope
 
     async fn unscoped_view(&self, table: &str) -> Result<UnscopedView> {
@@ -327,31 +348,42 @@ impl TenantStore for HybridStore {
             + self.inner.database.connections()
     }
 
+    fn placements(&self, _: StrategyDoor) -> &dyn Placements {
+        self
+    }
+}
+
+#[async_trait]
+impl Placements for HybridStore {
+    fn catalog(&self) -> &DatabaseConnection {
+        HybridStore::catalog(self)
+    }
+
     async fn placement_for(&self, new: &NewTenant) -> Result<Placement> {
-        let strategy = self.placed(new)?;
-        self.store_of(strategy)?
-            .placement_for(&Self::as_placed(new.clone(), strategy))
+        let kind = self.placed(new);
+        self.placements_of(kind)
+            .placement_for(&Self::as_placed(new.clone(), kind))
             .await
     }
 
     fn tenant_version(&self) -> i32 {
-        self.inner.shared.tenant_version()
+        Placements::tenant_version(&self.inner.shared)
     }
 
     async fn build_at(&self, tenant: &Tenant, placement: &Placement) -> Result<i32> {
-        self.store_of(placement.strategy())?
+        self.placements_of(placement.kind())
             .build_at(tenant, placement)
             .await
     }
 
     async fn purge_at(&self, tenant: &Tenant, placement: &Placement) -> Result<()> {
-        self.store_of(placement.strategy())?
+        self.placements_of(placement.kind())
             .purge_at(tenant, placement)
             .await
     }
 
     async fn tables_at(&self, tenant: &Tenant, placement: &Placement) -> Result<TenantTables> {
-        self.store_of(placement.strategy())?
+        self.placements_of(placement.kind())
             .tables_at(tenant, placement)
             .await
     }

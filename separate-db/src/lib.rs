@@ -28,13 +28,15 @@
 //! # async fn demo() -> tenancy_core::Result<()> {
 //! use tenancy_core::{NewTenant, Slug, TenantStore};
 //! use tenancy_separate_db::{SeparateDbOptions, SeparateDbStore, ServerConfig};
-//! use tenancy_core::domain::task;
+//! use tenancy_example::task;
 //! use tenancy_core::entity::SelectInTenant;
 //! use tenancy_core::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 //!
 //! let store = SeparateDbStore::connect(
 //!     "postgres://postgres@127.0.0.1:5432/tenancy",
 //!     SeparateDbOptions {
+//!         // The application's own tenant migrations (here the workspace's example domain).
+//!         migrations: tenancy_example::migrations(),
 //!         servers: vec![ServerConfig {
 //!             name: "second".into(),
 //!             url: "postgres://postgres@127.0.0.1:5433/postgres".into(),

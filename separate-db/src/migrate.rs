@@ -1,10 +1,11 @@
 //! Tenant migrations, database by database: each database (and template) keeps its own
 //! version in a one-row table, updated in the migration's own transaction.
 
-use tenancy_core::migration::pin_tenant_tables;
+use tenancy_core::plumbing::pin::pin_tenant_tables;
+use tenancy_core::plumbing::sql::stmt;
+use tenancy_core::plumbing::{catalog, fault};
 use tenancy_core::sea_orm::{ConnectionTrait, TransactionTrait};
-use tenancy_core::sql::stmt;
-use tenancy_core::{MigrationOutcome, Result, Tenant, TenantId, TenantMigration, catalog, fault};
+use tenancy_core::{MigrationOutcome, Result, Tenant, TenantId, TenantMigration};
 
 use crate::router::{Lease, Via};
 

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use tenancy_core::migration::TenantMigrations;
-use tenancy_core::{Error, PoolSettings, Result, Slug, check_identifier};
+use tenancy_core::plumbing::PoolSettings;
+use tenancy_core::{Error, Result, Slug, check_identifier};
 
 use crate::router::RouterSettings;
 
@@ -71,7 +72,8 @@ pub struct SeparateDbOptions {
     /// catalog, migrations and purges are not limited. `None`: the server's setting. Not sent
     /// through a pooler, which drops startup options: set it on the role there.
     pub statement_timeout: Option<Duration>,
-    /// The tenant migrations.
+    /// The application's tenant migrations (required: the default, none, is refused at
+    /// connect with [`Error::MigrationsMismatch`](tenancy_core::Error::MigrationsMismatch)).
     pub migrations: TenantMigrations,
 }
 

@@ -1,6 +1,7 @@
 //! Where tenants go: the name of each tenant's database, and the server it is placed on.
 
-use tenancy_core::{Error, Placement, Result, Slug, Tenant, catalog};
+use tenancy_core::plumbing::catalog;
+use tenancy_core::{Error, Placement, Result, Slug, Tenant};
 
 use crate::store::SeparateDbStore;
 

@@ -18,10 +18,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use tenancy_core::plumbing::{ConnectionHome, PoolSettings, connect_pool};
 use tenancy_core::sea_orm::DatabaseConnection;
 use tenancy_core::sea_orm::sqlx::Postgres;
 use tenancy_core::sea_orm::sqlx::pool::PoolConnection;
-use tenancy_core::{ConnectionHome, Error, PoolSettings, Result, TenantId, connect_pool};
+use tenancy_core::{Error, Result, TenantId};
 
 pub(crate) use crate::server::{Server, Via};
 
@@ -150,7 +151,7 @@ impl Lease {
         &self.conn
     }
 
-    /// The slot's connection, for a scope to hold ([`tenancy_core::LentConnection`]), and
+    /// The slot's connection, for a scope to hold ([`tenancy_core::plumbing::LentConnection`]), and
     /// where to give it back.
     pub async fn take_connection(&self) -> Result<(PoolConnection<Postgres>, SlotHome)> {
         let server = self.server().clone();

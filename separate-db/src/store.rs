@@ -4,18 +4,18 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tenancy_core::migration::{control, pin_tenant_tables};
+use tenancy_core::plumbing::sql::AdvisoryLock;
+use tenancy_core::plumbing::{LentConnection, catalog, connect_pool, fault, loopback_without_tls};
+use tenancy_core::plumbing::{Placements, StrategyDoor, control, pin::pin_tenant_tables};
 use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::sea_orm_migration::MigratorTrait;
-use tenancy_core::sql::AdvisoryLock;
 use tenancy_core::{
-    Error, LentConnection, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement,
+    Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, PlacementKind,
     Result, ScopeMode, Strategy, TableNamespace, Tenant, TenantId, TenantMigration, TenantScope,
-    TenantState, TenantStore, UnscopedView, catalog, check_identifier, connect_pool, fault,
-    loopback_without_tls, quote_ident,
+    TenantState, TenantStore, UnscopedView, check_identifier, quote_ident,
 };
 
-use tenancy_core::transfer::TenantTables;
+use tenancy_core::plumbing::transfer::TenantTables;
 
 use crate::options::SeparateDbOptions;
 use crate::router::{Lease, Router, Server, Via};
@@ -86,6 +86,7 @@ impl SeparateDbStore {
             .lock(&txn)
             .await?;
         control::Migrator::up(&txn, None).await?;
+        options.migrations.check_recorded(&txn).await?;
         txn.commit().await?;
         Ok(SeparateDbStore {
             inner: Arc::new(Inner {
@@ -97,8 +98,10 @@ impl SeparateDbStore {
         })
     }
 
-    /// The control database's pool (the catalog). For operations and tests.
-    pub fn connection(&self) -> &DatabaseConnection {
+    /// The control database's pool (the catalog). For strategy crates, operations and tests: it
+    /// holds the catalog, so it is behind the strategy door's key
+    /// ([`StrategyDoor`](tenancy_core::plumbing::StrategyDoor)), which an application never names.
+    pub fn connection(&self, _: StrategyDoor) -> &DatabaseConnection {
         &self.inner.control
     }
 
@@ -186,6 +189,7 @@ impl SeparateDbStore {
             ..tenant.clone()
         }
     }
+
     // ANCHOR_END: provision
 }
 
@@ -197,7 +201,7 @@ impl TenantStore for SeparateDbStore {
 
     // ANCHOR: create_tenant
     async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
-        new.check_placement(Strategy::SeparateDb)?;
+        new.check_placement(PlacementKind::Database)?;
         // An existing tenant keeps the server it was placed on; only a new one is placed.
         let tenant = match catalog::by_slug(&self.inner.control, &new.slug).await? {
             Some(_) if new.exclusive => {
@@ -211,11 +215,8 @@ impl TenantStore for SeparateDbStore {
         };
         catalog::resume_creation(tenant, |t| async move { self.provision(&t).await }).await
     }
-    // ANCHOR_END: create_tenant
 
-    fn catalog(&self) -> &DatabaseConnection {
-        &self.inner.control
-    }
+    // ANCHOR_END: create_tenant
 
     // ANCHOR: delete_tenant
     async fn delete_tenant(&self, id: TenantId) -> Result<()> {
@@ -226,6 +227,7 @@ impl TenantStore for SeparateDbStore {
         })
         .await
     }
+
     // ANCHOR_END: delete_tenant
 
     // ANCHOR: migrate_all
@@ -267,6 +269,7 @@ impl TenantStore for SeparateDbStore {
             .await?;
         Ok(report)
     }
+
     // ANCHOR_END: migrate_all
 
     // ANCHOR: scope
@@ -305,10 +308,31 @@ impl TenantStore for SeparateDbStore {
             lent,
         ))
     }
+
     // ANCHOR_END: scope
 
+    fn connections(&self) -> tenancy_core::Connections {
+        tenancy_core::Connections::of(&self.inner.control) + self.inner.router.connections()
+    }
+
+    async fn unscoped_view(&self, table: &str) -> Result<UnscopedView> {
+        // Without a tenant there is only the control database, which holds no tenant table.
+        UnscopedView::count(self.inner.control.begin().await?, None, table).await
+    }
+
+    fn placements(&self, _: StrategyDoor) -> &dyn Placements {
+        self
+    }
+}
+
+#[async_trait]
+impl Placements for SeparateDbStore {
+    fn catalog(&self) -> &DatabaseConnection {
+        &self.inner.control
+    }
+
     async fn placement_for(&self, new: &NewTenant) -> Result<Placement> {
-        new.check_placement(Strategy::SeparateDb)?;
+        new.check_placement(PlacementKind::Database)?;
         let server = self.place(new.server.as_deref()).await?;
         Ok(Placement::Database {
             server: self.inner.router.servers[server].name.clone(),
@@ -348,14 +372,5 @@ impl TenantStore for SeparateDbStore {
             .await
             .map_err(Error::from)?;
         Ok(TenantTables::own(conn, "public", false))
-    }
-
-    fn connections(&self) -> tenancy_core::Connections {
-        tenancy_core::Connections::of(&self.inner.control) + self.inner.router.connections()
-    }
-
-    async fn unscoped_view(&self, table: &str) -> Result<UnscopedView> {
-        // Without a tenant there is only the control database, which holds no tenant table.
-        UnscopedView::count(self.inner.control.begin().await?, None, table).await
     }
 }

@@ -1,9 +1,10 @@
 //! The template database of each server: made and migrated on first use, migrated first in
 //! every run, and copied by `CREATE DATABASE ... TEMPLATE` into each new tenant's database.
 
+use tenancy_core::plumbing::catalog;
+use tenancy_core::plumbing::sql::AdvisoryLock;
 use tenancy_core::sea_orm::{ConnectionTrait, TransactionTrait};
-use tenancy_core::sql::AdvisoryLock;
-use tenancy_core::{MigrationOutcome, Result, TenantMigration, catalog, quote_ident};
+use tenancy_core::{MigrationOutcome, Result, TenantMigration, quote_ident};
 
 use crate::router::Via;
 use crate::store::SeparateDbStore;

@@ -20,13 +20,17 @@
 //! # async fn demo() -> tenancy_core::Result<()> {
 //! use tenancy_core::{NewTenant, Slug, TenantStore};
 //! use tenancy_separate_schema::{SeparateSchemaOptions, SeparateSchemaStore};
-//! use tenancy_core::domain::task;
+//! use tenancy_example::task;
 //! use tenancy_core::entity::SelectInTenant;
 //! use tenancy_core::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 //!
 //! let store = SeparateSchemaStore::connect(
 //!     "postgres://postgres@127.0.0.1:5432/tenancy",
-//!     SeparateSchemaOptions::default(),
+//!     // The application's own tenant migrations (here the workspace's example domain).
+//!     SeparateSchemaOptions {
+//!         migrations: tenancy_example::migrations(),
+//!         ..SeparateSchemaOptions::default()
+//!     },
 //! )
 //! .await?;
 //! let acme = store.create_tenant(NewTenant::new(Slug::parse("acme")?, "Acme")).await?;

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use tenancy_core::migration::TenantMigrations;
-use tenancy_core::{PoolSettings, Result, Slug, check_identifier};
+use tenancy_core::plumbing::PoolSettings;
+use tenancy_core::{Result, Slug, check_identifier};
 
 // ANCHOR: options
 /// How a [`SeparateSchemaStore`](crate::SeparateSchemaStore) connects and behaves.
@@ -39,7 +40,8 @@ pub struct SeparateSchemaOptions {
     /// catalog, migrations and purges are not limited. `None`: the server's setting. Not sent
     /// through a pooler, which drops startup options: set it on the role there.
     pub statement_timeout: Option<Duration>,
-    /// The tenant migrations.
+    /// The application's tenant migrations (required: the default, none, is refused at
+    /// connect with [`Error::MigrationsMismatch`](tenancy_core::Error::MigrationsMismatch)).
     pub migrations: TenantMigrations,
 }
 // ANCHOR_END: options

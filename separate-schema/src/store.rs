@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tenancy_core::migration::{pin_statement, pin_tenant_tables};
+use tenancy_core::plumbing::pin::{pin_statement, pin_tenant_tables};
+use tenancy_core::plumbing::transfer::TenantTables;
+use tenancy_core::plumbing::{Placements, StrategyDoor, catalog, connect_pool, fault};
 use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
-use tenancy_core::transfer::TenantTables;
 use tenancy_core::{
-    Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, Result,
-    ScopeMode, Slug, Strategy, TableNamespace, Tenant, TenantId, TenantMigration, TenantScope,
-    TenantState, TenantStore, UnscopedView, catalog, connect_pool, fault, quote_ident,
+    Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, PlacementKind,
+    Result, ScopeMode, Slug, Strategy, TableNamespace, Tenant, TenantId, TenantMigration,
+    TenantScope, TenantState, TenantStore, UnscopedView, quote_ident,
 };
 use tokio::sync::RwLock;
 
@@ -50,8 +51,10 @@ impl SeparateSchemaStore {
         Ok(store)
     }
 
-    /// The direct pool (catalog, DDL). For operations and tests.
-    pub fn connection(&self) -> &DatabaseConnection {
+    /// The direct pool (catalog, DDL). For strategy crates, operations and tests: it
+    /// holds the catalog, so it is behind the strategy door's key
+    /// ([`StrategyDoor`](tenancy_core::plumbing::StrategyDoor)), which an application never names.
+    pub fn connection(&self, _: StrategyDoor) -> &DatabaseConnection {
         &self.control
     }
 
@@ -60,6 +63,7 @@ impl SeparateSchemaStore {
     pub fn schema_for(&self, slug: &Slug) -> String {
         format!("{}{}", self.options.schema_prefix, slug)
     }
+
     // ANCHOR_END: schema_for
 
     // ANCHOR: provision
@@ -83,6 +87,7 @@ impl SeparateSchemaStore {
         txn.commit().await?;
         self.tenant(tenant.id).await
     }
+
     // ANCHOR_END: provision
 
     /// The DDL that builds a tenant's schema from the template, sent as one message inside
@@ -160,6 +165,7 @@ impl SeparateSchemaStore {
         .await;
         TenantMigration::of_tenant(&tenant, result)
     }
+
     // ANCHOR_END: migrate_tenant
 }
 
@@ -175,11 +181,8 @@ impl TenantStore for SeparateSchemaStore {
         let tenant = catalog::claim(&self.control, &new, &placement).await?;
         catalog::resume_creation(tenant, |t| async move { self.provision(&t).await }).await
     }
-    // ANCHOR_END: create_tenant
 
-    fn catalog(&self) -> &DatabaseConnection {
-        &self.control
-    }
+    // ANCHOR_END: create_tenant
 
     // ANCHOR: delete_tenant
     async fn delete_tenant(&self, id: TenantId) -> Result<()> {
@@ -193,6 +196,7 @@ impl TenantStore for SeparateSchemaStore {
         })
         .await
     }
+
     // ANCHOR_END: delete_tenant
 
     // ANCHOR: migrate_all
@@ -214,6 +218,7 @@ impl TenantStore for SeparateSchemaStore {
             .await?;
         Ok(report)
     }
+
     // ANCHOR_END: migrate_all
 
     // ANCHOR: scope
@@ -244,10 +249,37 @@ impl TenantStore for SeparateSchemaStore {
             )),
         }
     }
+
     // ANCHOR_END: scope
 
+    fn connections(&self) -> tenancy_core::Connections {
+        let control = tenancy_core::Connections::of(&self.control);
+        if self.options.tenant_url.is_some() || self.options.statement_timeout.is_some() {
+            control + tenancy_core::Connections::of(&self.tenants)
+        } else {
+            control
+        }
+    }
+
+    async fn unscoped_view(&self, table: &str) -> Result<UnscopedView> {
+        // Unqualified: whatever the connection's default search_path finds, as forgetful
+        // code would.
+        UnscopedView::count(self.tenants.begin().await?, None, table).await
+    }
+
+    fn placements(&self, _: StrategyDoor) -> &dyn Placements {
+        self
+    }
+}
+
+#[async_trait]
+impl Placements for SeparateSchemaStore {
+    fn catalog(&self) -> &DatabaseConnection {
+        &self.control
+    }
+
     async fn placement_for(&self, new: &NewTenant) -> Result<Placement> {
-        new.check_placement(Strategy::SeparateSchema)?;
+        new.check_placement(PlacementKind::Schema)?;
         Ok(Placement::Schema {
             schema: self.schema_for(&new.slug),
         })
@@ -284,20 +316,5 @@ impl TenantStore for SeparateSchemaStore {
             .await
             .map_err(Error::from)?;
         Ok(TenantTables::pooled(conn, &schema, false))
-    }
-
-    fn connections(&self) -> tenancy_core::Connections {
-        let control = tenancy_core::Connections::of(&self.control);
-        if self.options.tenant_url.is_some() || self.options.statement_timeout.is_some() {
-            control + tenancy_core::Connections::of(&self.tenants)
-        } else {
-            control
-        }
-    }
-
-    async fn unscoped_view(&self, table: &str) -> Result<UnscopedView> {
-        // Unqualified: whatever the connection's default search_path finds, as forgetful
-        // code would.
-        UnscopedView::count(self.tenants.begin().await?, None, table).await
     }
 }

@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use tenancy_core::migration::control;
+use tenancy_core::plumbing::catalog;
+use tenancy_core::plumbing::control;
+use tenancy_core::plumbing::sql::{AdvisoryLock, stmt};
 use tenancy_core::sea_orm::{ConnectionTrait, TransactionTrait};
 use tenancy_core::sea_orm_migration::MigratorTrait;
-use tenancy_core::sql::{AdvisoryLock, stmt};
-use tenancy_core::{Error, MigrationOutcome, Result, TenantMigration, catalog, quote_ident};
+use tenancy_core::{Error, MigrationOutcome, Result, TenantMigration, quote_ident};
 
 use crate::store::SeparateSchemaStore;
 
@@ -35,6 +36,7 @@ impl SeparateSchemaStore {
         let txn = self.control.begin().await?;
         self.template_lock().lock(&txn).await?;
         control::Migrator::up(&txn, None).await?;
+        self.options.migrations.check_recorded(&txn).await?;
         if catalog::template_version(&txn, &self.template_key()).await? == 0 {
             let template = quote_ident(&self.options.template_schema);
             txn.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS {template}"))

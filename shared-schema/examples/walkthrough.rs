@@ -6,11 +6,11 @@
 
 use anyhow::Context;
 use tenancy_core::PageRequest;
-use tenancy_core::domain::projects::{self, NewProject};
-use tenancy_core::domain::tasks::{self, NewTask, TaskPatch};
 use tenancy_core::embedded::{EmbeddedOptions, EmbeddedPostgres};
 use tenancy_core::sea_orm::{ConnectionTrait, DbBackend, Statement};
 use tenancy_core::{Error, NewTenant, Slug, TenantStore};
+use tenancy_example::projects::{self, NewProject};
+use tenancy_example::tasks::{self, NewTask, TaskPatch};
 use tenancy_shared_schema::{SharedSchemaOptions, SharedSchemaStore};
 
 #[tokio::main]
@@ -26,11 +26,15 @@ async fn main() -> anyhow::Result<()> {
             (server.url("postgres"), Some(server))
         }
     };
-    let store = SharedSchemaStore::connect(&url, SharedSchemaOptions::default())
-        .await
-        .with_context(
-            || "connecting (set DATABASE_URL to a PostgreSQL you can create tables in)",
-        )?;
+    let store = SharedSchemaStore::connect(
+        &url,
+        SharedSchemaOptions {
+            migrations: tenancy_example::migrations(),
+            ..SharedSchemaOptions::default()
+        },
+    )
+    .await
+    .with_context(|| "connecting (set DATABASE_URL to a PostgreSQL you can create tables in)")?;
 
     let mut first_project = None;
     for (slug, project, titles) in [
@@ -100,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
     // The catalog through the store; the shared table counted directly, as an operator would.
     for tenant in store.list_tenants(PageRequest::default()).await?.items {
         let n: i64 = store
-            .connection()
+            .connection(tenancy_core::plumbing::StrategyDoor)
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "SELECT count(*) AS n FROM public.projects WHERE tenant_id = $1",

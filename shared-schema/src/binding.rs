@@ -13,13 +13,13 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use tenancy_core::plumbing::sql::stmt;
+use tenancy_core::plumbing::{ConnectionHome, ConnectionHooks, LentConnection, connect_sqlx_pool};
 use tenancy_core::sea_orm::sqlx::pool::PoolConnection;
 use tenancy_core::sea_orm::sqlx::{PgPool, Postgres};
 use tenancy_core::sea_orm::{DatabaseConnection, SqlxPostgresConnector};
-use tenancy_core::sql::stmt;
 use tenancy_core::{
-    ConnectionHome, ConnectionHooks, Error, LentConnection, Result, ScopeMode, TableNamespace,
-    Tenant, TenantId, TenantScope, connect_sqlx_pool, quote_ident,
+    Error, Result, ScopeMode, TableNamespace, Tenant, TenantId, TenantScope, quote_ident,
 };
 use tokio::sync::Semaphore;
 

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use tenancy_core::migration::TenantMigrations;
-use tenancy_core::{Error, PoolSettings, Result, check_identifier};
+use tenancy_core::plumbing::PoolSettings;
+use tenancy_core::{Error, Result, check_identifier};
 
 // ANCHOR: isolation
 /// Which layers isolate tenant traffic.
@@ -70,7 +71,8 @@ pub struct SharedSchemaOptions {
     pub statement_timeout: Option<Duration>,
     /// Rows deleted per statement when purging a deleted tenant.
     pub purge_batch: u32,
-    /// The tenant migrations.
+    /// The application's tenant migrations (required: the default, none, is refused at
+    /// connect with [`Error::MigrationsMismatch`](tenancy_core::Error::MigrationsMismatch)).
     pub migrations: TenantMigrations,
 }
 

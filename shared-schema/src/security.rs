@@ -1,8 +1,8 @@
 //! Row-level security on the shared tables: the application role that tenant traffic runs as,
 //! and the policy on every table with a `tenant_id` column.
 
+use tenancy_core::plumbing::sql::stmt;
 use tenancy_core::sea_orm::ConnectionTrait;
-use tenancy_core::sql::stmt;
 use tenancy_core::{Error, Result, quote_ident};
 
 /// The tables of `public` that have a `tenant_id` column (the tenant tables of the shared

@@ -1,15 +1,16 @@
 //! The shared-schema store: install, the tenant life cycle, migrations, and binding a scope.
 
 use async_trait::async_trait;
-use tenancy_core::migration::control;
+use tenancy_core::plumbing::control;
+use tenancy_core::plumbing::sql::AdvisoryLock;
+use tenancy_core::plumbing::transfer::TenantTables;
+use tenancy_core::plumbing::{Placements, StrategyDoor, catalog, connect_pool, fault};
 use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::sea_orm_migration::MigratorTrait;
-use tenancy_core::sql::AdvisoryLock;
-use tenancy_core::transfer::TenantTables;
 use tenancy_core::{
-    Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, Result,
-    ScopeMode, Strategy, TableNamespace, Tenant, TenantId, TenantMigration, TenantScope,
-    TenantStore, UnscopedView, catalog, connect_pool, fault,
+    Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, PlacementKind,
+    Result, ScopeMode, Strategy, TableNamespace, Tenant, TenantId, TenantMigration, TenantScope,
+    TenantStore, UnscopedView,
 };
 
 use crate::binding::TenantPool;
@@ -66,8 +67,10 @@ impl SharedSchemaStore {
         Ok(store)
     }
 
-    /// The pool the store uses (as the connecting role). For operations and tests.
-    pub fn connection(&self) -> &DatabaseConnection {
+    /// The pool the store uses (as the connecting role). For strategy crates, operations and tests: it
+    /// holds the catalog, so it is behind the strategy door's key
+    /// ([`StrategyDoor`](tenancy_core::plumbing::StrategyDoor)), which an application never names.
+    pub fn connection(&self, _: StrategyDoor) -> &DatabaseConnection {
         &self.db
     }
 
@@ -80,6 +83,7 @@ impl SharedSchemaStore {
         let txn = self.db.begin().await?;
         migration_lock().lock(&txn).await?;
         control::Migrator::up(&txn, None).await?;
+        self.options.migrations.check_recorded(&txn).await?;
         if catalog::template_version(&txn, SHARED_TABLES).await? == 0 {
             let version = self
                 .options
@@ -112,6 +116,7 @@ impl SharedSchemaStore {
             .await?;
         tables.unfence(tenant.id).await
     }
+
     // ANCHOR_END: purge
 }
 
@@ -123,7 +128,7 @@ impl TenantStore for SharedSchemaStore {
 
     // ANCHOR: create_tenant
     async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
-        new.check_placement(Strategy::SharedSchema)?;
+        new.check_placement(PlacementKind::Shared)?;
         let tenant = catalog::claim(&self.db, &new, &Placement::Shared).await?;
         // Shared tables need nothing built: the tenant is ready as soon as it is recorded.
         catalog::resume_creation(tenant, |tenant| async move {
@@ -133,17 +138,15 @@ impl TenantStore for SharedSchemaStore {
         })
         .await
     }
-    // ANCHOR_END: create_tenant
 
-    fn catalog(&self) -> &DatabaseConnection {
-        &self.db
-    }
+    // ANCHOR_END: create_tenant
 
     // ANCHOR: delete_tenant
     async fn delete_tenant(&self, id: TenantId) -> Result<()> {
         let tenant = self.tenant(id).await?;
         catalog::delete_in_two_phases(&self.db, &tenant, || self.purge(&tenant)).await
     }
+
     // ANCHOR_END: delete_tenant
 
     // ANCHOR: migrate_all
@@ -186,6 +189,7 @@ impl TenantStore for SharedSchemaStore {
             up_to_date: ready,
         })
     }
+
     // ANCHOR_END: migrate_all
 
     // ANCHOR: scope
@@ -210,10 +214,48 @@ impl TenantStore for SharedSchemaStore {
             (Traffic::Rls(pool), mode) => pool.scope(tenant, mode).await,
         }
     }
+
     // ANCHOR_END: scope
 
+    fn connections(&self) -> tenancy_core::Connections {
+        tenancy_core::Connections::of(&self.db)
+            + match &self.traffic {
+                Traffic::Rls(pool) => pool.connections(),
+                Traffic::PredicateOnly(pool) => tenancy_core::Connections::of(pool),
+            }
+    }
+
+    // ANCHOR: unscoped_view
+    async fn unscoped_view(&self, table: &str) -> Result<UnscopedView> {
+        // The tenant pool, as code that forgot to bind a tenant would use it.
+        let txn = match &self.traffic {
+            Traffic::Rls(pool) => {
+                let txn = pool.unbound().begin().await?;
+                if let Some(role) = pool.role_for_unbound() {
+                    txn.execute_unprepared(role).await?;
+                }
+                txn
+            }
+            Traffic::PredicateOnly(pool) => pool.begin().await?,
+        };
+        UnscopedView::count(txn, Some("public"), table).await
+    }
+
+    // ANCHOR_END: unscoped_view
+
+    fn placements(&self, _: StrategyDoor) -> &dyn Placements {
+        self
+    }
+}
+
+#[async_trait]
+impl Placements for SharedSchemaStore {
+    fn catalog(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
     async fn placement_for(&self, new: &NewTenant) -> Result<Placement> {
-        new.check_placement(Strategy::SharedSchema)?;
+        new.check_placement(PlacementKind::Shared)?;
         Ok(Placement::Shared)
     }
 
@@ -257,29 +299,4 @@ impl TenantStore for SharedSchemaStore {
             .map_err(Error::from)?;
         Ok(TenantTables::pooled(conn, "public", true))
     }
-
-    fn connections(&self) -> tenancy_core::Connections {
-        tenancy_core::Connections::of(&self.db)
-            + match &self.traffic {
-                Traffic::Rls(pool) => pool.connections(),
-                Traffic::PredicateOnly(pool) => tenancy_core::Connections::of(pool),
-            }
-    }
-
-    // ANCHOR: unscoped_view
-    async fn unscoped_view(&self, table: &str) -> Result<UnscopedView> {
-        // The tenant pool, as code that forgot to bind a tenant would use it.
-        let txn = match &self.traffic {
-            Traffic::Rls(pool) => {
-                let txn = pool.unbound().begin().await?;
-                if let Some(role) = pool.role_for_unbound() {
-                    txn.execute_unprepared(role).await?;
-                }
-                txn
-            }
-            Traffic::PredicateOnly(pool) => pool.begin().await?,
-        };
-        UnscopedView::count(txn, Some("public"), table).await
-    }
-    // ANCHOR_END: unscoped_view
 }

@@ -47,7 +47,7 @@ fn with_database(url: &str, database: &str) -> Result<String> {
     let mut u =
         url::Url::parse(url).with_context(|| format!("DATABASE_URL is not a URL: {url:?}"))?;
     u.set_path(database);
-    Ok(tenancy_core::loopback_without_tls(u.as_str()))
+    Ok(tenancy_core::plumbing::loopback_without_tls(u.as_str()))
 }
 
 impl TestDatabase {
@@ -135,8 +135,9 @@ impl TestDatabase {
 }
 
 async fn connect(url: &str) -> Result<DatabaseConnection> {
-    let mut opts =
-        tenancy_core::sea_orm::ConnectOptions::new(tenancy_core::loopback_without_tls(url));
+    let mut opts = tenancy_core::sea_orm::ConnectOptions::new(
+        tenancy_core::plumbing::loopback_without_tls(url),
+    );
     opts.max_connections(2)
         .min_connections(0)
         .sqlx_logging(false);

@@ -59,12 +59,11 @@ fn args() -> Result<Args> {
             "sustained" | "neighbours" => a.mode = arg.clone(),
             "--strategy" => {
                 let name = next()?;
-                a.strategies.push(
-                    *tenancy_benches::STRATEGIES
-                        .iter()
-                        .find(|s| s.as_str() == name)
-                        .with_context(|| format!("unknown strategy {name}"))?,
-                );
+                let s: Strategy = name.parse()?;
+                if !tenancy_benches::STRATEGIES.contains(&s) {
+                    bail!("the load runner measures the three strategies, not {s}");
+                }
+                a.strategies.push(s);
             }
             "--tenants" => a.tenants = next()?.parse()?,
             "--minutes" => a.minutes = next()?.parse()?,

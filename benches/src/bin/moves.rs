@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use tenancy_core::domain::projects::{self, NewProject};
 use tenancy_core::sea_orm::sqlx::{self, Connection, PgConnection};
-use tenancy_core::{Error, NewTenant, Slug, Strategy, Tenant, TenantStore};
+use tenancy_core::{Error, NewTenant, PlacementKind, Slug, Tenant, TenantStore};
+use tenancy_example::projects::{self, NewProject};
 use tenancy_hybrid::{DefaultPlacement, HybridOptions, HybridStore};
 use tenancy_testkit::TestDatabase;
 
@@ -166,8 +166,8 @@ async fn writer(store: HybridStore, cached: Tenant, stop: Arc<AtomicBool>) -> Re
 async fn size_run(tasks: usize) -> Result<Vec<Value>> {
     let db = TestDatabase::create().await?;
     let options = HybridOptions {
-        default_placement: DefaultPlacement::Fixed(Strategy::SharedSchema),
-        ..HybridOptions::default()
+        default_placement: DefaultPlacement::Fixed(PlacementKind::Shared),
+        ..HybridOptions::with_migrations(tenancy_example::migrations())
     };
     let store = HybridStore::connect(db.url(), options).await?;
     let t = store
@@ -178,21 +178,23 @@ async fn size_run(tasks: usize) -> Result<Vec<Value>> {
     eprintln!("{tasks} tasks: plain COPY {plain_ms:.1} ms");
     let mut rows = Vec::new();
     let path = [
-        Strategy::SeparateSchema,
-        Strategy::SeparateDb,
-        Strategy::SharedSchema,
-        Strategy::SeparateDb,
-        Strategy::SeparateSchema,
-        Strategy::SharedSchema,
+        PlacementKind::Schema,
+        PlacementKind::Database,
+        PlacementKind::Shared,
+        PlacementKind::Database,
+        PlacementKind::Schema,
+        PlacementKind::Shared,
     ];
-    for to in path {
+    for kind in path {
+        // Result ids keep the strategies' names (shared-schema/separate-db), as the book has them.
+        let to = kind.strategy();
         let from = store.tenant(t.id).await?.placement.strategy();
         let stop = Arc::new(AtomicBool::new(false));
         let cached = store.tenant(t.id).await?;
         let w = tokio::spawn(writer(store.clone(), cached, stop.clone()));
         tokio::time::sleep(Duration::from_millis(100)).await;
         let started = Instant::now();
-        store.start_move(t.id, to, None).await?;
+        store.start_move(t.id, kind, None).await?;
         let (moved, times) = store.run_move_timed(t.id, &|_| {}).await?;
         let move_ms = started.elapsed().as_secs_f64() * 1000.0;
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -28,10 +28,10 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tenancy_benches::{Measured, measured};
-use tenancy_core::domain::projects;
+use tenancy_core::plumbing::sql::stmt;
 use tenancy_core::sea_orm::{ConnectionTrait, Database};
-use tenancy_core::sql::stmt;
 use tenancy_core::{MigrateOptions, ScopeMode, Strategy, Tenant};
+use tenancy_example::projects;
 use tenancy_testkit::TestDatabase;
 use uuid::Uuid;
 
@@ -76,11 +76,11 @@ fn parse() -> Result<Args> {
         match a.as_str() {
             "--strategy" => {
                 let v = value()?;
-                let s = tenancy_benches::STRATEGIES
-                    .iter()
-                    .find(|s| s.as_str() == v)
-                    .with_context(|| format!("unknown strategy {v}"))?;
-                args.strategies.push(*s);
+                let s: Strategy = v.parse()?;
+                if !tenancy_benches::STRATEGIES.contains(&s) {
+                    bail!("the scale runner measures the three strategies, not {s}");
+                }
+                args.strategies.push(s);
             }
             "--tenants" => args.tenants = value()?.parse()?,
             "--projects" => args.projects = value()?.parse()?,
@@ -209,8 +209,15 @@ impl PsqlBaselines {
         let dir = std::env::temp_dir().join(format!("tenancy-scale-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let mut baselines = PsqlBaselines {
-            store: SeparateSchemaStore::connect(db.url(), SeparateSchemaOptions::default()).await?,
-            url: tenancy_core::loopback_without_tls(db.url()),
+            store: SeparateSchemaStore::connect(
+                db.url(),
+                SeparateSchemaOptions {
+                    migrations: tenancy_example::migrations(),
+                    ..SeparateSchemaOptions::default()
+                },
+            )
+            .await?,
+            url: tenancy_core::plumbing::loopback_without_tls(db.url()),
             start_up: Duration::ZERO,
             dir,
         };
@@ -269,12 +276,12 @@ impl PsqlBaselines {
         use tenancy_core::Slug;
         let rows = self
             .store
-            .connection()
+            .connection(tenancy_core::plumbing::StrategyDoor)
             .query_all_raw(stmt("SELECT id, slug FROM tenancy.tenants", []))
             .await?;
         let (mut bare, mut kept) = (String::new(), String::new());
         // Every tenant schema has the same lookup (only `public` differs).
-        let lookup = tenancy_core::migration::unpinned_tables_sql("tenant");
+        let lookup = tenancy_core::plumbing::pin::unpinned_tables_sql("tenant");
         kept.push_str(&format!("PREPARE pin(text) AS {lookup};\n"));
         for row in rows {
             let slug = Slug::parse(&row.try_get::<String>("", "slug")?)?;
@@ -310,7 +317,8 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
     let db = TestDatabase::create().await?;
-    let admin = Database::connect(tenancy_core::loopback_without_tls(db.admin_url())).await?;
+    let admin =
+        Database::connect(tenancy_core::plumbing::loopback_without_tls(db.admin_url())).await?;
     let store =
         tenancy_benches::open_store(strategy, &db, tenancy_benches::migrations_with_columns(0))
             .await?;

@@ -1,25 +1,25 @@
 //! Migrations, written with sea-orm-migration.
 //!
-//! - [`control`]: the catalog (tenants, users, memberships, API tokens) in the `tenancy`
-//!   schema of the control database. Run once per control database.
-//! - [`tenant`]: the domain's tables. Run once for shared-schema, and once per tenant schema
+//! - the control-plane catalog's own migrator is plumbing
+//!   ([`crate::plumbing::control`]), run by every store at connect.
+//! - [`TenantMigrations`]: the application's tenant tables, which the application gives to its
+//!   store (core has none of its own). Run once for shared-schema, and once per tenant schema
 //!   or tenant database (through the template) for the other two strategies.
 //!
 //! Tenant migrations use unqualified table names, so the same migration creates
-//! `public.projects` for shared-schema and `"tenant_acme".projects` for a tenant schema: the
+//! `public.invoices` for shared-schema and `"tenant_acme".invoices` for a tenant schema: the
 //! runner sets a transaction-local `search_path` before it calls [`MigrationTrait::up`].
 //! The list is append-only: a tenant's `schema_version` counts how many of its migrations have
-//! been applied.
-
-pub mod control;
-pub mod tenant;
+//! been applied, and the catalog records their names
+//! ([`TenantMigrations::check_recorded`]), so a list that changed under existing tenants is
+//! refused at connect instead of skipping or repeating a migration.
 
 use std::sync::Arc;
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use sea_orm_migration::{MigrationTrait, SchemaManager};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::tenant::quote_ident;
 
 /// An ordered, append-only list of tenant migrations, shared by a store and its runners.
@@ -35,15 +35,16 @@ impl std::fmt::Debug for TenantMigrations {
 }
 
 impl Default for TenantMigrations {
-    /// The domain's migrations from [`tenant::Migrator`].
+    /// No migrations: a store refuses to connect with it
+    /// ([`Error::MigrationsMismatch`]). Give the store the
+    /// application's own with [`TenantMigrations::new`].
     fn default() -> Self {
-        use sea_orm_migration::MigratorTrait;
-        TenantMigrations::new(tenant::Migrator::migrations())
+        TenantMigrations::new(Vec::new())
     }
 }
 
 impl TenantMigrations {
-    /// Wraps a list of migrations (for instance the domain's plus an application's own).
+    /// Wraps an application's list of tenant migrations, in order.
     pub fn new(migrations: Vec<Box<dyn MigrationTrait>>) -> Self {
         TenantMigrations(Arc::new(migrations))
     }
@@ -57,6 +58,82 @@ impl TenantMigrations {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(|m| m.name())
     }
+
+    // ANCHOR: check_recorded
+    /// For strategy crates, at connect, after the control migrations and under the store's
+    /// install lock: refuses an empty list, and a list that does not begin with the names the
+    /// catalog recorded (a migration removed, renamed or reordered would make every tenant's
+    /// `schema_version` point at another migration), with
+    /// [`Error::MigrationsMismatch`]; then records the names of the migrations that are new.
+    /// A catalog from before the names were recorded is checked by version alone: no tenant
+    /// or template may be past the end of the list.
+    pub async fn check_recorded(&self, conn: &impl ConnectionTrait) -> Result<()> {
+        if self.0.is_empty() {
+            return Err(Error::MigrationsMismatch(
+                "the store was given no tenant migrations: set its options' `migrations` to \
+                 the application's own (TenantMigrations::new(...))"
+                    .into(),
+            ));
+        }
+        let names: Vec<&str> = self.names().collect();
+        let recorded = conn
+            .query_all_raw(crate::sql::stmt(
+                "SELECT version, name FROM tenancy.tenant_migrations ORDER BY version",
+                [],
+            ))
+            .await?;
+        if recorded.is_empty() {
+            let row = conn
+                .query_one_raw(crate::sql::stmt(
+                    "SELECT greatest((SELECT max(schema_version) FROM tenancy.tenants), \
+                     (SELECT max(schema_version) FROM tenancy.templates)) AS v",
+                    [],
+                ))
+                .await?;
+            let highest: i32 = row
+                .map(|r| r.try_get::<Option<i32>>("", "v"))
+                .transpose()?
+                .flatten()
+                .unwrap_or(0);
+            if highest > self.latest() {
+                return Err(Error::MigrationsMismatch(format!(
+                    "tables here are at tenant migration {highest}, but the store was given \
+                     {} ({}); a list is append-only: give the store the migrations its tenants \
+                     were built with, in the same order, and add new ones at the end (this \
+                     workspace's example domain moved to the tenancy-example crate: an \
+                     application that had it first lists tenancy_example's migrations first)",
+                    self.latest(),
+                    names.join(", ")
+                )));
+            }
+        }
+        for row in &recorded {
+            let version: i32 = row.try_get("", "version")?;
+            let name: String = row.try_get("", "name")?;
+            let given = usize::try_from(version - 1).ok().and_then(|i| names.get(i));
+            if given != Some(&name.as_str()) {
+                return Err(Error::MigrationsMismatch(format!(
+                    "the catalog records tenant migration {version} as {name:?}, but the \
+                     store was given {}; a list is append-only: give the store the migrations \
+                     its tenants were built with, in the same order, and add new ones at the end",
+                    match given {
+                        Some(other) => format!("{other:?} there"),
+                        None => format!("only {} migration(s)", names.len()),
+                    }
+                )));
+            }
+        }
+        for (version, name) in (1..).zip(&names).skip(recorded.len()) {
+            conn.execute_raw(crate::sql::stmt(
+                "INSERT INTO tenancy.tenant_migrations (version, name) VALUES ($1, $2) \
+                 ON CONFLICT (version) DO NOTHING",
+                [version.into(), (*name).into()],
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+    // ANCHOR_END: check_recorded
 
     /// Applies the migrations after `from` inside `txn`, with `search_path` set
     /// transaction-locally to `schema` (when given, and set back to the session's afterwards),
@@ -93,72 +170,3 @@ impl TenantMigrations {
         Ok(self.latest())
     }
 }
-
-// ANCHOR: pin
-/// The statement that pins `table` (in `schema`, or unqualified and found on the
-/// `search_path`) to `tenant`: a
-/// `tenancy_pinned_tenant` check constraint, so that the database itself refuses a row of
-/// another tenant, or a change of a row's tenant. For strategies that give a tenant a schema or
-/// a database of its own; a schema copied from a template gets one per table that has a
-/// `tenant_id` column.
-pub fn pin_statement(schema: Option<&str>, table: &str, tenant: crate::TenantId) -> String {
-    let target = match schema {
-        Some(schema) => format!("{}.{}", quote_ident(schema), quote_ident(table)),
-        None => quote_ident(table),
-    };
-    format!(
-        "ALTER TABLE {target} ADD CONSTRAINT tenancy_pinned_tenant CHECK (tenant_id = '{}')",
-        tenant.as_uuid()
-    )
-}
-
-/// The query that lists the tables of schema `$1` that have a `tenant_id` column and no pin
-/// yet, one `t` per row, as [`pin_tenant_tables`] runs it (prepared, with the schema as `$1`).
-pub fn unpinned_tables_sql(schema: &str) -> String {
-    // Finding a schema's tables: pg_class has no index on its namespace, so a scan of it costs
-    // in proportion to every table of every schema, and pinning N tenants' schemas one by one
-    // would cost N². pg_depend is indexed by the object depended on, and a table always
-    // depends on its schema when the schema was made by CREATE SCHEMA. `public` may be pinned
-    // (PostgreSQL 14 and older record no dependencies on it); it only serves a tenant database
-    // of its own, whose catalog is small, so it keeps the plain scan.
-    let tables = if schema == "public" {
-        "SELECT c.oid, c.relname FROM pg_class c \
-         WHERE c.relnamespace = to_regnamespace($1) AND c.relkind IN ('r', 'p')"
-    } else {
-        "SELECT c.oid, c.relname FROM pg_depend d JOIN pg_class c ON c.oid = d.objid \
-         WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = to_regnamespace($1) \
-           AND d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND c.relkind IN ('r', 'p')"
-    };
-    format!(
-        "SELECT c.relname AS t FROM ({tables}) c \
-         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' \
-           AND NOT a.attisdropped \
-         WHERE NOT EXISTS (SELECT 1 FROM pg_constraint k \
-           WHERE k.conrelid = c.oid AND k.conname = 'tenancy_pinned_tenant') \
-         ORDER BY c.relname"
-    )
-}
-
-/// Pins every table of `schema` that has a `tenant_id` column and no pin yet (see
-/// [`pin_statement`]) and returns how many it pinned. Idempotent; run it after every migration
-/// so that tables added later are pinned too. The search ([`unpinned_tables_sql`]) is one
-/// prepared statement, so a run that finds nothing new costs one round trip and no planning.
-pub async fn pin_tenant_tables(
-    conn: &impl ConnectionTrait,
-    schema: &str,
-    tenant: crate::TenantId,
-) -> Result<usize> {
-    let unpinned = conn
-        .query_all_raw(crate::sql::stmt(
-            &unpinned_tables_sql(schema),
-            [schema.into()],
-        ))
-        .await?;
-    for row in &unpinned {
-        let table: String = row.try_get("", "t")?;
-        conn.execute_unprepared(&pin_statement(Some(schema), &table, tenant))
-            .await?;
-    }
-    Ok(unpinned.len())
-}
-// ANCHOR_END: pin

@@ -2,9 +2,9 @@
 //! schema `tenancy`. The library's control migrator knows no web app, so the app that serves
 //! accounts creates them, with a ledger of its own (`public.tenancy_demo_migrations`).
 
+use tenancy_core::plumbing::sql::AdvisoryLock;
 use tenancy_core::sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tenancy_core::sea_orm_migration::prelude::*;
-use tenancy_core::sql::AdvisoryLock;
 
 /// Brings the demo's tables up to date: in one transaction, under an advisory lock, so two
 /// processes starting at once migrate one after the other. Run after the store connected

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tenancy_core::plumbing::sql::stmt;
 use tenancy_core::sea_orm::ConnectionTrait;
-use tenancy_core::sql::stmt;
 use tenancy_core::{Error, Result, TenantId};
 use uuid::Uuid;
 
@@ -113,8 +113,8 @@ pub fn new_token() -> String {
 /// Creates a user; `Invalid` for a bad email or name, `UniqueViolation` when the email is
 /// taken.
 pub async fn create_user(db: &impl ConnectionTrait, new: NewUser) -> Result<User> {
-    tenancy_core::domain::storable("email", &new.email)?;
-    tenancy_core::domain::storable("name", &new.name)?;
+    tenancy_core::storable("email", &new.email)?;
+    tenancy_core::storable("name", &new.name)?;
     let email = new.email.trim().to_lowercase();
     let name = new.name.trim().to_owned();
     if email.len() > 254 || !email.contains('@') || email.starts_with('@') || email.ends_with('@') {

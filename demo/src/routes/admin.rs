@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenancy_core::Page;
-use tenancy_core::{MigrateOptions, MigrationReport, NewTenant, Slug, Strategy, Tenant};
+use tenancy_core::{MigrateOptions, MigrationReport, NewTenant, PlacementKind, Slug, Tenant};
 use uuid::Uuid;
 
 use crate::accounts::{self, IssuedToken, NewUser, Role, TokenInfo, User};
@@ -63,35 +63,20 @@ pub struct CreateTenant {
     pub name: String,
     /// separate-db only: the server to place it on.
     pub server: Option<String>,
-    /// hybrid only: `shared-schema`, `separate-schema` or `separate-db` (default: the
-    /// configured `default_placement`). Another strategy refuses a placement not its own.
-    pub placement: Option<String>,
+    /// Where its rows go: `shared`, `schema` or `database`, the names a tenant's
+    /// `placement.kind` reads (default: the store's own; for hybrid, the configured
+    /// `default_placement`). A store of one strategy refuses a placement not its own.
+    pub placement: Option<PlacementKind>,
 }
 
 /// Where to move a tenant (hybrid only).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoveTenant {
-    /// `shared-schema`, `separate-schema` or `separate-db`.
-    pub to: String,
+    /// `shared`, `schema` or `database`, the names a tenant's `placement.kind` reads.
+    pub to: PlacementKind,
     /// separate-db: the server to move it to (a database tenant may move between servers).
     pub server: Option<String>,
-}
-
-/// A placement named in a request: one of the three strategies' (not `hybrid`).
-pub fn placement_named(field: &'static str, name: &str) -> Result<Strategy, ApiError> {
-    [
-        Strategy::SharedSchema,
-        Strategy::SeparateSchema,
-        Strategy::SeparateDb,
-    ]
-    .into_iter()
-    .find(|s| s.as_str() == name)
-    .ok_or_else(|| {
-        ApiError::Unprocessable(format!(
-            "invalid {field}: {name:?} is not shared-schema, separate-schema or separate-db"
-        ))
-    })
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -171,7 +156,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 pub(crate) fn name_ok(name: &str) -> Result<String, ApiError> {
-    tenancy_core::domain::storable("name", name)?;
+    tenancy_core::storable("name", name)?;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::Unprocessable(
@@ -217,11 +202,7 @@ pub async fn create_tenant(
     // Exclusive: of two requests for one slug, even at once, one gets 201 and the other 409.
     let mut new = NewTenant::new(slug, name).exclusive();
     new.server = body.server;
-    new.placement = body
-        .placement
-        .as_deref()
-        .map(|p| placement_named("placement", p))
-        .transpose()?;
+    new.placement = body.placement;
     let t = state.store.create_tenant(new).await?;
     Ok(HttpResponse::Created().json(TenantView::of(t, &state.statics)))
 }
@@ -231,7 +212,7 @@ pub async fn create_tenant(
 /// `GET /admin/jobs/{id}` reports. Its reads go on throughout; its writes get 503 with
 /// `Retry-After` for the short window of the copy.
 #[utoipa::path(post, path = "/admin/tenants/{slug}/move", tag = "admin", request_body = MoveTenant,
-    responses((status = 202, body = tenancy_core::catalog::Job), (status = 404, body = crate::problem::Problem),
+    responses((status = 202, body = tenancy_core::Job), (status = 404, body = crate::problem::Problem),
               (status = 409, body = crate::problem::Problem),
               (status = 422, body = crate::problem::Problem)),
     security(("admin" = [])))]
@@ -244,7 +225,7 @@ pub async fn move_tenant(
     let t = find(&state, &slug).await?;
     state.statics.refuse(t.slug.as_str(), "moved")?;
     let body = body.into_inner();
-    let to = placement_named("to", &body.to)?;
+    let to = body.to;
     let Some(mover) = state.mover.clone() else {
         return Err(ApiError::Conflict(format!(
             "this app serves {}, which moves no tenant: run it with --strategy hybrid",
@@ -272,18 +253,15 @@ pub async fn move_tenant(
 
 /// A job's progress.
 #[utoipa::path(get, path = "/admin/jobs/{id}", tag = "admin",
-    responses((status = 200, body = tenancy_core::catalog::Job), (status = 404, body = crate::problem::Problem)),
+    responses((status = 200, body = tenancy_core::Job), (status = 404, body = crate::problem::Problem)),
     security(("admin" = [])))]
 pub async fn get_job(
     state: web::Data<AppState>,
     _: Admin,
     id: web::Path<String>,
-) -> Result<web::Json<tenancy_core::catalog::Job>, ApiError> {
+) -> Result<web::Json<tenancy_core::Job>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("job not found".into()))?;
-    let job = tenancy_core::catalog::job(&state.control, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("job not found".into()))?;
-    Ok(web::Json(job))
+    Ok(web::Json(state.store.job(id).await?))
 }
 
 /// List tenants.
@@ -324,17 +302,16 @@ pub async fn get_tenant(
 /// Where each of a tenant's tables physically is (database, schema, table), how many of the
 /// tenant's rows it holds, and the first five of them: what the explorer page shows.
 #[utoipa::path(get, path = "/admin/tenants/{slug}/tables", tag = "admin",
-    responses((status = 200, body = Vec<tenancy_core::transfer::TableLayout>),
+    responses((status = 200, body = Vec<tenancy_core::TableLayout>),
               (status = 404, body = crate::problem::Problem)),
     security(("admin" = [])))]
 pub async fn tenant_tables(
     state: web::Data<AppState>,
     _: Admin,
     slug: web::Path<String>,
-) -> Result<web::Json<Vec<tenancy_core::transfer::TableLayout>>, ApiError> {
+) -> Result<web::Json<Vec<tenancy_core::TableLayout>>, ApiError> {
     let t = find(&state, &slug).await?;
-    let mut tables = state.store.tables_at(&t, &t.placement).await?;
-    Ok(web::Json(tables.layout(t.id, 5).await?))
+    Ok(web::Json(state.store.table_layout(&t, 5).await?))
 }
 // ANCHOR_END: tenant_tables
 

@@ -4,9 +4,9 @@
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
-use tenancy_core::domain::projects::{self, NewProject, Project, ProjectPatch, ProjectSummary};
-use tenancy_core::domain::tasks::{self, NewTask, Task, TaskPatch};
 use tenancy_core::{Page, PageRequest};
+use tenancy_example::projects::{self, NewProject, Project, ProjectPatch, ProjectSummary};
+use tenancy_example::tasks::{self, NewTask, Task, TaskPatch};
 use uuid::Uuid;
 
 use crate::problem::ApiError;

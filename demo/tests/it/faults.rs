@@ -12,8 +12,8 @@ use anyhow::{Context, Result, ensure};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tenancy_core::Strategy;
+use tenancy_core::plumbing::sql::stmt;
 use tenancy_core::sea_orm::{ConnectionTrait, Database, TransactionTrait};
-use tenancy_core::sql::stmt;
 use tenancy_testkit::TestServer;
 
 use crate::helpers::{TestApp, problem, spawn_app, spawn_with, tenant_table};

@@ -22,7 +22,7 @@ async fn hybrid_moves_a_live_tenant_over_http() -> Result<()> {
     let placed = app
         .admin_post(
             "/admin/tenants",
-            json!({"slug": "globex", "name": "Globex", "placement": "separate-schema"}),
+            json!({"slug": "globex", "name": "Globex", "placement": "schema"}),
         )
         .await?;
     ensure!(
@@ -47,7 +47,7 @@ async fn hybrid_moves_a_live_tenant_over_http() -> Result<()> {
         app.project("mover", &token, &format!("seed-{i}")).await?;
     }
     let mut report = Vec::new();
-    for (to, kind) in [("separate-db", "database"), ("shared-schema", "shared")] {
+    for (to, kind) in [("database", "database"), ("shared", "shared")] {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let client = {
             let (client, base, token, stop) =
@@ -153,6 +153,80 @@ async fn hybrid_moves_a_live_tenant_over_http() -> Result<()> {
     app.finish().await
 }
 
+/// A tenant's placement as the API reads it (`placement.kind`) is what it takes back: sent to
+/// create another tenant there, and to move a third one there.
+#[cfg(feature = "hybrid")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placement_read_from_the_api_is_sent_back() -> Result<()> {
+    let app = spawn_app(Strategy::Hybrid).await?;
+    let get = |slug: &'static str| {
+        let req = app
+            .client
+            .get(app.url(&format!("/admin/tenants/{slug}")))
+            .bearer_auth(ADMIN);
+        async move { Ok::<Value, anyhow::Error>(req.send().await?.json().await?) }
+    };
+    let made = app
+        .admin_post(
+            "/admin/tenants",
+            json!({"slug": "source", "name": "Source", "placement": "database"}),
+        )
+        .await?;
+    ensure!(made.status() == StatusCode::CREATED, "{}", made.status());
+    let read = get("source").await?["placement"]["kind"].clone();
+    ensure!(read == "database", "{read}");
+
+    let created = app
+        .admin_post(
+            "/admin/tenants",
+            json!({"slug": "beside", "name": "Beside", "placement": read}),
+        )
+        .await?;
+    ensure!(
+        created.status() == StatusCode::CREATED,
+        "{}",
+        created.status()
+    );
+    ensure!(get("beside").await?["placement"]["kind"] == read);
+
+    let mover = app
+        .admin_post(
+            "/admin/tenants",
+            json!({"slug": "follower", "name": "Follower", "placement": "shared"}),
+        )
+        .await?;
+    ensure!(mover.status() == StatusCode::CREATED, "{}", mover.status());
+    let res = app
+        .admin_post("/admin/tenants/follower/move", json!({"to": read}))
+        .await?;
+    ensure!(
+        res.status() == StatusCode::ACCEPTED,
+        "move: {}",
+        res.status()
+    );
+    let job: Value = res.json().await?;
+    let id = job["id"].as_str().context("job id")?.to_owned();
+    let started = Instant::now();
+    loop {
+        let job: Value = app
+            .client
+            .get(app.url(&format!("/admin/jobs/{id}")))
+            .bearer_auth(ADMIN)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if !job["finished_at"].is_null() {
+            ensure!(job["step"] == "done", "{job}");
+            break;
+        }
+        ensure!(started.elapsed() < Duration::from_secs(60), "{job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ensure!(get("follower").await?["placement"]["kind"] == read);
+    app.finish().await
+}
+
 /// Every project name of `slug`, page after page.
 #[cfg(feature = "hybrid")]
 async fn all_project_names(
@@ -198,7 +272,7 @@ async fn a_single_strategy_moves_nothing(strategy: Strategy) -> Result<()> {
     let app = spawn_app(strategy).await?;
     app.tenant_with_owner("mover").await?;
     let res = app
-        .admin_post("/admin/tenants/mover/move", json!({"to": "separate-db"}))
+        .admin_post("/admin/tenants/mover/move", json!({"to": "database"}))
         .await?;
     ensure!(res.status() == StatusCode::CONFLICT, "{}", res.status());
     let unknown = app
@@ -210,7 +284,7 @@ async fn a_single_strategy_moves_nothing(strategy: Strategy) -> Result<()> {
         unknown.status()
     );
     let missing = app
-        .admin_post("/admin/tenants/nobody/move", json!({"to": "separate-db"}))
+        .admin_post("/admin/tenants/nobody/move", json!({"to": "database"}))
         .await?;
     ensure!(
         missing.status() == StatusCode::NOT_FOUND,

@@ -8,8 +8,8 @@ use anyhow::{Context, Result, ensure};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tenancy_core::Strategy;
+use tenancy_core::plumbing::sql::stmt;
 use tenancy_core::sea_orm::{ConnectionTrait, Database, TransactionTrait};
-use tenancy_core::sql::stmt;
 
 use crate::helpers::{problem, spawn_app_with, tenant_table};
 

@@ -39,7 +39,7 @@ async fn users_named(app: &TestApp, email: &str) -> Result<i64> {
         .admin()
         .await?;
     let row = conn
-        .query_one_raw(tenancy_core::sql::stmt(
+        .query_one_raw(tenancy_core::plumbing::sql::stmt(
             "SELECT count(*) AS n FROM tenancy.users WHERE email = $1",
             [email.into()],
         ))
@@ -196,7 +196,7 @@ async fn static_tenants_cannot_be_deleted_moved_or_claimed(strategy: Strategy) -
         "{body}"
     );
     let res = app
-        .admin_post("/admin/tenants/www/move", json!({"to": "separate-db"}))
+        .admin_post("/admin/tenants/www/move", json!({"to": "database"}))
         .await?;
     problem(res, StatusCode::CONFLICT).await?;
     let res = app

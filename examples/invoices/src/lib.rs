@@ -5,14 +5,17 @@
 //! 1. an entity ([`invoice`]), with a `tenant_id` column like every tenant table;
 //! 2. a sea-orm-migration migration ([`M0100Invoices`]) that creates it, with unqualified
 //!    names (each strategy decides where they land);
-//! 3. the tenant migrations: the domain's, then the application's ([`migrations`]), given to
-//!    the store's options (`migrations: tenancy_example_invoices::migrations()`).
+//! 3. the tenant migrations, the application's own and nothing else ([`migrations`]), given
+//!    to the store's options (`migrations: tenancy_example_invoices::migrations()`).
+//!
+//! Its tenants hold the `invoices` table and no other: core knows no application table, and
+//! the workspace's example domain (projects and tasks, crate `tenancy-example`) is not here.
 //!
 //! Every strategy then provisions new tenants with the table, migrates existing tenants to it
 //! (`migrate_all`), and isolates it (row-level security in shared tables, the schema or
 //! database elsewhere, and the scope's filter and stamp on every entity statement). The
 //! functions below are the application's, written once with entities through a scope;
-//! `tests/invoices.rs` runs them under all three strategies.
+//! `tests/invoices.rs` runs them under all three strategies and the hybrid store.
 //!
 //! ```no_run
 //! # // no_run: needs a PostgreSQL server; tests/invoices.rs runs the same against one.
@@ -39,9 +42,9 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use sea_orm_migration::prelude::*;
 use tenancy_core::Result;
+use tenancy_core::TenantMigrations;
 use tenancy_core::TenantScope;
 use tenancy_core::entity::{ActiveModelInTenant, ManyInTenant, SelectInTenant};
-use tenancy_core::migration::{TenantMigrations, tenant};
 use uuid::Uuid;
 
 pub mod invoice {
@@ -78,8 +81,14 @@ pub mod invoice {
 // ANCHOR: migration
 /// Creates `invoices`. The key starts with `tenant_id`, as every key of a tenant table must
 /// (shared tables hold every tenant's rows; unique checks bypass row-level security).
-#[derive(Debug, DeriveMigrationName)]
+#[derive(Debug)]
 pub struct M0100Invoices;
+
+impl MigrationName for M0100Invoices {
+    fn name(&self) -> &str {
+        "m0100_invoices"
+    }
+}
 
 #[async_trait::async_trait]
 impl MigrationTrait for M0100Invoices {
@@ -114,11 +123,45 @@ impl MigrationTrait for M0100Invoices {
     }
 }
 
-/// The domain's tenant migrations, then this application's: what the store's options take.
+/// The second version: an index for a customer's invoices.
+#[derive(Debug)]
+pub struct M0101InvoicesByCustomer;
+
+impl MigrationName for M0101InvoicesByCustomer {
+    fn name(&self) -> &str {
+        "m0101_invoices_by_customer"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0101InvoicesByCustomer {
+    async fn up(&self, manager: &SchemaManager) -> std::result::Result<(), DbErr> {
+        manager
+            .create_index(
+                Index::create()
+                    .name("invoices_customer_idx")
+                    .table(invoice::Entity)
+                    .col(invoice::Column::TenantId)
+                    .col(invoice::Column::Customer)
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// This application's tenant migrations, and nothing else: what the store's options take.
+/// The list is append-only: a new version is a migration added at the end.
 pub fn migrations() -> TenantMigrations {
-    let mut all = tenant::Migrator::migrations();
-    all.push(Box::new(M0100Invoices));
-    TenantMigrations::new(all)
+    TenantMigrations::new(vec![
+        Box::new(M0100Invoices),
+        Box::new(M0101InvoicesByCustomer),
+    ])
+}
+
+/// The first version alone, as an application had it before [`M0101InvoicesByCustomer`]:
+/// for the tests that migrate tenants from it to [`migrations`].
+pub fn first_version() -> TenantMigrations {
+    TenantMigrations::new(vec![Box::new(M0100Invoices)])
 }
 // ANCHOR_END: migration
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use futures::StreamExt;
 use tenancy_core::PageRequest;
-use tenancy_core::domain::projects::{self, NewProject};
 use tenancy_core::sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use tenancy_core::{NewTenant, Slug, Tenant, TenantStore};
+use tenancy_example::projects::{self, NewProject};
 use tenancy_separate_db::{SeparateDbOptions, SeparateDbStore};
 use tenancy_testkit::TestDatabase;
 
@@ -28,6 +28,7 @@ async fn three_hundred_tenants_never_exceed_twenty_connections() -> Result<()> {
     let store = SeparateDbStore::connect(
         db.url(),
         SeparateDbOptions {
+            migrations: tenancy_example::migrations(),
             connections_per_server: BUDGET - CONTROL,
             control_connections: CONTROL,
             application_name: app.clone(),
@@ -151,6 +152,7 @@ async fn twenty_tenants_fit_a_budget_of_twenty() -> Result<()> {
     let store = SeparateDbStore::connect(
         db.url(),
         SeparateDbOptions {
+            migrations: tenancy_example::migrations(),
             connections_per_server: 20,
             control_connections: CONTROL,
             application_name: app.clone(),

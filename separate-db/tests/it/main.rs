@@ -61,6 +61,7 @@ mod through_pgbouncer {
             .local_addr()?
             .port();
         let options = SeparateDbOptions {
+            migrations: tenancy_example::migrations(),
             tenant_url: Some(format!("postgres://postgres@127.0.0.1:{closed}/x")),
             acquire_timeout: std::time::Duration::from_secs(1),
             ..Default::default()
@@ -86,7 +87,14 @@ mod through_pgbouncer {
 async fn creating_after_a_migration_run_works() -> anyhow::Result<()> {
     use tenancy_core::{MigrateOptions, NewTenant, Slug};
     let db = TestDatabase::create().await?;
-    let store = SeparateDbStore::connect(db.url(), SeparateDbOptions::default()).await?;
+    let store = SeparateDbStore::connect(
+        db.url(),
+        SeparateDbOptions {
+            migrations: tenancy_example::migrations(),
+            ..SeparateDbOptions::default()
+        },
+    )
+    .await?;
     store
         .create_tenant(NewTenant::new(Slug::parse("first")?, "First"))
         .await?;

@@ -4,9 +4,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use tenancy_core::PageRequest;
-use tenancy_core::domain::projects::{self, NewProject};
 use tenancy_core::sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use tenancy_core::{Error, NewTenant, Placement, Slug, Tenant, TenantStore};
+use tenancy_example::projects::{self, NewProject};
 use tenancy_separate_db::{SeparateDbOptions, SeparateDbStore, ServerConfig};
 use tenancy_testkit::{TestDatabase, TestServer};
 
@@ -51,6 +51,7 @@ async fn tenants_spread_over_two_servers_survive_an_outage() -> Result<()> {
     let store = SeparateDbStore::connect(
         db.url(),
         SeparateDbOptions {
+            migrations: tenancy_example::migrations(),
             servers: vec![ServerConfig {
                 name: "second".into(),
                 url: second.url("postgres"),

@@ -1,14 +1,14 @@
 //! Provisioning, migration and deletion of tenant schemas.
 
 use anyhow::{Result, bail, ensure};
-use tenancy_core::domain::projects::{self, NewProject};
 use tenancy_core::migration::TenantMigrations;
+use tenancy_core::plumbing::catalog;
 use tenancy_core::sea_orm::{ConnectionTrait, DbBackend, Statement};
 use tenancy_core::sea_orm_migration::prelude::*;
 use tenancy_core::{
     Error, MigrateOptions, MigrationOutcome, NewTenant, Placement, Slug, TenantState, TenantStore,
-    catalog,
 };
+use tenancy_example::projects::{self, NewProject};
 use tenancy_separate_schema::{SeparateSchemaOptions, SeparateSchemaStore};
 use tenancy_testkit::TestDatabase;
 
@@ -45,7 +45,7 @@ impl MigrationTrait for AddArchived {
 }
 
 fn with_archived() -> TenantMigrations {
-    let mut list = tenancy_core::migration::tenant::Migrator::migrations();
+    let mut list = tenancy_example::migration::Migrator::migrations();
     list.push(Box::new(AddArchived));
     TenantMigrations::new(list)
 }
@@ -55,12 +55,19 @@ fn with_archived() -> TenantMigrations {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupted_creation_is_completed_by_a_retry() -> Result<()> {
     let db = TestDatabase::create().await?;
-    let store = SeparateSchemaStore::connect(db.url(), SeparateSchemaOptions::default()).await?;
+    let store = SeparateSchemaStore::connect(
+        db.url(),
+        SeparateSchemaOptions {
+            migrations: tenancy_example::migrations(),
+            ..SeparateSchemaOptions::default()
+        },
+    )
+    .await?;
     let slug = Slug::parse("acme")?;
     let schema = store.schema_for(&slug);
     // The first step of create_tenant, then a "crash" that left a shell behind.
     let (t, inserted) = catalog::insert_provisioning(
-        store.connection(),
+        store.connection(tenancy_core::plumbing::StrategyDoor),
         &slug,
         "Acme",
         &Placement::Schema {
@@ -70,7 +77,7 @@ async fn interrupted_creation_is_completed_by_a_retry() -> Result<()> {
     .await?;
     ensure!(inserted && t.state == TenantState::Provisioning);
     store
-        .connection()
+        .connection(tenancy_core::plumbing::StrategyDoor)
         .execute_unprepared(&format!(
             "CREATE SCHEMA \"{schema}\"; CREATE TABLE \"{schema}\".projects (id int)"
         ))
@@ -104,7 +111,14 @@ async fn interrupted_creation_is_completed_by_a_retry() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_are_per_tenant_and_resumable() -> Result<()> {
     let db = TestDatabase::create().await?;
-    let store = SeparateSchemaStore::connect(db.url(), SeparateSchemaOptions::default()).await?;
+    let store = SeparateSchemaStore::connect(
+        db.url(),
+        SeparateSchemaOptions {
+            migrations: tenancy_example::migrations(),
+            ..SeparateSchemaOptions::default()
+        },
+    )
+    .await?;
     let mut tenants = Vec::new();
     for i in 0..6 {
         tenants.push(
@@ -197,7 +211,14 @@ async fn migrations_are_per_tenant_and_resumable() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_drops_the_schema() -> Result<()> {
     let db = TestDatabase::create().await?;
-    let store = SeparateSchemaStore::connect(db.url(), SeparateSchemaOptions::default()).await?;
+    let store = SeparateSchemaStore::connect(
+        db.url(),
+        SeparateSchemaOptions {
+            migrations: tenancy_example::migrations(),
+            ..SeparateSchemaOptions::default()
+        },
+    )
+    .await?;
     let t = store
         .create_tenant(NewTenant::new(Slug::parse("acme")?, "Acme"))
         .await?;
@@ -215,12 +236,21 @@ async fn delete_drops_the_schema() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_schemas_keep_the_template_names() -> Result<()> {
     let db = TestDatabase::create().await?;
-    let store = SeparateSchemaStore::connect(db.url(), SeparateSchemaOptions::default()).await?;
+    let store = SeparateSchemaStore::connect(
+        db.url(),
+        SeparateSchemaOptions {
+            migrations: tenancy_example::migrations(),
+            ..SeparateSchemaOptions::default()
+        },
+    )
+    .await?;
     let acme = store
         .create_tenant(NewTenant::new(Slug::parse("acme")?, "Acme"))
         .await?;
     let names = |schema: String| {
-        let conn = store.connection().clone();
+        let conn = store
+            .connection(tenancy_core::plumbing::StrategyDoor)
+            .clone();
         async move {
             let rows = conn
                 .query_all_raw(Statement::from_sql_and_values(
@@ -294,7 +324,14 @@ async fn unpinned(admin: &impl ConnectionTrait, schema: &str) -> Result<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_tenant_table_is_pinned_to_its_tenant() -> Result<()> {
     let db = TestDatabase::create().await?;
-    let store = SeparateSchemaStore::connect(db.url(), SeparateSchemaOptions::default()).await?;
+    let store = SeparateSchemaStore::connect(
+        db.url(),
+        SeparateSchemaOptions {
+            migrations: tenancy_example::migrations(),
+            ..SeparateSchemaOptions::default()
+        },
+    )
+    .await?;
     let a = store
         .create_tenant(NewTenant::new(Slug::parse("alpha")?, "A"))
         .await?;
@@ -321,7 +358,7 @@ async fn every_tenant_table_is_pinned_to_its_tenant() -> Result<()> {
             "{schema}.projects took another tenant's id"
         );
     }
-    let mut list = tenancy_core::migration::tenant::Migrator::migrations();
+    let mut list = tenancy_example::migration::Migrator::migrations();
     list.push(Box::new(AddNotes));
     let upgraded = SeparateSchemaStore::connect(
         db.url(),

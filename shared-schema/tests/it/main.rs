@@ -103,6 +103,7 @@ mod through_pgbouncer {
     async fn a_session_binding_is_refused_behind_a_pooler() -> anyhow::Result<()> {
         let db = TestDatabase::create().await?;
         let options = SharedSchemaOptions {
+            migrations: tenancy_example::migrations(),
             tenant_url: Some(tenancy_testkit::pgbouncer_url(db.name()).await?),
             rls_binding: Some(RlsBinding::Session),
             ..SharedSchemaOptions::default()

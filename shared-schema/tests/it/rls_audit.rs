@@ -1,9 +1,10 @@
 //! The row-level security audit: the second layer checked on its own, with no predicate.
 
 use anyhow::{Result, bail, ensure};
-use tenancy_core::domain::seed;
 use tenancy_core::sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
-use tenancy_core::{NewTenant, Slug, TENANT_TABLES, TenantStore};
+use tenancy_core::{NewTenant, Slug, TenantStore};
+use tenancy_example::TENANT_TABLES;
+use tenancy_example::seed;
 use tenancy_shared_schema::{SharedSchemaOptions, SharedSchemaStore};
 use tenancy_testkit::TestDatabase;
 
@@ -24,7 +25,14 @@ async fn seeded(
     tenancy_core::Tenant,
     tenancy_core::Tenant,
 )> {
-    let store = SharedSchemaStore::connect(db.url(), SharedSchemaOptions::default()).await?;
+    let store = SharedSchemaStore::connect(
+        db.url(),
+        SharedSchemaOptions {
+            migrations: tenancy_example::migrations(),
+            ..SharedSchemaOptions::default()
+        },
+    )
+    .await?;
     let a = store
         .create_tenant(NewTenant::new(Slug::parse("alpha")?, "A"))
         .await?;
@@ -48,7 +56,10 @@ async fn raw_selects_see_only_the_scoped_tenant() -> Result<()> {
     let role = &store.options().app_role;
     for table in TENANT_TABLES {
         // Inside A's scope: everything visible is A's, and all of A's is visible.
-        let scope_txn = store.connection().begin().await?;
+        let scope_txn = store
+            .connection(tenancy_core::plumbing::StrategyDoor)
+            .begin()
+            .await?;
         scope_txn
             .execute_unprepared(&format!(
                 "SET LOCAL ROLE {role}; SELECT set_config('tenancy.tenant_id', '{}', true)",
@@ -72,7 +83,10 @@ async fn raw_selects_see_only_the_scoped_tenant() -> Result<()> {
         );
 
         // Outside any scope: nothing.
-        let bare = store.connection().begin().await?;
+        let bare = store
+            .connection(tenancy_core::plumbing::StrategyDoor)
+            .begin()
+            .await?;
         bare.execute_unprepared(&format!("SET LOCAL ROLE {role}"))
             .await?;
         let unscoped = scalar(&bare, &format!("SELECT count(*) FROM {table}")).await?;
@@ -135,7 +149,10 @@ async fn writes_for_another_tenant_are_refused() -> Result<()> {
     let db = TestDatabase::create().await?;
     let (store, a, b) = seeded(&db).await?;
     let role = &store.options().app_role;
-    let txn = store.connection().begin().await?;
+    let txn = store
+        .connection(tenancy_core::plumbing::StrategyDoor)
+        .begin()
+        .await?;
     txn.execute_unprepared(&format!(
         "SET LOCAL ROLE {role}; SELECT set_config('tenancy.tenant_id', '{}', true)",
         a.id
@@ -161,6 +178,7 @@ async fn refuses_to_start_when_rls_is_not_in_force() -> Result<()> {
     let db = TestDatabase::create().await?;
     let role = format!("{}_app", db.name());
     let options = || SharedSchemaOptions {
+        migrations: tenancy_example::migrations(),
         app_role: role.clone(),
         ..SharedSchemaOptions::default()
     };

@@ -2,9 +2,9 @@
 //! error and write nothing.
 
 use anyhow::{Result, bail, ensure};
-use tenancy_core::domain::projects::{self, NewProject};
-use tenancy_core::domain::tasks::{self, NewTask};
 use tenancy_core::{Error, PageRequest, Slug, TenantId};
+use tenancy_example::projects::{self, NewProject};
+use tenancy_example::tasks::{self, NewTask};
 use uuid::Uuid;
 
 use super::support::{

@@ -2,10 +2,10 @@
 //! delete, keyset paging) and the summary join.
 
 use anyhow::{Result, ensure};
-use tenancy_core::domain::projects::{self, NewProject};
-use tenancy_core::domain::seed;
-use tenancy_core::domain::tasks::{self, NewTask, TaskPatch};
 use tenancy_core::{Error, Page, PageRequest};
+use tenancy_example::projects::{self, NewProject};
+use tenancy_example::seed;
+use tenancy_example::tasks::{self, NewTask, TaskPatch};
 use uuid::Uuid;
 
 use super::support::{

@@ -2,7 +2,6 @@
 //! and writes that carry another tenant's id, with every count taken directly in the database.
 
 use anyhow::{Result, ensure};
-use tenancy_core::domain::{project, seed, task};
 use tenancy_core::entity::{
     ActiveModelInTenant, CountInTenant, EntityInTenant, ManyInTenant, SelectInTenant,
 };
@@ -12,6 +11,7 @@ use tenancy_core::sea_orm::{
     QuerySelect, RelationTrait,
 };
 use tenancy_core::{Error, Tenant, TenantStore};
+use tenancy_example::{project, seed, task};
 use uuid::Uuid;
 
 use super::support::{expect_err, rows_anywhere, rows_where, tenant};

@@ -1,5 +1,5 @@
 //! A process stopped at each fault point of creating, migrating and deleting a tenant
-//! ([`tenancy_core::fault`]): the next run completes or cleans up, a half-built or
+//! ([`tenancy_core::plumbing::fault`]): the next run completes or cleans up, a half-built or
 //! half-deleted tenant is never served, and no other tenant is touched.
 //!
 //! Each check re-runs itself in a child process (this test binary, filtered to this one
@@ -12,6 +12,7 @@ use std::process::Command;
 
 use anyhow::{Result, bail, ensure};
 use tenancy_core::migration::TenantMigrations;
+use tenancy_core::plumbing::StrategyDoor;
 use tenancy_core::sea_orm::DbErr;
 use tenancy_core::sea_orm_migration::prelude::*;
 use tenancy_core::{Error, MigrateOptions, NewTenant, Strategy, Tenant, TenantState, TenantStore};
@@ -86,7 +87,11 @@ async fn creation_points(store: &dyn TenantStore) -> Result<Vec<&'static str>> {
     let mut points = Vec::new();
     for point in ["create:registered", "create:built", "create:pinned"] {
         let new = NewTenant::new(slug(&slug_at(point)), "interrupted");
-        let placed = store.placement_for(&new).await?.strategy();
+        let placed = store
+            .placements(StrategyDoor)
+            .placement_for(&new)
+            .await?
+            .strategy();
         if points_of(placed).contains(&point) {
             points.push(point);
         }
@@ -186,13 +191,13 @@ impl MigrationTrait for AddColumn {
     }
 }
 
-/// The default tenant migrations and `added` more, each adding a column.
+/// The example domain's tenant migrations and `added` more, each adding a column.
 fn with_columns(added: usize) -> TenantMigrations {
     let more = [
         AddColumn("m0101_conformance_note", "note"),
         AddColumn("m0102_conformance_label", "label"),
     ];
-    let mut list = tenancy_core::migration::tenant::Migrator::migrations();
+    let mut list = tenancy_example::migration::Migrator::migrations();
     for m in more.into_iter().take(added) {
         list.push(Box::new(m));
     }

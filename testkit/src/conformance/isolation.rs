@@ -4,11 +4,12 @@
 use std::collections::HashSet;
 
 use anyhow::{Context, Result, bail, ensure};
-use tenancy_core::domain::projects::{self, NewProject};
-use tenancy_core::domain::seed;
-use tenancy_core::domain::tasks::{self, NewTask, TaskPatch};
 use tenancy_core::sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
-use tenancy_core::{Error, PageRequest, ScopeMode, TENANT_TABLES, UnscopedView};
+use tenancy_core::{Error, PageRequest, ScopeMode, UnscopedView};
+use tenancy_example::TENANT_TABLES;
+use tenancy_example::projects::{self, NewProject};
+use tenancy_example::seed;
+use tenancy_example::tasks::{self, NewTask, TaskPatch};
 use uuid::Uuid;
 
 use super::support::{

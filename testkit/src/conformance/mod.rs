@@ -64,7 +64,7 @@ pub use transfer::*;
 pub struct StoreConfig {
     /// The most connections the store may hold to each server.
     pub max_connections: u32,
-    /// The tenant migrations, when not the default ones (a factory passes them to the
+    /// The tenant migrations, when not the example domain's (a factory passes them to the
     /// store's options).
     pub migrations: Option<TenantMigrations>,
 }
@@ -79,9 +79,12 @@ impl Default for StoreConfig {
 }
 
 impl StoreConfig {
-    /// The store's tenant migrations: the configured ones or the default.
+    /// The store's tenant migrations: the configured ones, or the example domain's
+    /// (`tenancy-example`), which the checks use.
     pub fn migrations(&self) -> TenantMigrations {
-        self.migrations.clone().unwrap_or_default()
+        self.migrations
+            .clone()
+            .unwrap_or_else(tenancy_example::migrations)
     }
 }
 

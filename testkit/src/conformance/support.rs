@@ -2,14 +2,14 @@
 //! repeat, expecting a typed error, and counting what a store left on the server.
 
 use anyhow::{Result, anyhow, bail};
-use tenancy_core::domain::projects::{self, NewProject, Project, ProjectPatch};
-use tenancy_core::domain::tasks::{self, Task, TaskPatch};
+use tenancy_core::plumbing::sql::stmt;
 use tenancy_core::sea_orm::{ConnectionTrait, Database, DatabaseConnection};
-use tenancy_core::sql::stmt;
 use tenancy_core::{
     Error, NewTenant, Page, PageRequest, ScopeMode, Slug, Tenant, TenantId, TenantScope,
     TenantStore,
 };
+use tenancy_example::projects::{self, NewProject, Project, ProjectPatch};
+use tenancy_example::tasks::{self, Task, TaskPatch};
 use uuid::Uuid;
 
 use super::Harness;
@@ -104,7 +104,7 @@ async fn count(conn: &DatabaseConnection, sql: &str) -> Result<i64> {
 pub(super) async fn footprint(h: &Harness) -> Result<(i64, i64, i64)> {
     let admin = h.db.admin().await?;
     let out = (
-        i64::try_from(tenancy_core::catalog::count(&admin).await?)?,
+        i64::try_from(tenancy_core::plumbing::catalog::count(&admin).await?)?,
         count(&admin, "SELECT count(*) FROM pg_namespace").await?,
         // Only the databases of this test: other tests create theirs at the same time.
         count(

@@ -4,10 +4,12 @@
 use std::io::Cursor;
 
 use anyhow::{Result, ensure};
-use tenancy_core::domain::projects::{self, NewProject};
-use tenancy_core::domain::{seed, tasks};
-use tenancy_core::transfer::{self, Manifest};
-use tenancy_core::{Error, NewTenant, Tenant, TenantStore, catalog};
+use tenancy_core::Manifest;
+use tenancy_core::plumbing::StrategyDoor;
+use tenancy_core::plumbing::catalog;
+use tenancy_core::{Error, NewTenant, Tenant, TenantStore};
+use tenancy_example::projects::{self, NewProject};
+use tenancy_example::{seed, tasks};
 
 use super::support::{all_projects, rows_anywhere, slug, tenant};
 use super::{Harness, StoreConfig};
@@ -38,7 +40,7 @@ async fn filled(store: &dyn TenantStore, name: &str) -> Result<Tenant> {
 
 async fn export(store: &dyn TenantStore, t: &Tenant) -> Result<(Vec<u8>, Manifest)> {
     let mut out = Vec::new();
-    let manifest = transfer::export_tenant(store, t, &mut out, &|_| {}).await?;
+    let manifest = store.export(t, &mut out, &|_| {}).await?;
     Ok((out, manifest))
 }
 
@@ -61,13 +63,13 @@ pub async fn export_import_round_trips(h: &Harness) -> Result<()> {
             .collect::<Vec<_>>()
             == ["projects", "tasks"]
     );
-    let copy = transfer::import_tenant(
-        &*store,
-        NewTenant::new(slug("acme-restored"), "Acme restored"),
-        &mut Cursor::new(file),
-        &|_| {},
-    )
-    .await?;
+    let copy = store
+        .import(
+            NewTenant::new(slug("acme-restored"), "Acme restored"),
+            &mut Cursor::new(file),
+            &|_| {},
+        )
+        .await?;
     ensure!(copy.id != acme.id && copy.slug.as_str() == "acme-restored");
     let (_, again) = export(&*store, &copy).await?;
     ensure!(
@@ -116,7 +118,7 @@ pub async fn corrupted_export_is_refused(h: &Harness) -> Result<()> {
     let store = h.store(StoreConfig::default()).await?;
     let acme = filled(&*store, "acme").await?;
     let (file, _) = export(&*store, &acme).await?;
-    let before = catalog::count(store.catalog()).await?;
+    let before = catalog::count(store.placements(StrategyDoor).catalog()).await?;
     let mut flipped = file.clone();
     let mid = 17 + (file.len() - 17) / 3;
     flipped[mid] ^= 0x20;
@@ -154,14 +156,14 @@ pub async fn corrupted_export_is_refused(h: &Harness) -> Result<()> {
     ];
     for (what, bytes, says) in cases {
         let s = slug("restored");
-        let err = transfer::import_tenant(
-            &*store,
-            NewTenant::new(s.clone(), "x"),
-            &mut Cursor::new(bytes),
-            &|_| {},
-        )
-        .await
-        .err();
+        let err = store
+            .import(
+                NewTenant::new(s.clone(), "x"),
+                &mut Cursor::new(bytes),
+                &|_| {},
+            )
+            .await
+            .err();
         ensure!(
             matches!(err, Some(Error::BadExport(ref m)) if m.contains(says)),
             "{what}: expected a refusal naming {says:?}, got {err:?}"
@@ -171,7 +173,7 @@ pub async fn corrupted_export_is_refused(h: &Harness) -> Result<()> {
             "{what}: a tenant was created"
         );
         ensure!(
-            catalog::count(store.catalog()).await? == before,
+            catalog::count(store.placements(StrategyDoor).catalog()).await? == before,
             "{what}: the catalog changed"
         );
     }

@@ -2,7 +2,7 @@
 
 //!
 //! Written with the [`project`] entity through the scope
-//! ([`crate::entity`]), except the summary: a hand-written join with aggregate filters is what
+//! ([`tenancy_core::entity`]), except the summary: a hand-written join with aggregate filters is what
 //! the scope's string builders are for.
 
 use sea_orm::ActiveValue::Set;
@@ -13,10 +13,10 @@ use uuid::Uuid;
 
 use super::check_text;
 use super::project;
-use crate::entity::{ActiveModelInTenant, ManyInTenant, SelectInTenant};
-use crate::error::{Error, Result};
-use crate::page::{Page, PageRequest};
-use crate::scope::TenantScope;
+use tenancy_core::TenantScope;
+use tenancy_core::entity::{ActiveModelInTenant, ManyInTenant, SelectInTenant};
+use tenancy_core::{Error, Result};
+use tenancy_core::{Page, PageRequest};
 
 const TABLE: &str = super::PROJECTS;
 
@@ -77,7 +77,7 @@ pub struct ProjectSummary {
 
 fn check_new(new: &NewProject) -> Result<()> {
     check_text("name", &new.name, MAX_NAME)?;
-    super::storable("description", &new.description)?;
+    tenancy_core::storable("description", &new.description)?;
     if new.description.chars().count() > MAX_DESCRIPTION {
         return Err(Error::Invalid {
             field: "description",

@@ -92,7 +92,7 @@ pub struct ConnectionHooks {
 }
 
 /// Opens a raw sqlx pool on `url` (after [`loopback_without_tls`]) with `settings` and `hooks`:
-/// for a strategy that lends connections to scopes ([`crate::LentConnection`]). Its
+/// for a strategy that lends connections to scopes ([`crate::plumbing::LentConnection`]). Its
 /// sea-orm view is `SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone())`.
 pub async fn connect_sqlx_pool(
     url: &str,

@@ -1,10 +1,12 @@
-//! The tenant migrator: the domain's tables, with unqualified names (see the module above).
+//! The tenant migrations of the example domain: projects and tasks, with unqualified names, so
+//! each strategy decides where they land.
 
 use sea_orm_migration::prelude::*;
 
-/// The domain's migrations. Shared-schema runs it as a sea-orm-migration migrator (ledger
-/// `tenancy_tenant_migrations`); the other strategies apply [`Migrator::migrations`] per
-/// schema or database through [`crate::migration::TenantMigrations`].
+/// The domain's migrations, in order, as a sea-orm-migration migrator. Stores apply them
+/// through [`tenancy_core::migration::TenantMigrations`] (see [`crate::migrations`]): once for
+/// the shared tables, once per tenant schema or database for the others, with each tenant's
+/// version in the catalog counting how many have run.
 #[derive(Debug)]
 pub struct Migrator;
 
@@ -23,8 +25,14 @@ impl MigratorTrait for Migrator {
 /// Projects and tasks. Every key starts with `tenant_id`, and so does the foreign key from a
 /// task to its project: a task can never point at another tenant's project, and the tables
 /// can be distributed by `tenant_id` (Citus) without change.
-#[derive(Debug, DeriveMigrationName)]
+#[derive(Debug)]
 pub struct M0001ProjectsAndTasks;
+
+impl MigrationName for M0001ProjectsAndTasks {
+    fn name(&self) -> &str {
+        "m0001_projects_and_tasks"
+    }
+}
 
 #[async_trait::async_trait]
 impl MigrationTrait for M0001ProjectsAndTasks {

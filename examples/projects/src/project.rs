@@ -1,5 +1,5 @@
 //! The `projects` table as a sea-orm entity, for domain code written with entities (see
-//! [`crate::entity`]); [`super::projects`] holds the operations the demo serves.
+//! [`tenancy_core::entity`]); [`super::projects`] holds the operations the demo serves.
 
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;

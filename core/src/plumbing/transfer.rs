@@ -1135,9 +1135,10 @@ pub trait ExportFile: AsyncRead + AsyncSeek + Unpin + Send {}
 impl<T: AsyncRead + AsyncSeek + Unpin + Send> ExportFile for T {}
 
 // ANCHOR: export_tenant
-/// Exports `tenant` (ready, or being moved) from `store` to `out`: the backup of one tenant.
+/// Exports `tenant` (ready, or being moved) from the store whose placements these are to
+/// `out`: what [`TenantStore::export`](crate::TenantStore::export) does.
 pub async fn export_tenant(
-    store: &dyn crate::TenantStore,
+    store: &dyn crate::plumbing::Placements,
     tenant: &Tenant,
     out: &mut (dyn AsyncWrite + Unpin + Send),
     progress: OnProgress<'_>,
@@ -1149,19 +1150,17 @@ pub async fn export_tenant(
 // ANCHOR_END: export_tenant
 
 // ANCHOR: import_tenant
-/// Restores an export into a new tenant `new` of `store` (in the store's own placement, or
-/// the one `new` asks for): the file is checked whole first, and a file that fails is
-/// refused with [`Error::BadExport`] before anything is created. The slug must be free
-/// ([`Error::TenantAlreadyExists`] otherwise: an import never merges into a tenant). If the
-/// rows cannot go in, the new tenant is deleted again.
-pub async fn import_tenant(
-    store: &dyn crate::TenantStore,
+/// Restores an export into a new tenant `new` of `store` (whose placements `placements` are):
+/// what [`TenantStore::import`](crate::TenantStore::import) does.
+pub async fn import_tenant<S: crate::TenantStore + ?Sized>(
+    store: &S,
+    placements: &dyn crate::plumbing::Placements,
     new: crate::NewTenant,
     input: &mut dyn ExportFile,
     progress: OnProgress<'_>,
 ) -> Result<Tenant> {
     let manifest = check_file(input).await?;
-    let version = store.tenant_version();
+    let version = placements.tenant_version();
     if manifest.schema_version != version {
         return Err(Error::BadExport(format!(
             "the file was made at schema version {} and new tenants here are at {version}: \
@@ -1171,7 +1170,7 @@ pub async fn import_tenant(
     }
     let tenant = store.create_tenant(new.exclusive()).await?;
     let imported = async {
-        let mut tables = store.tables_at(&tenant, &tenant.placement).await?;
+        let mut tables = placements.tables_at(&tenant, &tenant.placement).await?;
         tables.import(&tenant, input, progress).await
     }
     .await;

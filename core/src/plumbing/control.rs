@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0001Catalog),
             Box::new(M0002CatalogNotifications),
             Box::new(M0003Moves),
+            Box::new(M0004TenantMigrationNames),
         ]
     }
 
@@ -138,6 +139,37 @@ CREATE TABLE tenancy.jobs (
     finished_at timestamptz
 );
 CREATE INDEX jobs_tenant_idx ON tenancy.jobs (tenant_id, started_at);
+"#,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// The names of the tenant migrations, by version: a tenant's `schema_version` counts the
+/// migrations applied to it, so the list a store is given must begin with the one its tenants
+/// were built with. [`TenantMigrations::check_recorded`](crate::TenantMigrations::check_recorded)
+/// records the list here and refuses one that no longer begins with it.
+#[derive(Debug)]
+pub struct M0004TenantMigrationNames;
+
+impl MigrationName for M0004TenantMigrationNames {
+    fn name(&self) -> &str {
+        "m0004_tenant_migration_names"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0004TenantMigrationNames {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                r#"
+CREATE TABLE tenancy.tenant_migrations (
+    version integer PRIMARY KEY CHECK (version > 0),
+    name    text NOT NULL
+);
 "#,
             )
             .await?;

@@ -2,7 +2,7 @@
 //! `(tenant_id, project_id) -> projects (tenant_id, id)` enforces in every strategy.
 
 //!
-//! Written with the [`task`] entity through the scope ([`crate::entity`]).
+//! Written with the [`task`] entity through the scope ([`tenancy_core::entity`]).
 
 use sea_orm::ActiveValue::Set;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -11,10 +11,10 @@ use uuid::Uuid;
 
 use super::check_text;
 use super::task;
-use crate::entity::{ActiveModelInTenant, ManyInTenant, SelectInTenant};
-use crate::error::{Error, Result};
-use crate::page::{Page, PageRequest};
-use crate::scope::TenantScope;
+use tenancy_core::TenantScope;
+use tenancy_core::entity::{ActiveModelInTenant, ManyInTenant, SelectInTenant};
+use tenancy_core::{Error, Result};
+use tenancy_core::{Page, PageRequest};
 
 /// The longest task title accepted.
 pub const MAX_TITLE: usize = 500;

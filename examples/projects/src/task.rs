@@ -1,4 +1,4 @@
-//! The `tasks` table as a sea-orm entity (see [`crate::entity`]); [`super::tasks`] holds the
+//! The `tasks` table as a sea-orm entity (see [`tenancy_core::entity`]); [`super::tasks`] holds the
 //! operations the demo serves.
 
 use chrono::{DateTime, Utc};

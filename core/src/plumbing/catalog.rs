@@ -94,7 +94,7 @@ pub async fn claim(
     new: &NewTenant,
     placement: &Placement,
 ) -> Result<Tenant> {
-    crate::domain::storable("name", &new.name)?;
+    crate::tenant::storable("name", &new.name)?;
     let (tenant, inserted) = insert_provisioning(conn, &new.slug, &new.name, placement).await?;
     if !inserted && new.exclusive {
         return Err(Error::TenantAlreadyExists(new.slug.to_string()));
@@ -179,7 +179,7 @@ where
         TenantState::Ready | TenantState::Moving => Ok(tenant),
         TenantState::Deleting => Err(Error::not_ready(&tenant)),
         TenantState::Provisioning => {
-            crate::fault::point("create:registered");
+            crate::plumbing::fault::point("create:registered");
             provision(tenant).await
         }
     }
@@ -204,14 +204,14 @@ where
         return Err(Error::not_ready(tenant));
     }
     set_state(conn, tenant.id, TenantState::Deleting).await?;
-    crate::fault::point("delete:marked");
+    crate::plumbing::fault::point("delete:marked");
     // A process that still has the tenant cached may write a row between the purge and the
     // removal; where the tenant's rows reference the catalog row (shared tables), the removal
     // is then refused, and the purge runs again.
     let mut attempts = 0;
     loop {
         purge().await?;
-        crate::fault::point("delete:purged");
+        crate::plumbing::fault::point("delete:purged");
         match remove(conn, tenant.id).await {
             Err(Error::ForeignKeyViolation { .. }) if attempts < 3 => attempts += 1,
             done => return done,
@@ -320,15 +320,10 @@ pub async fn count(conn: &impl ConnectionTrait) -> Result<usize> {
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
-/// The placement kind a strategy records (`placement->>'kind'` in the catalog); `None` for
-/// the hybrid store, whose tenants have every kind.
-pub fn placement_kind(strategy: Strategy) -> Option<&'static str> {
-    match strategy {
-        Strategy::SharedSchema => Some("shared"),
-        Strategy::SeparateSchema => Some("schema"),
-        Strategy::SeparateDb => Some("database"),
-        Strategy::Hybrid => None,
-    }
+/// The `placement->>'kind'` a strategy's tenants have in the catalog; `None` for the hybrid
+/// store, whose tenants have every kind.
+fn kind_of(strategy: Strategy) -> Option<&'static str> {
+    strategy.placement_kind().map(|k| k.as_str())
 }
 
 /// How many tenants placed by `strategy` are `ready` (a migration report's "up to date" is
@@ -338,7 +333,7 @@ pub async fn count_ready(conn: &impl ConnectionTrait, strategy: Strategy) -> Res
         .query_one_raw(stmt(
             "SELECT count(*) AS n FROM tenancy.tenants \
              WHERE state = 'ready' AND ($1::text IS NULL OR placement->>'kind' = $1)",
-            [placement_kind(strategy).into()],
+            [kind_of(strategy).into()],
         ))
         .await?
         .map(|r| r.try_get::<i64>("", "n"))
@@ -364,7 +359,7 @@ pub async fn behind(
                  AND ($2::text IS NULL OR placement->>'kind' = $2) \
                  ORDER BY id"
             ),
-            [latest.into(), placement_kind(strategy).into()],
+            [latest.into(), kind_of(strategy).into()],
         ),
     )
     .await

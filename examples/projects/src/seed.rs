@@ -3,8 +3,8 @@
 
 use super::projects::{self, NewProject, Project};
 use super::tasks::{self, NewTask};
-use crate::error::Result;
-use crate::scope::TenantScope;
+use tenancy_core::Result;
+use tenancy_core::TenantScope;
 
 /// Creates `projects` projects named `{prefix}0`, `{prefix}1`, ..., each with `tasks` tasks,
 /// through `scope` (which the caller commits). Returns the projects in creation order.

@@ -1,0 +1,78 @@
+//! The example SaaS domain of the tenancy workspace: projects, and tasks that belong to a
+//! project, written once against a [`TenantScope`](tenancy_core::TenantScope).
+//!
+//! This crate is an application of `tenancy-core`, not a part of it: core knows no table of
+//! its own, and a store provisions, migrates, exports, moves and purges exactly the tables its
+//! migrations create. The demo, the benches, the testkit's conformance suite and the book use
+//! this domain; a product brings its own in the same shape:
+//! - entities ([`project`], [`task`]) with a `tenant_id` column and keys that start with it;
+//! - the tenant [`migrations`] ([`migration`]), with unqualified table names, given to a store's
+//!   options;
+//! - the operations ([`projects`], [`tasks`]), which go through the scope
+//!   ([`tenancy_core::entity`], or the scope's builders for the summary join), so the tenant
+//!   predicate and the table placement come with every statement.
+//!
+//! ```no_run
+//! # // no_run: needs a PostgreSQL server; the testkit's conformance suite runs the same.
+//! # async fn f() -> anyhow::Result<()> {
+//! use tenancy_core::{NewTenant, Slug, TenantStore};
+//! use tenancy_example::projects::{self, NewProject};
+//! use tenancy_shared_schema::{SharedSchemaOptions, SharedSchemaStore};
+//!
+//! let options = SharedSchemaOptions {
+//!     migrations: tenancy_example::migrations(),
+//!     ..Default::default()
+//! };
+//! let store = SharedSchemaStore::connect("postgres://postgres@127.0.0.1/app", options).await?;
+//! let acme = store.create_tenant(NewTenant::new(Slug::parse("acme")?, "Acme")).await?;
+//! let scope = store.scope(&acme).await?;
+//! projects::create(&scope, NewProject::named("Launch")).await?;
+//! scope.commit().await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod migration;
+pub mod project;
+pub mod projects;
+pub mod seed;
+pub mod task;
+pub mod tasks;
+
+use tenancy_core::migration::TenantMigrations;
+use tenancy_core::{Error, Result};
+
+/// The table of [`projects`].
+pub(crate) const PROJECTS: &str = "projects";
+/// The table of [`tasks`].
+pub(crate) const TASKS: &str = "tasks";
+
+/// The domain's tenant tables, in creation order (parents first). Every one has a
+/// `tenant_id` column.
+pub const TENANT_TABLES: [&str; 2] = [PROJECTS, TASKS];
+
+/// The domain's tenant migrations, for a store's options
+/// (`migrations: tenancy_example::migrations()`).
+pub fn migrations() -> TenantMigrations {
+    use tenancy_core::sea_orm_migration::MigratorTrait;
+    TenantMigrations::new(migration::Migrator::migrations())
+}
+
+/// Checks a required text field: not blank, at most `max` characters, storable.
+pub(crate) fn check_text(field: &'static str, value: &str, max: usize) -> Result<()> {
+    tenancy_core::storable(field, value)?;
+    if value.trim().is_empty() {
+        return Err(Error::Invalid {
+            field,
+            reason: "must not be empty".into(),
+        });
+    }
+    if value.chars().count() > max {
+        return Err(Error::Invalid {
+            field,
+            reason: format!("must be at most {max} characters"),
+        });
+    }
+    Ok(())
+}
