@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use tenancy_core::migration::TenantMigrations;
 use tenancy_testkit::TestDatabase;
 
 fn lifecycle(c: &mut Criterion) {
@@ -24,7 +23,7 @@ fn lifecycle(c: &mut Criterion) {
         let setup = rt.block_on(async {
             let db = TestDatabase::create().await?;
             let store =
-                tenancy_benches::open_store(strategy, &db, TenantMigrations::default()).await?;
+                tenancy_benches::open_store(strategy, &db, tenancy_example::migrations()).await?;
             tenancy_benches::tenants(store.as_ref(), "existing", existing, 4).await?;
             anyhow::Ok((db, store))
         });

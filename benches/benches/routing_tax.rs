@@ -23,7 +23,6 @@ use std::sync::Arc;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use tenancy_core::PageRequest;
 use tenancy_core::entity::{ActiveModelInTenant, SelectInTenant};
-use tenancy_core::migration::TenantMigrations;
 use tenancy_core::sea_orm::ActiveValue::Set;
 use tenancy_core::sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use tenancy_core::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -106,7 +105,7 @@ async fn variant(name: &str, db: &TestDatabase) -> anyhow::Result<Target> {
             .await?,
         ),
         "shared-schema" => {
-            tenancy_benches::open_store(Strategy::SharedSchema, db, TenantMigrations::default())
+            tenancy_benches::open_store(Strategy::SharedSchema, db, tenancy_example::migrations())
                 .await?
         }
         "shared-schema-rls-in-transaction" => Arc::new(
@@ -138,11 +137,11 @@ async fn variant(name: &str, db: &TestDatabase) -> anyhow::Result<Target> {
             ));
         }
         "separate-schema" => {
-            tenancy_benches::open_store(Strategy::SeparateSchema, db, TenantMigrations::default())
+            tenancy_benches::open_store(Strategy::SeparateSchema, db, tenancy_example::migrations())
                 .await?
         }
         "separate-db" => {
-            tenancy_benches::open_store(Strategy::SeparateDb, db, TenantMigrations::default())
+            tenancy_benches::open_store(Strategy::SeparateDb, db, tenancy_example::migrations())
                 .await?
         }
         other => anyhow::bail!("unknown variant {other}"),

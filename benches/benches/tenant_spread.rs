@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
-use tenancy_core::migration::TenantMigrations;
 use tenancy_core::{ScopeMode, Tenant, TenantStore};
 use tenancy_example::projects;
 use tenancy_testkit::TestDatabase;
@@ -39,7 +38,7 @@ fn tenant_spread(c: &mut Criterion) {
         let setup = rt.block_on(async {
             let db = TestDatabase::create().await?;
             let store =
-                tenancy_benches::open_store(strategy, &db, TenantMigrations::default()).await?;
+                tenancy_benches::open_store(strategy, &db, tenancy_example::migrations()).await?;
             anyhow::Ok((db, store))
         });
         let (db, store) =

@@ -149,7 +149,7 @@ pub async fn open_store(
 pub async fn plain_database(db: &TestDatabase) -> Result<DatabaseConnection> {
     let conn = Database::connect(tenancy_core::plumbing::loopback_without_tls(db.url())).await?;
     let txn = conn.begin().await?;
-    TenantMigrations::default().apply(&txn, None, 0).await?;
+    tenancy_example::migrations().apply(&txn, None, 0).await?;
     txn.commit().await?;
     Ok(conn)
 }

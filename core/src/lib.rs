@@ -59,6 +59,7 @@ pub mod plumbing;
 mod scope;
 mod store;
 mod tenant;
+mod text;
 
 // Inside core, the strategy door's modules by their short names.
 pub(crate) use plumbing::{catalog, sql, transfer};
@@ -77,6 +78,7 @@ pub use tenant::{
     Move, MoveStep, NewTenant, Placement, PlacementKind, Slug, Tenant, TenantId, TenantState,
     check_identifier, quote_ident, storable,
 };
+pub use text::{BLANK, TextRule};
 
 pub use sea_orm;
 pub use sea_orm_migration;

@@ -104,6 +104,16 @@ impl Slug {
     }
     // ANCHOR_END: slug_check
 
+    /// The same rule as [`Slug::parse`] as a JSON Schema `pattern` (ECMA-262, which Python's
+    /// `re` reads the same), built from the same constants: for an HTTP layer's document.
+    pub fn pattern() -> String {
+        format!(
+            "^(?!pg-)(?!(?:{})$)[a-z][a-z0-9-]{{0,{}}}$",
+            RESERVED.join("|"),
+            Self::MAX_LEN - 1
+        )
+    }
+
     /// The slug as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -529,6 +539,15 @@ mod tests {
         for bad in ["separate-db", "hybrid", "Shared", ""] {
             assert!(bad.parse::<PlacementKind>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_pattern_is_the_rule() {
+        let pattern = Slug::pattern();
+        assert!(
+            pattern.contains("template1") && pattern.contains("{0,39}"),
+            "{pattern}"
+        );
     }
 
     #[test]

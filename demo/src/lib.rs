@@ -20,6 +20,7 @@
 //! configuration's static tenants ([`statics`]) are kept apart from the customers'.
 
 pub mod accounts;
+pub mod body;
 pub mod cli;
 pub mod database;
 pub mod identity;
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+pub mod rules;
 pub mod scoped;
 pub mod settings;
 pub mod startup;

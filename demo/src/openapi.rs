@@ -152,11 +152,10 @@ impl Modify for Conventions {
 // ANCHOR_END: conventions
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    let not_allowed = || web::to(crate::problem::method_not_allowed);
     cfg.service(
         web::resource("/openapi.json")
             .route(web::get().to(openapi))
-            .default_service(not_allowed()),
+            .default_service(crate::problem::allow("GET")),
     )
     .service(
         web::resource("/docs")
@@ -165,7 +164,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .insert_header(("Location", "/docs/"))
                     .finish()
             }))
-            .default_service(not_allowed()),
+            .default_service(crate::problem::allow("GET")),
     )
     .service(
         utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
@@ -174,14 +173,63 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/explorer")
             .route(web::get().to(explorer))
-            .default_service(not_allowed()),
+            .default_service(crate::problem::allow("GET")),
     );
 }
 
-/// This API, described.
-pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+/// This API, described, for this deployment (see [`this_deployment`]).
+pub async fn openapi(state: web::Data<crate::state::AppState>) -> HttpResponse {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    this_deployment(&mut doc, &state);
+    HttpResponse::Ok().json(doc)
 }
+
+// ANCHOR: this_deployment
+/// What only the running app knows, written into the document so that a value it allows is
+/// one the app accepts: the placements this strategy serves (every one for hybrid, its own
+/// for the others) for `placement` and a move's `to`, and, where tenants are placed on
+/// servers (separate-db, hybrid), the configured server names for `server`. Other strategies
+/// ignore `server`, so any string stays allowed there.
+pub fn this_deployment(doc: &mut serde_json::Value, state: &crate::state::AppState) {
+    use serde_json::{Value, json};
+    let kinds: Vec<Value> = match state.strategy.placement_kind() {
+        Some(own) => vec![json!(own.as_str())],
+        None => tenancy_core::PlacementKind::ALL
+            .iter()
+            .map(|k| json!(k.as_str()))
+            .collect(),
+    };
+    let placed_on_servers = matches!(
+        state.strategy,
+        tenancy_core::Strategy::SeparateDb | tenancy_core::Strategy::Hybrid
+    );
+    let servers: Vec<Value> = state.servers.iter().map(|s| json!(s)).collect();
+    let schemas = &mut doc["components"]["schemas"];
+    for (schema, field) in [("CreateTenant", "placement"), ("MoveTenant", "to")] {
+        let nullable = field == "placement";
+        let mut allowed = kinds.clone();
+        if nullable {
+            allowed.push(Value::Null);
+        }
+        schemas[schema]["properties"][field] = json!({
+            "type": if nullable { json!(["string", "null"]) } else { json!("string") },
+            "enum": allowed,
+            "description": "shared, schema or database: those this app serves",
+        });
+    }
+    if placed_on_servers {
+        for schema in ["CreateTenant", "MoveTenant"] {
+            let mut allowed = servers.clone();
+            allowed.push(Value::Null);
+            schemas[schema]["properties"]["server"] = json!({
+                "type": ["string", "null"],
+                "enum": allowed,
+                "description": "the server to place the tenant's database on",
+            });
+        }
+    }
+}
+// ANCHOR_END: this_deployment
 
 /// The tenant explorer: one page, its script inline, nothing loaded from elsewhere.
 pub async fn explorer() -> HttpResponse {

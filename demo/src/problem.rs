@@ -38,8 +38,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
-    #[error("this route does not take that method")]
-    MethodNotAllowed,
+    /// The route does not take the request's method; it takes these (the `Allow` header).
+    #[error("this route does not take that method; it takes {0}")]
+    MethodNotAllowed(&'static str),
     /// The database cannot be reached (or no connection came free in time).
     #[error("the database is unavailable; retry shortly")]
     Unavailable,
@@ -63,7 +64,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => "invalid-value",
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge(_) => "body-too-large",
-            ApiError::MethodNotAllowed => "method-not-allowed",
+            ApiError::MethodNotAllowed(_) => "method-not-allowed",
             ApiError::Unavailable => "unavailable",
             ApiError::TooSlow => "statement-timeout",
             ApiError::TooMany(_) => "rate-limited",
@@ -126,7 +127,7 @@ impl ResponseError for ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable | ApiError::TooSlow => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -156,6 +157,9 @@ impl ResponseError for ApiError {
             ApiError::TooMany(secs) => {
                 res.insert_header((header::RETRY_AFTER, HeaderValue::from(*secs)));
             }
+            ApiError::MethodNotAllowed(allow) => {
+                res.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+            }
             _ => {}
         }
         res.body(serde_json::to_string(&problem).unwrap_or_default())
@@ -175,7 +179,13 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) -> ApiE
     }
 }
 
-/// The answer of a route asked with a method it does not take.
-pub async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+// ANCHOR: allow
+/// The answer of a route asked with a method it does not declare: 405 with `Allow` listing
+/// `methods` (the methods the route's resource declares, as `"GET, POST"`), as problem+json.
+/// Every resource's `default_service`.
+pub fn allow(methods: &'static str) -> actix_web::Route {
+    actix_web::web::to(move || async move {
+        Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed(methods))
+    })
 }
+// ANCHOR_END: allow

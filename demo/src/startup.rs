@@ -237,6 +237,11 @@ impl Application {
         let mut state = AppState::new(backend.store.clone(), backend.control.clone(), metrics);
         state.mover = backend.mover.clone();
         state.statics = Arc::new(crate::statics::StaticTenants::new(&settings.tenants));
+        state.servers = Arc::new(
+            std::iter::once("main".to_owned())
+                .chain(settings.servers.iter().map(|s| s.name.clone()))
+                .collect(),
+        );
         let limit = settings.http.body_limit;
         let server = HttpServer::new(move || {
             let state = state.clone();

@@ -23,6 +23,12 @@ pub struct AppState {
     pub statics: Arc<crate::statics::StaticTenants>,
     /// The SQL the last requests sent through each tenant's scope (for `/explorer`).
     pub journal: Arc<crate::journal::Journal>,
+    /// The servers a tenant database may be placed on (separate-db and hybrid): the control
+    /// server, `main`, and the configured ones. The OpenAPI document lists them.
+    pub servers: Arc<Vec<String>>,
+    /// One move at a time in this process (`POST /admin/tenants/{slug}/move` answers 429
+    /// while one runs).
+    pub moves: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -43,6 +49,8 @@ impl AppState {
             mover: None,
             statics: Arc::default(),
             journal: Arc::default(),
+            servers: Arc::new(vec!["main".to_owned()]),
+            moves: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 }

@@ -45,7 +45,7 @@ pub fn pick(name: Option<&str>) -> Result<Strategy> {
 
 /// How [`open`] configures a store. `None` keeps the library's default (the benches run the
 /// strategies so); a field a strategy has no use for is ignored by it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StoreSettings {
     /// shared-schema and separate-schema: the most connections the store holds.
     pub max_connections: Option<u32>,
@@ -57,10 +57,24 @@ pub struct StoreSettings {
     pub statement_timeout: Option<Duration>,
     /// separate-db: more servers to place tenants on.
     pub servers: Vec<ServerSettings>,
-    /// The tenant migrations.
+    /// The tenant migrations (default: the example domain's, which the demo serves).
     pub migrations: TenantMigrations,
     /// hybrid: where a new tenant goes when its creation does not say.
     pub default_placement: Option<PlacementKind>,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            max_connections: None,
+            connections_per_server: None,
+            acquire_timeout: None,
+            statement_timeout: None,
+            servers: Vec::new(),
+            migrations: tenancy_example::migrations(),
+            default_placement: None,
+        }
+    }
 }
 
 impl From<&Settings> for StoreSettings {

@@ -14,6 +14,13 @@
 //! - **PgBouncer**, for the leak tests through a transaction pooler. `PGBOUNCER_URL` names one;
 //!   otherwise the `pgbouncer` binary must be installed. As root with `apt-get`, the task
 //!   installs the Debian package; otherwise it stops at once with the one line to run.
+//! - **Citus** 13.2.2, for the shared-schema and separate-schema suites on a Citus cluster of
+//!   the tests' own. When `citus.so` is missing from `pg_config --pkglibdir`, the task builds
+//!   it from the source tarball in `TENANCY_CITUS_SOURCE` (a folder holding
+//!   `citus-13.2.2.tar.gz` and the PostgreSQL 15.20 patch; default: `../shared/citus` beside
+//!   the workspace) and installs it, as root, with the build packages from `apt-get`: once
+//!   per machine, two to four minutes on two cores. Otherwise it stops with the line to run.
+//!   `CITUS_URL` (a coordinator of the user's own) skips it.
 //! - **Chromium and ChromeDriver**, for the page tests (the explorer and the API page in a
 //!   real headless browser). `CHROMEDRIVER` and `CHROMIUM` name them; otherwise
 //!   `/usr/bin/chromedriver` and `/usr/bin/chromium`, installed the same way (Debian's
@@ -22,7 +29,7 @@
 //! No dependencies: it builds in seconds, before anything else.
 
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
@@ -31,7 +38,7 @@ const MACHINE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 const USAGE: &str =
     "usage: cargo xtask test [ARGS...]   set up, then cargo test --workspace --all-features ARGS
-       cargo xtask setup            only the set-up (PostgreSQL, PgBouncer, Chromium)";
+       cargo xtask setup            only the set-up (PostgreSQL, PgBouncer, Citus, Chromium)";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -67,6 +74,7 @@ fn is_root() -> bool {
 fn setup() -> Result<(), String> {
     postgres()?;
     pgbouncer()?;
+    citus()?;
     chromium()
 }
 
@@ -254,6 +262,119 @@ fn apt_install(what: &str, packages: &[&str], otherwise: &str) -> Result<(), Str
     } else {
         Err(format!(
             "installing {what} failed: run `{line}` and try again"
+        ))
+    }
+}
+
+// --- Citus ----------------------------------------------------------------------------------------
+
+const CITUS_TARBALL: &str = "citus-13.2.2.tar.gz";
+const CITUS_PATCH: &str = "pg15.20-have_createdb_privilege.patch";
+/// What Citus needs to build (its README), from Debian's packages.
+const CITUS_BUILD_PACKAGES: &[&str] = &[
+    "postgresql-server-dev-15",
+    "libcurl4-openssl-dev",
+    "liblz4-dev",
+    "libzstd-dev",
+    "libkrb5-dev",
+    "libssl-dev",
+    "libselinux1-dev",
+    "libxslt1-dev",
+    "libpam0g-dev",
+    "libreadline-dev",
+    "libicu-dev",
+    "uuid-dev",
+    "autoconf",
+    "flex",
+    "make",
+    "gcc",
+];
+
+fn pg_config(flag: &str) -> Option<PathBuf> {
+    let out = Command::new("pg_config").arg(flag).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && !text.is_empty()).then(|| PathBuf::from(text))
+}
+
+/// The folder with Citus' source tarball and patch.
+fn citus_source() -> PathBuf {
+    std::env::var_os("TENANCY_CITUS_SOURCE").map_or_else(
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/citus")
+                .components()
+                .collect()
+        },
+        PathBuf::from,
+    )
+}
+
+fn citus() -> Result<(), String> {
+    if std::env::var_os("CITUS_URL").is_some() {
+        log("Citus: CITUS_URL is set");
+        return Ok(());
+    }
+    let Some(libdir) = pg_config("--pkglibdir") else {
+        return Err("pg_config is not on PATH: install PostgreSQL's server packages".into());
+    };
+    if libdir.join("citus.so").is_file() {
+        log(&format!("Citus: {}", libdir.join("citus.so").display()));
+        return Ok(());
+    }
+    let source = citus_source();
+    let line = format!(
+        "sudo cargo xtask setup (it builds Citus from {} into {})",
+        source.display(),
+        libdir.display()
+    );
+    if !source.join(CITUS_TARBALL).is_file() || !source.join(CITUS_PATCH).is_file() {
+        return Err(format!(
+            "Citus is not installed and its source is not at {} ({CITUS_TARBALL} and \
+             {CITUS_PATCH}): set TENANCY_CITUS_SOURCE to the folder that holds them, or \
+             set CITUS_URL to a Citus coordinator of your own",
+            source.display()
+        ));
+    }
+    if !is_root() {
+        return Err(format!("Citus is not installed: run `{line}`"));
+    }
+    apt_install(
+        "Citus' build packages",
+        CITUS_BUILD_PACKAGES,
+        "they build Citus from source",
+    )?;
+    let build = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/citus-build");
+    log(&format!(
+        "building Citus from {} in {} (two to four minutes, once per machine)",
+        source.display(),
+        build.display()
+    ));
+    let script = format!(
+        "set -e; rm -rf '{b}'; mkdir -p '{b}'; cd '{b}'; tar xzf '{t}'; cd citus-13.2.2; \
+         patch -p1 < '{p}'; ./configure PG_CONFIG='{c}' >configure.log; \
+         make -j2 with_llvm=no >make.log; make install with_llvm=no >install.log",
+        b = build.display(),
+        t = source.join(CITUS_TARBALL).display(),
+        p = source.join(CITUS_PATCH).display(),
+        c = pg_config("--bindir")
+            .map(|d| d.join("pg_config"))
+            .unwrap_or_else(|| PathBuf::from("pg_config"))
+            .display(),
+    );
+    let ok = Command::new("bash")
+        .args(["-c", &script])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok && libdir.join("citus.so").is_file() {
+        log(&format!(
+            "Citus: installed {}",
+            libdir.join("citus.so").display()
+        ));
+        Ok(())
+    } else {
+        Err(format!(
+            "building Citus failed (logs in {}/citus-13.2.2): run `{line}` after fixing it",
+            build.display()
         ))
     }
 }

@@ -56,7 +56,9 @@ pub struct User {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    #[schema(schema_with = crate::rules::schema::email)]
     pub email: String,
+    #[schema(schema_with = crate::rules::schema::user_name)]
     pub name: String,
 }
 
@@ -113,19 +115,9 @@ pub fn new_token() -> String {
 /// Creates a user; `Invalid` for a bad email or name, `UniqueViolation` when the email is
 /// taken.
 pub async fn create_user(db: &impl ConnectionTrait, new: NewUser) -> Result<User> {
-    tenancy_core::storable("email", &new.email)?;
-    tenancy_core::storable("name", &new.name)?;
-    let email = new.email.trim().to_lowercase();
-    let name = new.name.trim().to_owned();
-    if email.len() > 254 || !email.contains('@') || email.starts_with('@') || email.ends_with('@') {
-        return Err(Error::invalid(
-            "email",
-            "must be an email address of at most 254 characters",
-        ));
-    }
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(Error::invalid("name", "must be 1 to 200 characters"));
-    }
+    crate::rules::check_email(&new.email)?;
+    let email = new.email.to_lowercase();
+    let name = crate::rules::trimmed(crate::rules::USER_NAME, "name", &new.name)?;
     let id = Uuid::now_v7();
     db.execute_raw(stmt(
         "INSERT INTO tenancy.users (id, email, name) VALUES ($1, $2, $3)",

@@ -12,6 +12,7 @@ use crate::accounts::{self, IssuedToken, NewUser, Role, TokenInfo, User};
 use crate::identity::{Admin, Identity};
 use crate::problem::ApiError;
 use crate::routes::tenant::PageQuery;
+use crate::rules::MAX_EXPIRY_SECS;
 use crate::settings::Purpose;
 use crate::state::AppState;
 use crate::statics::{Kind, StaticTenants};
@@ -59,7 +60,9 @@ impl TenantView {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
+    #[schema(schema_with = crate::rules::schema::slug)]
     pub slug: String,
+    #[schema(schema_with = crate::rules::schema::tenant_name)]
     pub name: String,
     /// separate-db only: the server to place it on.
     pub server: Option<String>,
@@ -96,74 +99,90 @@ pub struct MigrateQuery {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/tenants")
-            .default_service(web::to(crate::problem::method_not_allowed))
+            .default_service(crate::problem::allow("POST, GET"))
             .route(web::post().to(create_tenant))
             .route(web::get().to(list_tenants)),
     )
     .service(
         web::resource("/tenants/{slug}")
-            .default_service(web::to(crate::problem::method_not_allowed))
+            .default_service(crate::problem::allow("GET, DELETE"))
             .route(web::get().to(get_tenant))
             .route(web::delete().to(delete_tenant)),
     )
     .service(
         web::resource("/tenants/{slug}/tables")
-            .default_service(web::to(crate::problem::method_not_allowed))
+            .default_service(crate::problem::allow("GET"))
             .route(web::get().to(tenant_tables)),
     )
     .service(
         web::resource("/tenants/{slug}/statements")
-            .default_service(web::to(crate::problem::method_not_allowed))
+            .default_service(crate::problem::allow("GET"))
             .route(web::get().to(tenant_statements)),
     )
     .service(
         web::resource("/tenants/{slug}/move")
-            .default_service(web::to(crate::problem::method_not_allowed))
+            .default_service(crate::problem::allow("POST"))
             .route(web::post().to(move_tenant)),
     )
     .service(
         web::resource("/jobs/{id}")
-            .default_service(web::to(crate::problem::method_not_allowed))
+            .default_service(crate::problem::allow("GET"))
             .route(web::get().to(get_job)),
     )
     .service(
         web::resource("/tenants/{slug}/members/{user_id}")
-            .default_service(web::to(crate::problem::method_not_allowed))
+            .default_service(crate::problem::allow("PUT, DELETE"))
             .route(web::put().to(put_member))
             .route(web::delete().to(delete_member)),
     )
     .service(
         web::resource("/migrate")
-            .default_service(web::to(crate::problem::method_not_allowed))
+            .default_service(crate::problem::allow("POST"))
             .route(web::post().to(migrate)),
     )
     .service(
         web::resource("/users")
-            .default_service(web::to(crate::problem::method_not_allowed))
+            .default_service(crate::problem::allow("POST"))
             .route(web::post().to(create_user)),
     )
     .service(
         web::resource("/users/{id}/tokens")
-            .default_service(web::to(crate::problem::method_not_allowed))
+            .default_service(crate::problem::allow("POST, GET"))
             .route(web::post().to(create_token))
             .route(web::get().to(list_tokens)),
     )
     .service(
         web::resource("/tokens/{id}")
-            .default_service(web::to(crate::problem::method_not_allowed))
+            .default_service(crate::problem::allow("DELETE"))
             .route(web::delete().to(revoke_token)),
     );
 }
 
 pub(crate) fn name_ok(name: &str) -> Result<String, ApiError> {
-    tenancy_core::storable("name", name)?;
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::Unprocessable(
-            "invalid name: must be 1 to 200 characters".into(),
-        ));
+    Ok(crate::rules::trimmed(
+        crate::rules::TENANT_NAME,
+        "name",
+        name,
+    )?)
+}
+
+/// Where tenants are placed on servers (separate-db, hybrid), a server must be one of the
+/// configured ones, whatever the placement asked for (the document lists them); the other
+/// strategies ignore `server`.
+fn known_server(state: &AppState, server: Option<&str>) -> Result<(), ApiError> {
+    let placed_on_servers = matches!(
+        state.strategy,
+        tenancy_core::Strategy::SeparateDb | tenancy_core::Strategy::Hybrid
+    );
+    match server {
+        Some(s) if placed_on_servers && !state.servers.iter().any(|k| k == s) => {
+            Err(ApiError::Unprocessable(format!(
+                "invalid server: {s:?} is not one of {}",
+                state.servers.join(", ")
+            )))
+        }
+        _ => Ok(()),
     }
-    Ok(name.to_owned())
 }
 
 async fn find(state: &AppState, slug: &str) -> Result<Tenant, ApiError> {
@@ -193,7 +212,7 @@ async fn membership(
 pub async fn create_tenant(
     state: web::Data<AppState>,
     _: Admin,
-    body: web::Json<CreateTenant>,
+    body: crate::body::Body<CreateTenant>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let slug = Slug::parse(&body.slug)?;
@@ -201,6 +220,7 @@ pub async fn create_tenant(
     let name = name_ok(&body.name)?;
     // Exclusive: of two requests for one slug, even at once, one gets 201 and the other 409.
     let mut new = NewTenant::new(slug, name).exclusive();
+    known_server(&state, body.server.as_deref())?;
     new.server = body.server;
     new.placement = body.placement;
     let t = state.store.create_tenant(new).await?;
@@ -214,18 +234,21 @@ pub async fn create_tenant(
 #[utoipa::path(post, path = "/admin/tenants/{slug}/move", tag = "admin", request_body = MoveTenant,
     responses((status = 202, body = tenancy_core::Job), (status = 404, body = crate::problem::Problem),
               (status = 409, body = crate::problem::Problem),
-              (status = 422, body = crate::problem::Problem)),
+              (status = 422, body = crate::problem::Problem),
+              (status = 429, body = crate::problem::Problem,
+               description = "a move is already running in this process; retry after Retry-After")),
     security(("admin" = [])))]
 pub async fn move_tenant(
     state: web::Data<AppState>,
     _: Admin,
     slug: web::Path<String>,
-    body: web::Json<MoveTenant>,
+    body: crate::body::Body<MoveTenant>,
 ) -> Result<HttpResponse, ApiError> {
     let t = find(&state, &slug).await?;
     state.statics.refuse(t.slug.as_str(), "moved")?;
     let body = body.into_inner();
     let to = body.to;
+    known_server(&state, body.server.as_deref())?;
     let Some(mover) = state.mover.clone() else {
         return Err(ApiError::Conflict(format!(
             "this app serves {}, which moves no tenant: run it with --strategy hybrid",
@@ -238,9 +261,27 @@ pub async fn move_tenant(
             t.slug, t.state
         )));
     }
-    let job = mover.start(t.id, to, body.server).await?;
+    // One move at a time in this process: a move holds catalog connections for its copy,
+    // and moves without bound would starve every other request of them.
+    let permit = state
+        .moves
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::TooMany(1))?;
+    // Already there: a conflict with the tenant's state, not a bad value.
+    let job = mover
+        .start(t.id, to, body.server)
+        .await
+        .map_err(|e| match e {
+            tenancy_core::Error::Invalid {
+                field: "to",
+                reason,
+            } => ApiError::Conflict(reason),
+            e => e.into(),
+        })?;
     let id = t.id;
     tokio::spawn(async move {
+        let _permit = permit;
         if let Err(e) = mover.run(id, &|_| {}).await {
             tracing::warn!(tenant = %id, error = %e.chain(), "a move failed and was rolled back");
         }
@@ -371,7 +412,7 @@ pub async fn migrate(
 pub async fn create_user(
     state: web::Data<AppState>,
     _: Admin,
-    body: web::Json<NewUser>,
+    body: crate::body::Body<NewUser>,
 ) -> Result<HttpResponse, ApiError> {
     let user = accounts::create_user(&state.control, body.into_inner()).await?;
     Ok(HttpResponse::Created().json(user))
@@ -383,11 +424,10 @@ pub async fn create_user(
 pub struct NewToken {
     /// The token stops working this many seconds from now (1 to 10 years' worth); left out,
     /// it works until revoked.
+    #[schema(schema_with = crate::rules::schema::expires_in_secs, required = false)]
+    #[serde(default, deserialize_with = "crate::rules::whole_seconds")]
     pub expires_in_secs: Option<u64>,
 }
-
-/// The longest expiry a token may be given: ten years.
-const MAX_EXPIRY_SECS: u64 = 10 * 366 * 24 * 3600;
 
 /// Issue a token for a user; it is shown once.
 #[utoipa::path(post, path = "/admin/users/{id}/tokens", tag = "admin",
@@ -401,11 +441,17 @@ pub async fn create_token(
     id: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let new: NewToken = if body.iter().all(u8::is_ascii_whitespace) {
-        NewToken::default()
+    // The body is optional: none, or JSON `null`, is no expiry.
+    let value: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Value::Null
     } else {
         serde_json::from_slice(&body)
-            .map_err(|e| ApiError::Unprocessable(format!("invalid body: {e}")))?
+            .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?
+    };
+    let new: NewToken = if value.is_null() {
+        NewToken::default()
+    } else {
+        crate::body::read(value)?
     };
     let expires_at = match new.expires_in_secs {
         None => None,
@@ -460,7 +506,7 @@ pub async fn put_member(
     identity: web::Data<Identity>,
     _: Admin,
     path: web::Path<(String, String)>,
-    body: web::Json<Membership>,
+    body: crate::body::Body<Membership>,
 ) -> Result<HttpResponse, ApiError> {
     let (t, user) = membership(&state, path).await?;
     accounts::set_membership(&state.control, t.id, user, body.role).await?;

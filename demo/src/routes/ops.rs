@@ -8,21 +8,20 @@ use crate::problem::ApiError;
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    let not_allowed = || web::to(crate::problem::method_not_allowed);
     cfg.service(
         web::resource("/healthz")
             .route(web::get().to(healthz))
-            .default_service(not_allowed()),
+            .default_service(crate::problem::allow("GET")),
     )
     .service(
         web::resource("/readyz")
             .route(web::get().to(readyz))
-            .default_service(not_allowed()),
+            .default_service(crate::problem::allow("GET")),
     )
     .service(
         web::resource("/metrics")
             .route(web::get().to(metrics))
-            .default_service(not_allowed()),
+            .default_service(crate::problem::allow("GET")),
     );
 }
 

@@ -18,7 +18,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     for path in ["/t/{tenant}/signup", "/signup"] {
         cfg.service(
             web::resource(path)
-                .default_service(web::to(crate::problem::method_not_allowed))
+                .default_service(crate::problem::allow("POST"))
                 .route(web::post().to(signup)),
         );
     }
@@ -29,12 +29,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 pub struct SignUp {
     /// The new tenant's slug.
+    #[schema(schema_with = crate::rules::schema::slug)]
     pub slug: String,
     /// The new tenant's name.
+    #[schema(schema_with = crate::rules::schema::tenant_name)]
     pub name: String,
     /// The owner's email (a new user).
+    #[schema(schema_with = crate::rules::schema::email)]
     pub email: String,
     /// The owner's name.
+    #[schema(schema_with = crate::rules::schema::user_name)]
     pub owner: String,
 }
 
@@ -58,7 +62,7 @@ pub async fn signup(
     req: HttpRequest,
     state: web::Data<AppState>,
     identity: web::Data<Identity>,
-    body: web::Json<SignUp>,
+    body: crate::body::Body<SignUp>,
 ) -> Result<HttpResponse, ApiError> {
     let not_found = || ApiError::NotFound("no sign-up here".into());
     let site = identity.tenant_slug(&req).ok_or_else(not_found)?;

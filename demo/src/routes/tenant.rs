@@ -55,33 +55,33 @@ fn id(raw: &PathId, what: &str) -> Result<Uuid, ApiError> {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/projects")
-            .default_service(web::to(crate::problem::method_not_allowed))
+            .default_service(crate::problem::allow("GET, POST"))
             .route(web::get().to(list_projects))
             .route(web::post().to(create_project)),
     )
     .service(
         web::resource("/projects/{id}")
-            .default_service(web::to(crate::problem::method_not_allowed))
+            .default_service(crate::problem::allow("GET, PATCH, DELETE"))
             .route(web::get().to(get_project))
             .route(web::patch().to(update_project))
             .route(web::delete().to(delete_project)),
     )
     .service(
         web::resource("/projects/{id}/tasks")
-            .default_service(web::to(crate::problem::method_not_allowed))
+            .default_service(crate::problem::allow("GET, POST"))
             .route(web::get().to(list_tasks))
             .route(web::post().to(create_task)),
     )
     .service(
         web::resource("/tasks/{id}")
-            .default_service(web::to(crate::problem::method_not_allowed))
+            .default_service(crate::problem::allow("GET, PATCH, DELETE"))
             .route(web::get().to(get_task))
             .route(web::patch().to(update_task))
             .route(web::delete().to(delete_task)),
     )
     .service(
         web::resource("/summary")
-            .default_service(web::to(crate::problem::method_not_allowed))
+            .default_service(crate::problem::allow("GET"))
             .route(web::get().to(summary)),
     );
 }
@@ -104,7 +104,7 @@ pub async fn list_projects(
     responses((status = 201, body = Project), (status = 422, body = crate::problem::Problem)),
     security(("bearer" = [])))]
 pub async fn create_project(
-    body: web::Json<NewProject>,
+    body: crate::body::Body<NewProject>,
     scope: Scoped,
 ) -> Result<HttpResponse, ApiError> {
     let p = projects::create(&scope, body.into_inner()).await?;
@@ -129,7 +129,7 @@ pub async fn get_project(path: PathId, scope: ScopedRead) -> Result<web::Json<Pr
     security(("bearer" = [])))]
 pub async fn update_project(
     path: PathId,
-    body: web::Json<ProjectPatch>,
+    body: crate::body::Body<ProjectPatch>,
     scope: Scoped,
 ) -> Result<web::Json<Project>, ApiError> {
     let p = projects::update(&scope, id(&path, "project")?, body.into_inner()).await?;
@@ -167,7 +167,7 @@ pub async fn list_tasks(
     security(("bearer" = [])))]
 pub async fn create_task(
     path: PathId,
-    body: web::Json<NewTask>,
+    body: crate::body::Body<NewTask>,
     scope: Scoped,
 ) -> Result<HttpResponse, ApiError> {
     let t = tasks::create(&scope, id(&path, "project")?, body.into_inner()).await?;
@@ -189,7 +189,7 @@ pub async fn get_task(path: PathId, scope: ScopedRead) -> Result<web::Json<Task>
     security(("bearer" = [])))]
 pub async fn update_task(
     path: PathId,
-    body: web::Json<TaskPatch>,
+    body: crate::body::Body<TaskPatch>,
     scope: Scoped,
 ) -> Result<web::Json<Task>, ApiError> {
     let t = tasks::update(&scope, id(&path, "task")?, body.into_inner()).await?;

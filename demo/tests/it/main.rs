@@ -4,6 +4,7 @@
 mod helpers;
 
 mod api;
+mod contract;
 mod denial;
 mod explorer;
 mod faults;

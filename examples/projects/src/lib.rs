@@ -40,8 +40,8 @@ pub mod seed;
 pub mod task;
 pub mod tasks;
 
+use tenancy_core::TextRule;
 use tenancy_core::migration::TenantMigrations;
-use tenancy_core::{Error, Result};
 
 /// The table of [`projects`].
 pub(crate) const PROJECTS: &str = "projects";
@@ -59,20 +59,13 @@ pub fn migrations() -> TenantMigrations {
     TenantMigrations::new(migration::Migrator::migrations())
 }
 
-/// Checks a required text field: not blank, at most `max` characters, storable.
-pub(crate) fn check_text(field: &'static str, value: &str, max: usize) -> Result<()> {
-    tenancy_core::storable(field, value)?;
-    if value.trim().is_empty() {
-        return Err(Error::Invalid {
-            field,
-            reason: "must not be empty".into(),
-        });
-    }
-    if value.chars().count() > max {
-        return Err(Error::Invalid {
-            field,
-            reason: format!("must be at most {max} characters"),
-        });
-    }
-    Ok(())
-}
+// ANCHOR: rules
+/// A project's name: not blank, at most 200 characters. The one definition of the rule: the
+/// domain checks it ([`TextRule::check`]) and the demo's OpenAPI document publishes it
+/// ([`TextRule::schema`]).
+pub const PROJECT_NAME: TextRule = TextRule::required(200);
+/// A project's description: may be empty, at most 4,000 characters.
+pub const PROJECT_DESCRIPTION: TextRule = TextRule::optional(4000);
+/// A task's title: not blank, at most 500 characters.
+pub const TASK_TITLE: TextRule = TextRule::required(500);
+// ANCHOR_END: rules

@@ -11,8 +11,8 @@ use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::check_text;
 use super::project;
+use super::{PROJECT_DESCRIPTION, PROJECT_NAME};
 use tenancy_core::TenantScope;
 use tenancy_core::entity::{ActiveModelInTenant, ManyInTenant, SelectInTenant};
 use tenancy_core::{Error, Result};
@@ -21,9 +21,9 @@ use tenancy_core::{Page, PageRequest};
 const TABLE: &str = super::PROJECTS;
 
 /// The longest project name accepted.
-pub const MAX_NAME: usize = 200;
+pub const MAX_NAME: usize = PROJECT_NAME.max;
 /// The longest description accepted.
-pub const MAX_DESCRIPTION: usize = 4000;
+pub const MAX_DESCRIPTION: usize = PROJECT_DESCRIPTION.max;
 
 /// A project as stored: the [`project`] entity's model.
 pub type Project = project::Model;
@@ -33,10 +33,12 @@ pub type Project = project::Model;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewProject {
-    /// The name: not blank, at most [`MAX_NAME`] characters.
+    /// The name: not blank, at most [`MAX_NAME`] characters ([`PROJECT_NAME`]).
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::name))]
     pub name: String,
     #[serde(default)]
     /// A description, at most [`MAX_DESCRIPTION`] characters; empty when left out.
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::description, required = false))]
     pub description: String,
 }
 
@@ -56,9 +58,34 @@ impl NewProject {
 #[serde(deny_unknown_fields)]
 pub struct ProjectPatch {
     /// A new name, when given.
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::new_name, required = false))]
     pub name: Option<String>,
     /// A new description, when given.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(schema_with = schema::new_description, required = false)
+    )]
     pub description: Option<String>,
+}
+
+/// The fields' schemas in the OpenAPI document, from the same rules the checks use.
+#[cfg(feature = "openapi")]
+mod schema {
+    use super::{PROJECT_DESCRIPTION, PROJECT_NAME};
+    use utoipa::openapi::schema::Object;
+
+    pub(super) fn name() -> Object {
+        PROJECT_NAME.schema("The name.", false)
+    }
+    pub(super) fn description() -> Object {
+        PROJECT_DESCRIPTION.schema("A description; empty when left out.", false)
+    }
+    pub(super) fn new_name() -> Object {
+        PROJECT_NAME.schema("A new name, when given.", true)
+    }
+    pub(super) fn new_description() -> Object {
+        PROJECT_DESCRIPTION.schema("A new description, when given.", true)
+    }
 }
 
 /// A project with the number of its open and done tasks.
@@ -76,15 +103,8 @@ pub struct ProjectSummary {
 }
 
 fn check_new(new: &NewProject) -> Result<()> {
-    check_text("name", &new.name, MAX_NAME)?;
-    tenancy_core::storable("description", &new.description)?;
-    if new.description.chars().count() > MAX_DESCRIPTION {
-        return Err(Error::Invalid {
-            field: "description",
-            reason: format!("must be at most {MAX_DESCRIPTION} characters"),
-        });
-    }
-    Ok(())
+    PROJECT_NAME.check("name", &new.name)?;
+    PROJECT_DESCRIPTION.check("description", &new.description)
 }
 
 // ANCHOR: create
@@ -120,14 +140,11 @@ pub async fn update(scope: &TenantScope, id: Uuid, patch: ProjectPatch) -> Resul
         ..Default::default()
     };
     if let Some(name) = patch.name {
-        check_text("name", &name, MAX_NAME)?;
+        PROJECT_NAME.check("name", &name)?;
         changes.name = Set(name);
     }
     if let Some(description) = patch.description {
-        check_new(&NewProject {
-            name: "x".into(),
-            description: description.clone(),
-        })?;
+        PROJECT_DESCRIPTION.check("description", &description)?;
         changes.description = Set(description);
     }
     changes.update_in(scope).await.map_err(|e| match e {

@@ -9,7 +9,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::check_text;
+use super::TASK_TITLE;
 use super::task;
 use tenancy_core::TenantScope;
 use tenancy_core::entity::{ActiveModelInTenant, ManyInTenant, SelectInTenant};
@@ -17,7 +17,7 @@ use tenancy_core::{Error, Result};
 use tenancy_core::{Page, PageRequest};
 
 /// The longest task title accepted.
-pub const MAX_TITLE: usize = 500;
+pub const MAX_TITLE: usize = TASK_TITLE.max;
 
 /// A task as stored: the [`task`] entity's model.
 pub type Task = task::Model;
@@ -27,7 +27,8 @@ pub type Task = task::Model;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewTask {
-    /// The title: not blank, at most [`MAX_TITLE`] characters.
+    /// The title: not blank, at most [`MAX_TITLE`] characters ([`TASK_TITLE`]).
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::title))]
     pub title: String,
 }
 
@@ -46,15 +47,30 @@ impl NewTask {
 #[serde(deny_unknown_fields)]
 pub struct TaskPatch {
     /// A new title, when given.
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::new_title, required = false))]
     pub title: Option<String>,
     /// Done or not, when given.
     pub done: Option<bool>,
 }
 
+/// The fields' schemas in the OpenAPI document, from the same rule the checks use.
+#[cfg(feature = "openapi")]
+mod schema {
+    use super::TASK_TITLE;
+    use utoipa::openapi::schema::Object;
+
+    pub(super) fn title() -> Object {
+        TASK_TITLE.schema("The title.", false)
+    }
+    pub(super) fn new_title() -> Object {
+        TASK_TITLE.schema("A new title, when given.", true)
+    }
+}
+
 /// Creates a task in project `project_id`, which must be a project of the scope's tenant;
 /// otherwise [`Error::NotFound`] and nothing is written.
 pub async fn create(scope: &TenantScope, project_id: Uuid, new: NewTask) -> Result<Task> {
-    check_text("title", &new.title, MAX_TITLE)?;
+    TASK_TITLE.check("title", &new.title)?;
     // The project must be visible to this tenant. The foreign key would refuse another
     // tenant's project as well, but checking first gives "not found" rather than a conflict.
     super::projects::get(scope, project_id).await?;
@@ -89,7 +105,7 @@ pub async fn update(scope: &TenantScope, id: Uuid, patch: TaskPatch) -> Result<T
         ..Default::default()
     };
     if let Some(title) = patch.title {
-        check_text("title", &title, MAX_TITLE)?;
+        TASK_TITLE.check("title", &title)?;
         changes.title = Set(title);
     }
     if let Some(done) = patch.done {
