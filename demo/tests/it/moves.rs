@@ -227,6 +227,84 @@ async fn a_placement_read_from_the_api_is_sent_back() -> Result<()> {
     app.finish().await
 }
 
+/// A move to where the tenant already is conflicts with its state (409); while a move runs in
+/// the process, another is refused with 429 and `Retry-After` (a move holds catalog
+/// connections, and unbounded moves starved the pool into 503s under schemathesis).
+#[cfg(feature = "hybrid")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_in_one_process_go_one_at_a_time() -> Result<()> {
+    let app = spawn_app(Strategy::Hybrid).await?;
+    for slug in ["first", "second"] {
+        let res = app
+            .admin_post(
+                "/admin/tenants",
+                json!({"slug": slug, "name": slug, "placement": "shared"}),
+            )
+            .await?;
+        ensure!(res.status() == StatusCode::CREATED, "{}", res.status());
+    }
+    let here = app
+        .admin_post("/admin/tenants/first/move", json!({"to": "shared"}))
+        .await?;
+    crate::helpers::problem(here, StatusCode::CONFLICT).await?;
+    let started = app
+        .admin_post("/admin/tenants/first/move", json!({"to": "schema"}))
+        .await?;
+    ensure!(
+        started.status() == StatusCode::ACCEPTED,
+        "{}",
+        started.status()
+    );
+    let job: Value = started.json().await?;
+    // The move keeps its source for the drain (2 s by default): it is still running.
+    let busy = app
+        .admin_post("/admin/tenants/second/move", json!({"to": "schema"}))
+        .await?;
+    ensure!(
+        busy.headers().get("retry-after").is_some(),
+        "no Retry-After on {}",
+        busy.status()
+    );
+    crate::helpers::problem(busy, StatusCode::TOO_MANY_REQUESTS).await?;
+    let id = job["id"].as_str().context("job id")?.to_owned();
+    let started = Instant::now();
+    loop {
+        let job: Value = app
+            .client
+            .get(app.url(&format!("/admin/jobs/{id}")))
+            .bearer_auth(ADMIN)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if !job["finished_at"].is_null() {
+            ensure!(job["step"] == "done", "{job}");
+            break;
+        }
+        ensure!(started.elapsed() < Duration::from_secs(60), "{job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The permit goes with the move's task: the next move is taken once it has ended.
+    let mut accepted = false;
+    for _ in 0..40 {
+        let res = app
+            .admin_post("/admin/tenants/second/move", json!({"to": "schema"}))
+            .await?;
+        if res.status() == StatusCode::ACCEPTED {
+            accepted = true;
+            break;
+        }
+        ensure!(
+            res.status() == StatusCode::TOO_MANY_REQUESTS,
+            "{}",
+            res.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ensure!(accepted, "the second move was never taken");
+    app.finish().await
+}
+
 /// Every project name of `slug`, page after page.
 #[cfg(feature = "hybrid")]
 async fn all_project_names(
