@@ -205,24 +205,7 @@ async fn a_placement_read_from_the_api_is_sent_back() -> Result<()> {
         res.status()
     );
     let job: Value = res.json().await?;
-    let id = job["id"].as_str().context("job id")?.to_owned();
-    let started = Instant::now();
-    loop {
-        let job: Value = app
-            .client
-            .get(app.url(&format!("/admin/jobs/{id}")))
-            .bearer_auth(ADMIN)
-            .send()
-            .await?
-            .json()
-            .await?;
-        if !job["finished_at"].is_null() {
-            ensure!(job["step"] == "done", "{job}");
-            break;
-        }
-        ensure!(started.elapsed() < Duration::from_secs(60), "{job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    finished(&app, &job).await?;
     ensure!(get("follower").await?["placement"]["kind"] == read);
     app.finish().await
 }
@@ -266,24 +249,7 @@ async fn moves_in_one_process_go_one_at_a_time() -> Result<()> {
         busy.status()
     );
     crate::helpers::problem(busy, StatusCode::TOO_MANY_REQUESTS).await?;
-    let id = job["id"].as_str().context("job id")?.to_owned();
-    let started = Instant::now();
-    loop {
-        let job: Value = app
-            .client
-            .get(app.url(&format!("/admin/jobs/{id}")))
-            .bearer_auth(ADMIN)
-            .send()
-            .await?
-            .json()
-            .await?;
-        if !job["finished_at"].is_null() {
-            ensure!(job["step"] == "done", "{job}");
-            break;
-        }
-        ensure!(started.elapsed() < Duration::from_secs(60), "{job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    finished(&app, &job).await?;
     // The permit goes with the move's task: the next move is taken once it has ended.
     let mut accepted = false;
     for _ in 0..40 {
@@ -303,6 +269,30 @@ async fn moves_in_one_process_go_one_at_a_time() -> Result<()> {
     }
     ensure!(accepted, "the second move was never taken");
     app.finish().await
+}
+
+/// Waits, at most a minute, for the job `job` (as a move's 202 returned it) to end, and
+/// checks that it ended done.
+#[cfg(feature = "hybrid")]
+async fn finished(app: &crate::helpers::TestApp, job: &Value) -> Result<()> {
+    let id = job["id"].as_str().context("job id")?;
+    let started = Instant::now();
+    loop {
+        let job: Value = app
+            .client
+            .get(app.url(&format!("/admin/jobs/{id}")))
+            .bearer_auth(ADMIN)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if !job["finished_at"].is_null() {
+            ensure!(job["step"] == "done", "{job}");
+            return Ok(());
+        }
+        ensure!(started.elapsed() < Duration::from_secs(60), "{job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Every project name of `slug`, page after page.

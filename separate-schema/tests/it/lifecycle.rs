@@ -50,19 +50,24 @@ fn with_archived() -> TenantMigrations {
     TenantMigrations::new(list)
 }
 
-/// A creation interrupted after the catalog row was written (and with a stray, half-built
-/// schema) is never served, and a retry completes it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interrupted_creation_is_completed_by_a_retry() -> Result<()> {
-    let db = TestDatabase::create().await?;
-    let store = SeparateSchemaStore::connect(
+/// A store on `db` with the example domain's migrations.
+async fn connect(db: &TestDatabase) -> tenancy_core::Result<SeparateSchemaStore> {
+    SeparateSchemaStore::connect(
         db.url(),
         SeparateSchemaOptions {
             migrations: tenancy_example::migrations(),
             ..SeparateSchemaOptions::default()
         },
     )
-    .await?;
+    .await
+}
+
+/// A creation interrupted after the catalog row was written (and with a stray, half-built
+/// schema) is never served, and a retry completes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_creation_is_completed_by_a_retry() -> Result<()> {
+    let db = TestDatabase::create().await?;
+    let store = connect(&db).await?;
     let slug = Slug::parse("acme")?;
     let schema = store.schema_for(&slug);
     // The first step of create_tenant, then a "crash" that left a shell behind.
@@ -111,14 +116,7 @@ async fn interrupted_creation_is_completed_by_a_retry() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_are_per_tenant_and_resumable() -> Result<()> {
     let db = TestDatabase::create().await?;
-    let store = SeparateSchemaStore::connect(
-        db.url(),
-        SeparateSchemaOptions {
-            migrations: tenancy_example::migrations(),
-            ..SeparateSchemaOptions::default()
-        },
-    )
-    .await?;
+    let store = connect(&db).await?;
     let mut tenants = Vec::new();
     for i in 0..6 {
         tenants.push(
@@ -211,14 +209,7 @@ async fn migrations_are_per_tenant_and_resumable() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_drops_the_schema() -> Result<()> {
     let db = TestDatabase::create().await?;
-    let store = SeparateSchemaStore::connect(
-        db.url(),
-        SeparateSchemaOptions {
-            migrations: tenancy_example::migrations(),
-            ..SeparateSchemaOptions::default()
-        },
-    )
-    .await?;
+    let store = connect(&db).await?;
     let t = store
         .create_tenant(NewTenant::new(Slug::parse("acme")?, "Acme"))
         .await?;
@@ -236,14 +227,7 @@ async fn delete_drops_the_schema() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_schemas_keep_the_template_names() -> Result<()> {
     let db = TestDatabase::create().await?;
-    let store = SeparateSchemaStore::connect(
-        db.url(),
-        SeparateSchemaOptions {
-            migrations: tenancy_example::migrations(),
-            ..SeparateSchemaOptions::default()
-        },
-    )
-    .await?;
+    let store = connect(&db).await?;
     let acme = store
         .create_tenant(NewTenant::new(Slug::parse("acme")?, "Acme"))
         .await?;
@@ -324,14 +308,7 @@ async fn unpinned(admin: &impl ConnectionTrait, schema: &str) -> Result<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_tenant_table_is_pinned_to_its_tenant() -> Result<()> {
     let db = TestDatabase::create().await?;
-    let store = SeparateSchemaStore::connect(
-        db.url(),
-        SeparateSchemaOptions {
-            migrations: tenancy_example::migrations(),
-            ..SeparateSchemaOptions::default()
-        },
-    )
-    .await?;
+    let store = connect(&db).await?;
     let a = store
         .create_tenant(NewTenant::new(Slug::parse("alpha")?, "A"))
         .await?;
