@@ -13,6 +13,9 @@ pub const TENANT_NAME: TextRule = TextRule::required(200);
 pub const USER_NAME: TextRule = TextRule::required(200);
 /// The longest email address accepted (RFC 5321's path limit).
 pub const MAX_EMAIL: usize = 254;
+/// The most tenants `POST /admin/migrate` migrates at once (its `concurrency`; the document's
+/// `maximum`, which a test holds to this).
+pub const MAX_MIGRATE_CONCURRENCY: usize = 64;
 /// The longest expiry a token may be given: ten years.
 pub const MAX_EXPIRY_SECS: u64 = 10 * 366 * 24 * 3600;
 
@@ -141,6 +144,23 @@ mod tests {
             Some("Acme")
         );
         assert!(trimmed(TENANT_NAME, "name", " \t").is_err());
+    }
+
+    #[test]
+    fn the_document_states_the_migrate_concurrency_limit() {
+        use utoipa::OpenApi;
+        let doc = serde_json::to_value(crate::openapi::ApiDoc::openapi()).unwrap_or_default();
+        let params = &doc["paths"]["/admin/migrate"]["post"]["parameters"];
+        let concurrency = params
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == "concurrency"))
+            .map(|p| p["schema"].clone())
+            .unwrap_or_default();
+        assert_eq!(concurrency["minimum"], 1, "{concurrency}");
+        assert_eq!(
+            concurrency["maximum"], MAX_MIGRATE_CONCURRENCY as u64,
+            "{concurrency}"
+        );
     }
 
     #[test]

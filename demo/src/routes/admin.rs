@@ -92,7 +92,9 @@ pub struct Membership {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MigrateQuery {
-    /// Tenants migrated at once (default 4).
+    /// Tenants migrated at once: 1 to 64 ([`crate::rules::MAX_MIGRATE_CONCURRENCY`]),
+    /// default 4.
+    #[param(minimum = 1, maximum = 64)]
     pub concurrency: Option<usize>,
 }
 
@@ -399,9 +401,14 @@ pub async fn migrate(
     _: Admin,
     q: web::Query<MigrateQuery>,
 ) -> Result<web::Json<MigrationReport>, ApiError> {
-    let options = MigrateOptions {
-        concurrency: q.concurrency.unwrap_or(4).clamp(1, 64),
-    };
+    let concurrency = q.concurrency.unwrap_or(4);
+    if !(1..=crate::rules::MAX_MIGRATE_CONCURRENCY).contains(&concurrency) {
+        return Err(ApiError::Unprocessable(format!(
+            "invalid concurrency: must be 1 to {}",
+            crate::rules::MAX_MIGRATE_CONCURRENCY
+        )));
+    }
+    let options = MigrateOptions { concurrency };
     Ok(web::Json(state.store.migrate_all(options).await?))
 }
 
