@@ -308,7 +308,10 @@ async fn tenants(settings: &Settings, backend: &Backend, cmd: TenantsCommand) ->
             let slug = Slug::parse(&slug)?;
             let mut new = NewTenant::new(slug.clone(), name.unwrap_or_else(|| slug.to_string()));
             new.server = server;
-            new.placement = placement.as_deref().map(placement_named).transpose()?;
+            new.placement = placement
+                .as_deref()
+                .map(str::parse::<PlacementKind>)
+                .transpose()?;
             let t = backend.store.create_tenant(new).await?;
             println!(
                 "{} {} {}",
@@ -370,11 +373,6 @@ async fn tenants(settings: &Settings, backend: &Backend, cmd: TenantsCommand) ->
     Ok(())
 }
 
-/// A placement named on the command line: `shared`, `schema` or `database`.
-fn placement_named(name: &str) -> Result<PlacementKind> {
-    Ok(name.parse()?)
-}
-
 /// A bar over the rows of an export, import or move.
 fn rows_bar(what: &str) -> (ProgressBar, impl Fn(tenancy_core::Progress) + Send + Sync) {
     let bar = progress(0, what);
@@ -430,7 +428,10 @@ async fn import(
     let manifest = tenancy_core::plumbing::transfer::check_file(&mut input).await?;
     let slug = Slug::parse(slug.as_deref().unwrap_or(&manifest.slug))?;
     let mut new = NewTenant::new(slug, name.unwrap_or(manifest.name.clone()));
-    new.placement = placement.as_deref().map(placement_named).transpose()?;
+    new.placement = placement
+        .as_deref()
+        .map(str::parse::<PlacementKind>)
+        .transpose()?;
     let (bar, tell) = rows_bar("importing");
     let t = backend.store.import(new, &mut input, &tell).await;
     bar.finish_and_clear();
@@ -456,7 +457,7 @@ async fn move_tenant(
             backend.store.strategy()
         );
     };
-    let to = placement_named(to)?;
+    let to: PlacementKind = to.parse()?;
     let t = backend.store.tenant_by_slug(&Slug::parse(slug)?).await?;
     let job = mover.start(t.id, to, server).await?;
     eprintln!("moving {} (job {})", t.slug, job.id);

@@ -199,11 +199,6 @@ pub fn this_deployment(doc: &mut serde_json::Value, state: &crate::state::AppSta
             .map(|k| json!(k.as_str()))
             .collect(),
     };
-    let placed_on_servers = matches!(
-        state.strategy,
-        tenancy_core::Strategy::SeparateDb | tenancy_core::Strategy::Hybrid
-    );
-    let servers: Vec<Value> = state.servers.iter().map(|s| json!(s)).collect();
     let schemas = &mut doc["components"]["schemas"];
     for (schema, field) in [("CreateTenant", "placement"), ("MoveTenant", "to")] {
         let nullable = field == "placement";
@@ -217,9 +212,9 @@ pub fn this_deployment(doc: &mut serde_json::Value, state: &crate::state::AppSta
             "description": "shared, schema or database: those this app serves",
         });
     }
-    if placed_on_servers {
+    if let Some(servers) = state.placement_servers() {
         for schema in ["CreateTenant", "MoveTenant"] {
-            let mut allowed = servers.clone();
+            let mut allowed: Vec<Value> = servers.iter().map(|s| json!(s)).collect();
             allowed.push(Value::Null);
             schemas[schema]["properties"]["server"] = json!({
                 "type": ["string", "null"],

@@ -40,6 +40,14 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// The servers a tenant may be placed on, where this strategy places tenants on servers
+    /// (separate-db, hybrid); `None` where `server` is ignored. What the document lists and
+    /// what `POST /admin/tenants` and a move accept.
+    pub fn placement_servers(&self) -> Option<&[String]> {
+        matches!(self.strategy, Strategy::SeparateDb | Strategy::Hybrid)
+            .then_some(self.servers.as_slice())
+    }
+
     pub fn new(store: Arc<dyn TenantStore>, control: DatabaseConnection, metrics: Metrics) -> Self {
         AppState {
             strategy: store.strategy(),

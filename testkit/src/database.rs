@@ -103,6 +103,29 @@ impl TestDatabase {
         &self.admin_url
     }
 
+    /// This database and the databases a test made beside it (separate-db's tenant databases
+    /// and template, named with this database's name as their prefix): `(name, url)` each,
+    /// this one first.
+    pub async fn with_tenant_databases(&self) -> Result<Vec<(String, String)>> {
+        let admin = self.admin().await?;
+        let rows = admin
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT datname FROM pg_database WHERE starts_with(datname, $1 || '_') \
+                 ORDER BY datname",
+                [self.name.clone().into()],
+            ))
+            .await?;
+        admin.close().await.ok();
+        let mut all = vec![(self.name.clone(), self.url.clone())];
+        for row in rows {
+            let name: String = row.try_get("", "datname")?;
+            let url = with_database(&self.admin_url, &name)?;
+            all.push((name, url));
+        }
+        Ok(all)
+    }
+
     /// A fresh connection pool to this database as the test's (superuser) role, for checking
     /// what a store left behind.
     pub async fn admin(&self) -> Result<DatabaseConnection> {

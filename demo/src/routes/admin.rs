@@ -172,17 +172,10 @@ pub(crate) fn name_ok(name: &str) -> Result<String, ApiError> {
 /// configured ones, whatever the placement asked for (the document lists them); the other
 /// strategies ignore `server`.
 fn known_server(state: &AppState, server: Option<&str>) -> Result<(), ApiError> {
-    let placed_on_servers = matches!(
-        state.strategy,
-        tenancy_core::Strategy::SeparateDb | tenancy_core::Strategy::Hybrid
-    );
-    match server {
-        Some(s) if placed_on_servers && !state.servers.iter().any(|k| k == s) => {
-            Err(ApiError::Unprocessable(format!(
-                "invalid server: {s:?} is not one of {}",
-                state.servers.join(", ")
-            )))
-        }
+    match (server, state.placement_servers()) {
+        (Some(s), Some(known)) if !known.iter().any(|k| k == s) => Err(ApiError::Unprocessable(
+            format!("invalid server: {s:?} is not one of {}", known.join(", ")),
+        )),
         _ => Ok(()),
     }
 }

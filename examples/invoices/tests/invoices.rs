@@ -304,22 +304,8 @@ async fn an_application_with_only_its_own_tables(kind: Kind) -> Result<()> {
 /// `database.schema.table` for every table named one of `names` in the test's database and
 /// the tenant databases made beside it (as a superuser, through `information_schema`).
 async fn tables_named(db: &TestDatabase, names: &[&str]) -> Result<Vec<String>> {
-    let admin = db.admin().await?;
-    let mut databases = vec![db.name().to_owned()];
-    for row in admin
-        .query_all_raw(stmt(
-            "SELECT datname FROM pg_database WHERE starts_with(datname, $1 || '_')",
-            [db.name().to_owned().into()],
-        ))
-        .await?
-    {
-        databases.push(row.try_get("", "datname")?);
-    }
-    admin.close().await.ok();
     let mut found = Vec::new();
-    for database in databases {
-        let mut url = url::Url::parse(db.admin_url())?;
-        url.set_path(&database);
+    for (database, url) in db.with_tenant_databases().await? {
         let conn = sea_orm::Database::connect(url.as_str()).await?;
         for name in names {
             for row in conn

@@ -147,23 +147,8 @@ async fn counted_in(
     tenant: TenantId,
     only: Option<(&str, &str)>,
 ) -> Result<i64> {
-    let admin = db.admin().await?;
-    let mut urls = vec![db.url().to_owned()];
-    for row in admin
-        .query_all_raw(stmt(
-            "SELECT datname FROM pg_database WHERE starts_with(datname, $1 || '_')",
-            [db.name().to_owned().into()],
-        ))
-        .await?
-    {
-        let name: String = row.try_get("", "datname")?;
-        let mut u = url::Url::parse(db.url())?;
-        u.set_path(&name);
-        urls.push(u.to_string());
-    }
-    admin.close().await.ok();
     let mut total = 0;
-    for url in urls {
+    for (_, url) in db.with_tenant_databases().await? {
         let conn = Database::connect(url.as_str()).await?;
         let tables = conn
             .query_all_raw(stmt(
