@@ -150,6 +150,14 @@ pub enum Error {
     #[error("tenant migrations do not match this database: {0}")]
     MigrationsMismatch(String),
 
+    /// The database cannot do what was asked, and nothing was sent that would half do it: a
+    /// store on a Citus cluster that does not run there (separate-db, hybrid), or a tenant
+    /// migration that Citus refuses in a distributed tenant schema (found on a probe schema
+    /// that is rolled back, before the template or any tenant is touched). The message names
+    /// what was refused and why.
+    #[error("not supported here: {0}")]
+    Unsupported(String),
+
     /// Anything else from the database; the cause is kept for the log.
     #[error("database error")]
     Backend(#[source] DbErr),

@@ -78,6 +78,24 @@ impl HybridStore {
                     .into(),
             ));
         }
+        // Before the shared-schema store, which would distribute its tables on a coordinator.
+        let probe = tenancy_core::plumbing::connect_pool(
+            database_url,
+            &tenancy_core::plumbing::PoolSettings {
+                max_connections: 1,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let on_citus = tenancy_core::plumbing::citus::refuse(
+            &probe,
+            "the hybrid store does not run on Citus: it moves tenants with fence triggers and \
+             copies that Citus does not allow on distributed tables; on Citus use \
+             shared-schema or separate-schema",
+        )
+        .await;
+        probe.close().await.ok();
+        on_citus?;
         let shared = SharedSchemaStore::connect(database_url, options.shared.clone()).await?;
         let schema = SeparateSchemaStore::connect(database_url, options.schema.clone()).await?;
         let database = SeparateDbStore::connect(database_url, options.database.clone()).await?;

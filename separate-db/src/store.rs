@@ -80,6 +80,13 @@ impl SeparateDbStore {
             )));
         }
         let control = connect_pool(control_url, &options.control_pool()).await?;
+        tenancy_core::plumbing::citus::refuse(
+            &control,
+            "separate-db does not run on Citus: its own placement of tenant databases across \
+             servers is its scale-out (SeparateDbOptions::servers); on Citus use shared-schema \
+             or separate-schema",
+        )
+        .await?;
         let router = Arc::new(Router::new(servers, options.router()));
         let txn = control.begin().await?;
         AdvisoryLock::new("tenancy:separate-db:install")

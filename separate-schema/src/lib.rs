@@ -14,6 +14,12 @@
 //!   resumes; with nothing pending a run is one catalog query.
 //! - **Memory**: PostgreSQL caches every relation a connection has touched, so pooled
 //!   connections are recycled after [`SeparateSchemaOptions::max_connection_lifetime`].
+//! - **On Citus** (the extension found in the database at connect): each tenant schema is
+//!   made a distributed schema, placed whole on one worker; the template and the catalog stay
+//!   on the coordinator. New migrations are first tried in a distributed schema that is rolled
+//!   back, so what Citus refuses there (inheritance, a foreign key out of the schema, several
+//!   DDL statements in one message) is [`tenancy_core::Error::Unsupported`] before the
+//!   template or any tenant changes.
 //!
 //! ```no_run
 //! # // no_run: needs a PostgreSQL server; the conformance suite runs the same against one.
@@ -45,6 +51,7 @@
 
 #![warn(missing_docs)]
 
+mod citus;
 mod options;
 mod store;
 mod template;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tenancy_core::plumbing::pin::{pin_statement, pin_tenant_tables};
 use tenancy_core::plumbing::transfer::TenantTables;
-use tenancy_core::plumbing::{Placements, StrategyDoor, catalog, connect_pool, fault};
+use tenancy_core::plumbing::{Placements, StrategyDoor, catalog, citus, connect_pool, fault};
 use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::{
     Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, PlacementKind,
@@ -27,6 +27,9 @@ pub struct SeparateSchemaStore {
     tenants: DatabaseConnection,
     pub(crate) options: SeparateSchemaOptions,
     pub(crate) clone_script: Arc<RwLock<Option<Arc<CloneScript>>>>,
+    /// The database is a Citus coordinator: tenant schemas are distributed schemas
+    /// ([`crate::citus`]).
+    pub(crate) citus: bool,
 }
 
 impl SeparateSchemaStore {
@@ -34,6 +37,7 @@ impl SeparateSchemaStore {
     pub async fn connect(database_url: &str, options: SeparateSchemaOptions) -> Result<Self> {
         options.check()?;
         let control = connect_pool(database_url, &options.pool(false, false)).await?;
+        let citus = citus::version(&control).await?.is_some();
         // Tenant traffic has a pool of its own through a pooler, or to be held to a statement
         // timeout the catalog and DDL must not have.
         let tenants = match (&options.tenant_url, options.statement_timeout) {
@@ -46,6 +50,7 @@ impl SeparateSchemaStore {
             tenants,
             options,
             clone_script: Arc::new(RwLock::new(None)),
+            citus,
         };
         store.install().await?;
         Ok(store)
@@ -56,6 +61,12 @@ impl SeparateSchemaStore {
     /// ([`StrategyDoor`](tenancy_core::plumbing::StrategyDoor)), which an application never names.
     pub fn connection(&self, _: StrategyDoor) -> &DatabaseConnection {
         &self.control
+    }
+
+    /// Whether the database is a Citus coordinator, on which every tenant schema is a
+    /// distributed schema (found at connect).
+    pub fn on_citus(&self) -> bool {
+        self.citus
     }
 
     // ANCHOR: schema_for
@@ -80,8 +91,7 @@ impl SeparateSchemaStore {
             txn.commit().await?;
             return Ok(current);
         }
-        txn.execute_unprepared(&Self::build_sql(&script, &schema, tenant.id))
-            .await?;
+        self.build(&txn, &script, &schema, tenant.id).await?;
         fault::point("create:built");
         catalog::set_ready(&txn, tenant.id, script.version).await?;
         txn.commit().await?;
@@ -90,21 +100,60 @@ impl SeparateSchemaStore {
 
     // ANCHOR_END: provision
 
-    /// The DDL that builds a tenant's schema from the template, sent as one message inside
-    /// the provisioning transaction. A schema left by an earlier, interrupted attempt can only
-    /// be an empty shell (the build is transactional), but it is cleared rather than trusted.
-    fn build_sql(script: &CloneScript, schema: &str, tenant: TenantId) -> String {
+    /// The DDL that builds a tenant's schema from the template, inside the provisioning
+    /// transaction. A schema left by an earlier, interrupted attempt can only be an empty
+    /// shell (the build is transactional), but it is cleared rather than trusted. On Citus the
+    /// schema is made a distributed schema.
+    fn build_statements(
+        &self,
+        script: &CloneScript,
+        schema: &str,
+        tenant: TenantId,
+    ) -> Vec<String> {
         let schema_q = quote_ident(schema);
-        let mut sql = format!(
-            "DROP SCHEMA IF EXISTS {schema_q} CASCADE; CREATE SCHEMA {schema_q}; \
-             SET LOCAL search_path TO {schema_q};\n{}",
-            script.body,
-        );
+        let mut statements = Vec::with_capacity(script.body.len() + 8);
+        if self.citus {
+            statements.push(crate::citus::DISTRIBUTED_SCHEMAS.to_owned());
+        }
+        statements.push(format!("DROP SCHEMA IF EXISTS {schema_q} CASCADE"));
+        statements.push(format!("CREATE SCHEMA {schema_q}"));
+        statements.push(format!("SET LOCAL search_path TO {schema_q}"));
+        statements.extend(script.body.iter().cloned());
         for table in &script.tenant_tables {
-            sql.push_str(&pin_statement(None, table, tenant));
+            statements.push(pin_statement(None, table, tenant));
+        }
+        statements
+    }
+
+    /// [`Self::build_statements`] as one script.
+    fn build_sql(&self, script: &CloneScript, schema: &str, tenant: TenantId) -> String {
+        let mut sql = String::new();
+        for statement in self.build_statements(script, schema, tenant) {
+            sql.push_str(&statement);
             sql.push_str(";\n");
         }
         sql
+    }
+
+    /// Builds a tenant's schema inside `txn`: one message on one server; on Citus a message
+    /// per statement, as Citus sends a DDL message's whole text on to the worker, which
+    /// refuses several statements in one.
+    async fn build(
+        &self,
+        txn: &impl ConnectionTrait,
+        script: &CloneScript,
+        schema: &str,
+        tenant: TenantId,
+    ) -> Result<()> {
+        if self.citus {
+            for statement in self.build_statements(script, schema, tenant) {
+                txn.execute_unprepared(&statement).await?;
+            }
+        } else {
+            txn.execute_unprepared(&self.build_sql(script, schema, tenant))
+                .await?;
+        }
+        Ok(())
     }
 
     /// The DDL a creation would run to build the schema of a tenant with `slug` and `id`
@@ -113,7 +162,7 @@ impl SeparateSchemaStore {
     /// sets a transaction-local `search_path`).
     pub async fn provisioning_sql(&self, slug: &Slug, id: TenantId) -> Result<String> {
         let script = self.clone_script().await?;
-        Ok(Self::build_sql(&script, &self.schema_for(slug), id))
+        Ok(self.build_sql(&script, &self.schema_for(slug), id))
     }
 
     /// The schema of `placement`, which must be the one this store gives `tenant`.
@@ -202,6 +251,10 @@ impl TenantStore for SeparateSchemaStore {
     // ANCHOR: migrate_all
     async fn migrate_all(&self, options: MigrateOptions) -> Result<MigrationReport> {
         let latest = self.options.migrations.latest();
+        // On Citus, what a distributed schema refuses is found before anything changes.
+        let template_version =
+            catalog::template_version(&self.control, &self.template_key()).await?;
+        self.probe_migrations(template_version).await?;
         let template = self.migrate_template().await?;
         let mut report = MigrationReport {
             target_version: latest,
@@ -293,8 +346,7 @@ impl Placements for SeparateSchemaStore {
         let schema = self.own_schema(tenant, placement)?;
         let script = self.clone_script().await?;
         let txn = self.control.begin().await?;
-        txn.execute_unprepared(&Self::build_sql(&script, &schema, tenant.id))
-            .await?;
+        self.build(&txn, &script, &schema, tenant.id).await?;
         txn.commit().await?;
         Ok(script.version)
     }

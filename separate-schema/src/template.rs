@@ -16,8 +16,9 @@ use crate::store::SeparateSchemaStore;
 #[derive(Debug)]
 pub(crate) struct CloneScript {
     pub(crate) version: i32,
-    /// Runs with `search_path` set to the new schema.
-    pub(crate) body: String,
+    /// The statements, each without its `;`; they run with `search_path` set to the new
+    /// schema.
+    pub(crate) body: Vec<String>,
     /// The tables that have a `tenant_id` column, each pinned to the tenant in a copy.
     pub(crate) tenant_tables: Vec<String>,
 }
@@ -28,12 +29,34 @@ impl SeparateSchemaStore {
         AdvisoryLock::new(format!("tenancy:{}", self.template_key()))
     }
 
-    fn template_key(&self) -> String {
+    pub(crate) fn template_key(&self) -> String {
         format!("schema:{}", self.options.template_schema)
     }
 
     pub(crate) async fn install(&self) -> Result<()> {
+        // On Citus, what a distributed schema refuses is found before anything is built.
+        if self.citus {
+            let installed = self
+                .control
+                .query_one_raw(stmt(
+                    "SELECT to_regclass('tenancy.templates') IS NOT NULL AS installed",
+                    [],
+                ))
+                .await?
+                .map(|r| r.try_get::<bool>("", "installed"))
+                .transpose()?
+                .unwrap_or(false);
+            let version = if installed {
+                catalog::template_version(&self.control, &self.template_key()).await?
+            } else {
+                0
+            };
+            self.probe_migrations(version).await?;
+        }
         let txn = self.control.begin().await?;
+        if self.citus {
+            txn.execute_unprepared(crate::citus::LOCAL_SCHEMAS).await?;
+        }
         self.template_lock().lock(&txn).await?;
         control::Migrator::up(&txn, None).await?;
         self.options.migrations.check_recorded(&txn).await?;
@@ -84,15 +107,15 @@ impl SeparateSchemaStore {
                 [template.as_str().into()],
             ))
             .await?;
-        let mut body = String::new();
+        let mut body = Vec::new();
         let mut tenant_tables = Vec::new();
         for row in &tables {
             let table: String = row.try_get("", "t")?;
             if row.try_get::<bool>("", "scoped")? {
                 tenant_tables.push(table.clone());
             }
-            body.push_str(&format!(
-                "CREATE TABLE {t} (LIKE {tmpl}.{t} INCLUDING ALL EXCLUDING INDEXES);\n",
+            body.push(format!(
+                "CREATE TABLE {t} (LIKE {tmpl}.{t} INCLUDING ALL EXCLUDING INDEXES)",
                 t = quote_ident(&table),
                 tmpl = quote_ident(template)
             ));
@@ -130,15 +153,14 @@ impl SeparateSchemaStore {
         txn.rollback().await?;
         for row in &indexes {
             let def: String = row.try_get("", "def")?;
-            body.push_str(&def);
-            body.push_str(";\n");
+            body.push(def);
         }
         for row in &constraints {
             let table: String = row.try_get("", "t")?;
             let name: String = row.try_get("", "name")?;
             let def: String = row.try_get("", "def")?;
-            body.push_str(&format!(
-                "ALTER TABLE {table} ADD CONSTRAINT {} {def};\n",
+            body.push(format!(
+                "ALTER TABLE {table} ADD CONSTRAINT {} {def}",
                 quote_ident(&name)
             ));
         }

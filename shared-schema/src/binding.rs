@@ -41,6 +41,9 @@ pub(crate) struct TenantPool {
     acquire_timeout: Duration,
     /// `SET LOCAL ROLE "app"`, for the transaction binding.
     set_local_role: String,
+    /// On a Citus coordinator: the setting is made with `SET LOCAL` and Citus is told to send
+    /// it to every worker the transaction reaches (`set_config` never leaves the coordinator).
+    citus: bool,
 }
 
 /// Connections that served a tenant, kept out of the pool with the tenant they are bound to.
@@ -96,8 +99,16 @@ impl ConnectionHome for ToPool {
 
 impl TenantPool {
     /// Opens the pool of tenant traffic (lazily: connections open on first use).
-    pub(crate) async fn open(url: &str, options: &SharedSchemaOptions) -> Result<Self> {
-        let binding = options.binding();
+    pub(crate) async fn open(
+        url: &str,
+        options: &SharedSchemaOptions,
+        citus: bool,
+    ) -> Result<Self> {
+        let binding = if citus {
+            RlsBinding::Transaction
+        } else {
+            options.binding()
+        };
         let role = quote_ident(&options.app_role);
         let hooks = match binding {
             // Every connection runs as the application role for its whole life, and a
@@ -119,6 +130,7 @@ impl TenantPool {
             warm: Arc::default(),
             acquire_timeout: options.acquire_timeout,
             set_local_role: format!("SET LOCAL ROLE {role}"),
+            citus,
         })
     }
 
@@ -193,12 +205,24 @@ impl TenantPool {
                 let lent = LentConnection::new(id, self.connection().await?, Arc::new(ToPool));
                 // The id is a UUID we formatted, so it is safe as a literal; role and
                 // setting end with the transaction.
-                lent.begin_with(format!(
-                    "BEGIN; {}; SELECT set_config('tenancy.tenant_id', '{}', true)",
-                    self.set_local_role,
-                    id.as_uuid()
-                ))
-                .await?;
+                let bind = if self.citus {
+                    // Citus sends a transaction's SET LOCAL commands to each worker it opens
+                    // in the transaction, when told to; the role it connects there as is the
+                    // application role (which may log in there).
+                    format!(
+                        "BEGIN; SET LOCAL citus.propagate_set_commands TO 'local'; {}; \
+                         SET LOCAL tenancy.tenant_id TO '{}'",
+                        self.set_local_role,
+                        id.as_uuid()
+                    )
+                } else {
+                    format!(
+                        "BEGIN; {}; SELECT set_config('tenancy.tenant_id', '{}', true)",
+                        self.set_local_role,
+                        id.as_uuid()
+                    )
+                };
+                lent.begin_with(bind).await?;
                 Ok(TenantScope::on_connection(
                     id,
                     TableNamespace::Unqualified,

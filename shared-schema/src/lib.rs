@@ -18,6 +18,12 @@
 //! A forgotten predicate is caught by the policy; a forgotten tenant binding sees no rows at
 //! all, because the policy compares with a setting that is unset.
 //!
+//! On a Citus coordinator (the extension found in the database at connect) the same tables
+//! are distributed by `tenant_id`, co-located, with the other tables of `public` as reference
+//! tables; every scope binds its tenant with `SET LOCAL` sent on to the workers, and the
+//! predicate keeps every scoped statement on one shard. See
+//! [`SharedSchemaStore::on_citus`].
+//!
 //! ```no_run
 //! # // no_run: needs a PostgreSQL server; the conformance suite runs the same against one.
 //! # async fn demo() -> tenancy_core::Result<()> {
@@ -49,6 +55,7 @@
 #![warn(missing_docs)]
 
 mod binding;
+mod citus;
 mod options;
 mod security;
 mod store;

@@ -109,6 +109,19 @@ impl SharedSchemaOptions {
         Ok(())
     }
 
+    /// On a Citus coordinator only the transaction binding reaches the workers: a session
+    /// setting (and `set_config`) stays on the coordinator.
+    pub(crate) fn check_for_citus(&self) -> Result<()> {
+        if self.rls_binding == Some(RlsBinding::Session) {
+            return Err(Error::invalid(
+                "rls_binding",
+                "on a Citus coordinator a session setting never reaches the workers, where \
+                 row-level security runs: use RlsBinding::Transaction (the default there)",
+            ));
+        }
+        Ok(())
+    }
+
     /// The binding in force.
     pub(crate) fn binding(&self) -> RlsBinding {
         self.rls_binding.unwrap_or(match self.tenant_url {

@@ -7,7 +7,7 @@ use tenancy_core::{Error, Result, quote_ident};
 
 /// The tables of `public` that have a `tenant_id` column (the tenant tables of the shared
 /// schema, as `c`): the `FROM` and `WHERE` of a query, which may go on with `AND ...`.
-const TENANT_TABLES_FROM: &str = "
+pub(crate) const TENANT_TABLES_FROM: &str = "
         FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
@@ -17,9 +17,35 @@ const TENANT_TABLES_FROM: &str = "
 /// Puts every table of `public` that has a `tenant_id` column under row-level security
 /// and grants the application role what tenant traffic needs. Idempotent; runs after
 /// every migration, so a table added later cannot be left without a policy.
-pub(crate) async fn secure_tables(conn: &impl ConnectionTrait, app_role: &str) -> Result<()> {
+///
+/// On a Citus coordinator (`citus`) the role may log in, because the coordinator reaches the
+/// workers as the role a statement runs as; and the policy compares with the setting
+/// directly, as Citus cannot send a policy holding a sub-select to its shards (the setting is
+/// stable within a statement, so the index on `tenant_id` still serves).
+pub(crate) async fn secure_tables(
+    conn: &impl ConnectionTrait,
+    app_role: &str,
+    citus: bool,
+) -> Result<()> {
     let role = quote_ident(app_role);
     let role_literal = format!("'{}'", app_role.replace('\'', "''"));
+    // Inside a quoted format() string: quotes doubled.
+    let setting = "NULLIF(current_setting(''tenancy.tenant_id'', true), '''')::uuid";
+    let setting = if citus {
+        setting.to_owned()
+    } else {
+        format!("(SELECT {setting})")
+    };
+    // Only when it cannot log in yet: the role is cluster-wide, and two databases installing
+    // at once would both update its row ("tuple concurrently updated").
+    let login = if citus {
+        format!(
+            "DO $$ BEGIN IF NOT (SELECT rolcanlogin FROM pg_roles WHERE rolname = {role_literal}) \
+             THEN ALTER ROLE {role} LOGIN; END IF; END $$;"
+        )
+    } else {
+        String::new()
+    };
     // The role is cluster-wide: two databases installing at once may race to create it.
     conn.execute_unprepared(&format!(
         r#"
@@ -38,6 +64,7 @@ BEGIN
         EXECUTE format('GRANT %I TO %I', '{role_lit}', current_user);
     END IF;
 END $$;
+{login}
 GRANT USAGE ON SCHEMA public TO {role};
 DO $$
 DECLARE t record;
@@ -47,13 +74,12 @@ BEGIN
         EXECUTE format('ALTER TABLE public.%I ENABLE ROW LEVEL SECURITY', t.relname);
         EXECUTE format('ALTER TABLE public.%I FORCE ROW LEVEL SECURITY', t.relname);
         EXECUTE format('DROP POLICY IF EXISTS tenant_isolation ON public.%I', t.relname);
-        -- (SELECT ...) makes the setting an init-plan evaluated once per statement, so the
+        -- On one server (SELECT ...) makes the setting an init-plan evaluated once per statement, so the
         -- comparison can use the index on tenant_id. NULLIF: an unset or reset setting is
         -- '' or NULL, which matches no row.
         EXECUTE format(
             'CREATE POLICY tenant_isolation ON public.%I '
-            'USING (tenant_id = (SELECT NULLIF(current_setting(''tenancy.tenant_id'', true), '''')::uuid)) '
-            'WITH CHECK (tenant_id = (SELECT NULLIF(current_setting(''tenancy.tenant_id'', true), '''')::uuid))',
+            'USING (tenant_id = {setting}) WITH CHECK (tenant_id = {setting})',
             t.relname);
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON public.%I TO %I', t.relname, '{role_lit}');
     END LOOP;
@@ -72,7 +98,17 @@ END $$;
 /// it: a process that still has a deleted tenant cached cannot write for it, and a delete
 /// cannot remove the catalog row while a row of the tenant remains. Idempotent and cheap when
 /// every table has it; runs at every start and after every migration.
-pub(crate) async fn tie_to_catalog(conn: &impl ConnectionTrait) -> Result<()> {
+///
+/// On a Citus coordinator (`citus`) the key refers to the catalog's reference table of ids,
+/// `tenancy.tenant_keys` ([`crate::citus`]), the one table of the catalog a distributed
+/// table may refer to.
+pub(crate) async fn tie_to_catalog(conn: &impl ConnectionTrait, citus: bool) -> Result<()> {
+    let catalog = if citus {
+        crate::citus::keep_tenant_keys(conn).await?;
+        "tenancy.tenant_keys"
+    } else {
+        "tenancy.tenants"
+    };
     conn.execute_unprepared(&format!(
         r#"
 DO $$
@@ -83,7 +119,7 @@ BEGIN
                           WHERE k.conrelid = c.oid AND k.conname = 'tenancy_tenant_exists')
     LOOP
         EXECUTE format('ALTER TABLE public.%I ADD CONSTRAINT tenancy_tenant_exists '
-                       'FOREIGN KEY (tenant_id) REFERENCES tenancy.tenants (id)', t.relname);
+                       'FOREIGN KEY (tenant_id) REFERENCES {catalog} (id)', t.relname);
     END LOOP;
 END $$;
 "#

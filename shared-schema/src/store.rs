@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use tenancy_core::plumbing::control;
 use tenancy_core::plumbing::sql::AdvisoryLock;
 use tenancy_core::plumbing::transfer::TenantTables;
-use tenancy_core::plumbing::{Placements, StrategyDoor, catalog, connect_pool, fault};
+use tenancy_core::plumbing::{Placements, StrategyDoor, catalog, citus, connect_pool, fault};
 use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::sea_orm_migration::MigratorTrait;
 use tenancy_core::{
@@ -14,6 +14,7 @@ use tenancy_core::{
 };
 
 use crate::binding::TenantPool;
+use crate::citus::{distribute_tables, public_tables};
 use crate::options::{Isolation, SharedSchemaOptions};
 use crate::security::{check_in_force, secure_tables, tie_to_catalog};
 
@@ -32,6 +33,8 @@ pub struct SharedSchemaStore {
     /// Tenant traffic.
     traffic: Traffic,
     options: SharedSchemaOptions,
+    /// The database is a Citus coordinator: the tables are distributed ([`crate::citus`]).
+    citus: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -49,10 +52,14 @@ impl SharedSchemaStore {
     pub async fn connect(database_url: &str, options: SharedSchemaOptions) -> Result<Self> {
         options.check()?;
         let db = connect_pool(database_url, &options.control_pool()).await?;
+        let citus = citus::version(&db).await?.is_some();
+        if citus {
+            options.check_for_citus()?;
+        }
         let tenant_url = options.tenant_url.as_deref().unwrap_or(database_url);
         let traffic = match options.isolation {
             Isolation::PredicateAndRls => {
-                Traffic::Rls(TenantPool::open(tenant_url, &options).await?)
+                Traffic::Rls(TenantPool::open(tenant_url, &options, citus).await?)
             }
             Isolation::PredicateOnly => {
                 Traffic::PredicateOnly(connect_pool(tenant_url, &options.tenant_pool()).await?)
@@ -62,6 +69,7 @@ impl SharedSchemaStore {
             db,
             traffic,
             options,
+            citus,
         };
         store.install().await?;
         Ok(store)
@@ -79,22 +87,74 @@ impl SharedSchemaStore {
         &self.options
     }
 
-    async fn install(&self) -> Result<()> {
+    /// Whether the database is a Citus coordinator, on which the store distributes the tables
+    /// by `tenant_id` (found at connect).
+    pub fn on_citus(&self) -> bool {
+        self.citus
+    }
+
+    /// Applies the migrations after `from` to the shared tables and lays them out. On Citus
+    /// one at a time, each followed by the distribution of what it created, so that the next
+    /// may refer to a table the last one added (a key from a tenant table to new reference
+    /// data needs the reference table distributed first).
+    async fn migrate_from(
+        &self,
+        txn: &tenancy_core::sea_orm::DatabaseTransaction,
+        from: i32,
+    ) -> Result<i32> {
+        let migrations = &self.options.migrations;
+        let mut version = from;
+        if self.citus {
+            while version < migrations.latest() {
+                let before = public_tables(txn).await?;
+                version = migrations
+                    .apply_until(txn, Some("public"), version, version + 1)
+                    .await?;
+                let mut created = public_tables(txn).await?;
+                created.retain(|oid| !before.contains(oid));
+                distribute_tables(txn, &created).await?;
+            }
+        } else {
+            version = migrations.apply(txn, Some("public"), from).await?;
+        }
+        self.lay_out(txn).await?;
+        Ok(version)
+    }
+
+    /// After migrations: on Citus, distributes what they added (before the policies, which
+    /// Citus then sends to the shards); puts every tenant table under row-level security.
+    async fn lay_out(&self, txn: &impl ConnectionTrait) -> Result<()> {
+        if self.citus {
+            distribute_tables(txn, &[]).await?;
+        }
+        secure_tables(txn, &self.options.app_role, self.citus).await
+    }
+
+    /// Begins a transaction for DDL: on Citus in sequential mode, so that DDL on distributed
+    /// tables and the writes after it in the same transaction use one connection per node.
+    async fn begin_ddl(&self) -> Result<tenancy_core::sea_orm::DatabaseTransaction> {
         let txn = self.db.begin().await?;
+        if self.citus {
+            txn.execute_unprepared("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
+                .await?;
+        }
+        Ok(txn)
+    }
+
+    async fn install(&self) -> Result<()> {
+        let txn = self.begin_ddl().await?;
         migration_lock().lock(&txn).await?;
         control::Migrator::up(&txn, None).await?;
         self.options.migrations.check_recorded(&txn).await?;
         if catalog::template_version(&txn, SHARED_TABLES).await? == 0 {
-            let version = self
-                .options
-                .migrations
-                .apply(&txn, Some("public"), 0)
-                .await?;
-            secure_tables(&txn, &self.options.app_role).await?;
+            let version = self.migrate_from(&txn, 0).await?;
             catalog::set_template_version(&txn, SHARED_TABLES, version).await?;
+        } else if self.citus {
+            // A database installed on one server, given Citus since.
+            self.lay_out(&txn).await?;
         }
         // Also for databases installed before the tie existed.
-        tie_to_catalog(&txn).await?;
+        tie_to_catalog(&txn, self.citus).await?;
         if self.options.isolation == Isolation::PredicateAndRls {
             check_in_force(&txn, &self.options.app_role).await?;
         }
@@ -152,19 +212,15 @@ impl TenantStore for SharedSchemaStore {
     // ANCHOR: migrate_all
     async fn migrate_all(&self, _options: MigrateOptions) -> Result<MigrationReport> {
         let latest = self.options.migrations.latest();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_ddl().await?;
         migration_lock().lock(&txn).await?;
         let from = catalog::template_version(&txn, SHARED_TABLES).await?;
         let outcome = if from >= latest {
             MigrationOutcome::UpToDate { version: from }
         } else {
             // One migration for every tenant at once: that is the point of shared tables.
-            self.options
-                .migrations
-                .apply(&txn, Some("public"), from)
-                .await?;
-            secure_tables(&txn, &self.options.app_role).await?;
-            tie_to_catalog(&txn).await?;
+            self.migrate_from(&txn, from).await?;
+            tie_to_catalog(&txn, self.citus).await?;
             catalog::set_template_version(&txn, SHARED_TABLES, latest).await?;
             MigrationOutcome::Migrated { from, to: latest }
         };

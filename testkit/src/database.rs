@@ -34,6 +34,21 @@ pub async fn admin_url() -> Result<String> {
         .cloned()
 }
 
+/// Where a test's database is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DatabaseOn {
+    /// The test server ([`admin_url`]).
+    #[default]
+    Plain,
+    /// The Citus cluster of the test process (or `CITUS_URL`): the database exists on the
+    /// coordinator and on every worker, with the extension, and the workers are joined.
+    Citus,
+}
+
+/// In a child process of a test: the administrative URL of the server that holds its parent's
+/// database (the Citus coordinator, when the parent's database is there).
+pub(crate) const PARENT_ADMIN_URL: &str = "TENANCY_TEST_PARENT_ADMIN_URL";
+
 /// A database created for one test. Call [`TestDatabase::drop_database`] when the test
 /// passed; a failing test leaves it in place for inspection.
 #[derive(Debug)]
@@ -41,9 +56,11 @@ pub struct TestDatabase {
     name: String,
     url: String,
     admin_url: String,
+    /// On a Citus cluster: the workers' administrative URLs, where the database is dropped too.
+    workers: Vec<String>,
 }
 
-fn with_database(url: &str, database: &str) -> Result<String> {
+pub(crate) fn with_database(url: &str, database: &str) -> Result<String> {
     let mut u =
         url::Url::parse(url).with_context(|| format!("DATABASE_URL is not a URL: {url:?}"))?;
     u.set_path(database);
@@ -53,14 +70,24 @@ fn with_database(url: &str, database: &str) -> Result<String> {
 impl TestDatabase {
     /// Creates a database with a unique name on the test server.
     pub async fn create() -> Result<Self> {
+        Self::create_on(DatabaseOn::Plain).await
+    }
+
+    /// Creates a database with a unique name on the test server or the Citus cluster.
+    pub async fn create_on(on: DatabaseOn) -> Result<Self> {
+        if on == DatabaseOn::Citus {
+            let nodes = crate::citus::nodes().await?;
+            let name = fresh_name();
+            crate::citus::create_database(nodes, &name).await?;
+            return Ok(TestDatabase {
+                url: with_database(&nodes.coordinator, &name)?,
+                name,
+                admin_url: nodes.coordinator.clone(),
+                workers: nodes.workers.iter().map(|w| w.admin_url.clone()).collect(),
+            });
+        }
         let admin_url = admin_url().await?;
-        // Short (21 characters), so that a separate-db tenant database named after it plus a
-        // 40-character slug stays within PostgreSQL's 63-byte identifier limit. The last 8 hex
-        // digits of a UUID v7 are random.
-        let name = format!(
-            "tenancy_test_{}",
-            &uuid::Uuid::now_v7().simple().to_string()[24..]
-        );
+        let name = fresh_name();
         let admin = connect(&admin_url).await?;
         admin
             .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
@@ -72,18 +99,23 @@ impl TestDatabase {
             name,
             url,
             admin_url,
+            workers: Vec::new(),
         })
     }
 
     /// A database another process of this test created (the parent of a child started by
     /// the conformance suite's interrupted checks). Never drop it from here.
     pub async fn existing(name: &str) -> Result<Self> {
-        let admin_url = admin_url().await?;
+        let admin_url = match std::env::var(PARENT_ADMIN_URL) {
+            Ok(url) => url,
+            Err(_) => admin_url().await?,
+        };
         let url = with_database(&admin_url, name)?;
         Ok(TestDatabase {
             name: name.to_owned(),
             url,
             admin_url,
+            workers: Vec::new(),
         })
     }
 
@@ -153,11 +185,41 @@ impl TestDatabase {
                 .with_context(|| format!("dropping {db}"))?;
         }
         admin.close().await.ok();
-        Ok(())
+        crate::citus::drop_on_workers(&self.workers, &self.name).await
     }
 }
 
-async fn connect(url: &str) -> Result<DatabaseConnection> {
+/// Fails when `schema` exists in `db`: a store that refused a database left nothing there.
+pub async fn assert_no_schema(db: &TestDatabase, schema: &str) -> Result<()> {
+    let admin = db.admin().await?;
+    let found = admin
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT to_regnamespace($1) IS NOT NULL AS found",
+            [schema.into()],
+        ))
+        .await?
+        .map(|r| r.try_get::<bool>("", "found"))
+        .transpose()?
+        .unwrap_or(false);
+    admin.close().await.ok();
+    if found {
+        bail!("schema {schema} was created in {}", db.name());
+    }
+    Ok(())
+}
+
+/// A new database name. Short (21 characters), so that a separate-db tenant database named
+/// after it plus a 40-character slug stays within PostgreSQL's 63-byte identifier limit. The
+/// last 8 hex digits of a UUID v7 are random.
+fn fresh_name() -> String {
+    format!(
+        "tenancy_test_{}",
+        &uuid::Uuid::now_v7().simple().to_string()[24..]
+    )
+}
+
+pub(crate) async fn connect(url: &str) -> Result<DatabaseConnection> {
     let mut opts = tenancy_core::sea_orm::ConnectOptions::new(
         tenancy_core::plumbing::loopback_without_tls(url),
     );

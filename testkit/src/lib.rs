@@ -5,18 +5,21 @@
 //!   Dropped after a passing test, kept (and named on stderr) after a failing one.
 //! - [`TestServer`]: a PostgreSQL cluster of a test's own on a free port (the second server of
 //!   the multi-server tests), which the test may stop and start.
+//! - [`DatabaseOn::Citus`]: the same on a Citus cluster (a coordinator and two workers of the
+//!   test process's own, stopped when it ends, or `CITUS_URL`).
 //! - [`fault_report`]: where the fault tests write what they counted.
 //! - [`conformance`]: the suite every [`TenantStore`](tenancy_core::TenantStore) runs from its
 //!   own tests, through [`conformance_tests!`].
 
 #![warn(missing_docs)]
 
+mod citus;
 pub mod conformance;
 mod database;
 mod pgbouncer;
 mod server;
 
-pub use database::{TestDatabase, admin_url};
+pub use database::{DatabaseOn, TestDatabase, admin_url, assert_no_schema};
 pub use pgbouncer::pgbouncer_url;
 pub use server::TestServer;
 

@@ -21,6 +21,8 @@ pub struct TestServer {
     dir: PathBuf,
     bin: PathBuf,
     port: u16,
+    /// More `-c name=value` options for the server (Citus' preload library, for instance).
+    settings: String,
 }
 
 fn free_port() -> Result<u16> {
@@ -30,6 +32,11 @@ fn free_port() -> Result<u16> {
 impl TestServer {
     /// Creates and starts a new cluster; takes a second or two.
     pub fn start() -> Result<Self> {
+        Self::start_with("")
+    }
+
+    /// Creates and starts a new cluster with more server options (`-c name=value ...`).
+    pub fn start_with(settings: &str) -> Result<Self> {
         let install = local_installation().context(
             "the multi-server tests start a second PostgreSQL from local binaries: install \
              PostgreSQL's server package or set PG_BINDIR to the folder holding initdb and pg_ctl",
@@ -44,6 +51,7 @@ impl TestServer {
             dir,
             bin,
             port: free_port()?,
+            settings: settings.to_owned(),
         };
         if running_as_root() {
             server.run(
@@ -127,9 +135,10 @@ impl TestServer {
     pub fn start_again(&self) -> Result<()> {
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off \
-             -c max_connections=200 -c shared_buffers=32MB",
+             -c max_connections=200 -c shared_buffers=32MB {}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.settings
         );
         self.run(
             Command::new(self.bin.join("pg_ctl"))
@@ -159,6 +168,22 @@ impl TestServer {
                 .arg("stop"),
             true,
         )
+    }
+
+    /// The shell command that stops the server and deletes its files, for a watcher that
+    /// outlives the test process.
+    pub(crate) fn removal_command(&self) -> String {
+        let stop = format!(
+            "{} -w -m fast -D {} stop",
+            self.bin.join("pg_ctl").display(),
+            self.data().display()
+        );
+        let stop = if running_as_root() {
+            format!("runuser -u postgres -- {stop}")
+        } else {
+            stop
+        };
+        format!("{stop} >/dev/null 2>&1; rm -rf {}", self.dir.display())
     }
 
     /// Stops the server and deletes its files.

@@ -20,8 +20,7 @@
 //!   `citus-13.2.2.tar.gz` and the PostgreSQL 15.20 patch; default: `../shared/citus` beside
 //!   the workspace, then `/work/shared/citus`) and installs it, as root, with the build packages from `apt-get`: once
 //!   per machine, two to four minutes on two cores. Otherwise it stops with the line to run.
-//!   `CITUS_URL` (a coordinator of the user's own) skips it. No test needs Citus yet, so a
-//!   machine where it cannot be built is told why and the set-up goes on.
+//!   `CITUS_URL` (a coordinator of the user's own, which the suites then use) skips it.
 //! - **Chromium and ChromeDriver**, for the page tests (the explorer and the API page in a
 //!   real headless browser). `CHROMEDRIVER` and `CHROMIUM` name them; otherwise
 //!   `/usr/bin/chromedriver` and `/usr/bin/chromium`, installed the same way (Debian's
@@ -75,7 +74,7 @@ fn is_root() -> bool {
 fn setup() -> Result<(), String> {
     postgres()?;
     pgbouncer()?;
-    citus_or_warn()?;
+    citus()?;
     chromium()
 }
 
@@ -311,17 +310,6 @@ fn citus_source() -> PathBuf {
         .into_iter()
         .find(|d| d.join(CITUS_TARBALL).is_file())
         .unwrap_or(beside)
-}
-
-/// Citus is for the suites on a Citus cluster, which are not in the test command yet: a
-/// machine without it is told how to get it, and the set-up goes on.
-fn citus_or_warn() -> Result<(), String> {
-    if let Err(why) = citus() {
-        log(&format!(
-            "Citus: not installed, set-up goes on without it: {why}"
-        ));
-    }
-    Ok(())
 }
 
 fn citus() -> Result<(), String> {

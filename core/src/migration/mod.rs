@@ -145,13 +145,27 @@ impl TenantMigrations {
         schema: Option<&str>,
         from: i32,
     ) -> Result<i32> {
+        self.apply_until(txn, schema, from, self.latest()).await
+    }
+
+    /// [`TenantMigrations::apply`], stopping at version `to`: the migrations after `from` up
+    /// to and including the `to`th. A strategy that tries migrations one at a time (a probe
+    /// that names the one a database refuses) uses it.
+    pub async fn apply_until(
+        &self,
+        txn: &DatabaseTransaction,
+        schema: Option<&str>,
+        from: i32,
+        to: i32,
+    ) -> Result<i32> {
         if let Some(schema) = schema {
             txn.execute_unprepared(&format!("SET LOCAL search_path TO {}", quote_ident(schema)))
                 .await?;
         }
         let manager = SchemaManager::new(txn);
         let start = usize::try_from(from.max(0)).unwrap_or(0);
-        for migration in self.0.iter().skip(start) {
+        let end = usize::try_from(to.max(0)).unwrap_or(0);
+        for migration in self.0.iter().take(end).skip(start) {
             tracing::debug!(
                 migration = migration.name(),
                 schema,
@@ -167,6 +181,6 @@ impl TenantMigrations {
             txn.execute_unprepared("SET LOCAL search_path TO DEFAULT")
                 .await?;
         }
-        Ok(self.latest())
+        Ok(to.min(self.latest()))
     }
 }

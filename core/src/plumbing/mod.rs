@@ -7,6 +7,8 @@
 //!
 //! - [`Placements`]: the placement operations a store lends to exports, imports and moves
 //!   (build, purge and reach a tenant's tables at a placement), and its catalog pool;
+//! - [`citus`]: whether the database is a Citus coordinator, and the refusal of stores that do
+//!   not run on one;
 //! - [`catalog`]: the queries on `tenancy.tenants`, the templates and the jobs;
 //! - [`control`]: the catalog's own migrator, run by every store at connect;
 //! - [`transfer`]: export files, checksums, copies between placements, fences, batch deletes;
@@ -18,6 +20,7 @@
 use async_trait::async_trait;
 
 pub mod catalog;
+pub mod citus;
 mod connect;
 pub mod control;
 pub mod fault;

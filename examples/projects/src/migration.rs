@@ -37,10 +37,20 @@ impl MigrationName for M0001ProjectsAndTasks {
 #[async_trait::async_trait]
 impl MigrationTrait for M0001ProjectsAndTasks {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared(
-                r#"
+        // One statement per message: Citus refuses a message of several DDL statements in a
+        // distributed tenant schema (it sends the message's text on to the worker).
+        for statement in STATEMENTS {
+            manager
+                .get_connection()
+                .execute_unprepared(statement)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+const STATEMENTS: [&str; 3] = [
+    r#"
 CREATE TABLE projects (
     tenant_id   uuid NOT NULL,
     id          uuid NOT NULL,
@@ -48,8 +58,8 @@ CREATE TABLE projects (
     description text NOT NULL DEFAULT '',
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, id)
-);
-
+)"#,
+    r#"
 CREATE TABLE tasks (
     tenant_id  uuid NOT NULL,
     id         uuid NOT NULL,
@@ -60,12 +70,8 @@ CREATE TABLE tasks (
     PRIMARY KEY (tenant_id, id),
     CONSTRAINT tasks_project_fk FOREIGN KEY (tenant_id, project_id)
         REFERENCES projects (tenant_id, id) ON DELETE CASCADE
-);
-CREATE INDEX tasks_project_idx ON tasks (tenant_id, project_id, id);
-"#,
-            )
-            .await?;
-        Ok(())
-    }
-}
+)"#,
+    r#"
+CREATE INDEX tasks_project_idx ON tasks (tenant_id, project_id, id)"#,
+];
 // ANCHOR_END: tenant_tables

@@ -86,3 +86,16 @@ async fn spread_places_tenants_in_all_three() -> anyhow::Result<()> {
     anyhow::ensure!(store.tenant_by_slug(&Slug::parse("stark")?).await.is_err());
     db.drop_database().await
 }
+
+/// On a Citus coordinator the store refuses at connect, before its shared-schema store would
+/// distribute anything, and leaves the database as it was.
+#[tokio::test]
+async fn a_citus_coordinator_is_refused() -> anyhow::Result<()> {
+    let db = TestDatabase::create_on(tenancy_testkit::DatabaseOn::Citus).await?;
+    match HybridStore::connect(db.url(), options(&StoreConfig::default())).await {
+        Err(tenancy_core::Error::Unsupported(why)) if why.contains("hybrid") => {}
+        other => anyhow::bail!("expected the hybrid store to be refused on Citus, got {other:?}"),
+    }
+    tenancy_testkit::assert_no_schema(&db, "tenancy").await?;
+    db.drop_database().await
+}

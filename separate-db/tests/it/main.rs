@@ -108,3 +108,19 @@ async fn creating_after_a_migration_run_works() -> anyhow::Result<()> {
     drop(store);
     db.drop_database().await
 }
+
+/// On a Citus coordinator the store refuses at connect, and leaves the database as it was.
+#[tokio::test]
+async fn a_citus_coordinator_is_refused() -> anyhow::Result<()> {
+    let db = TestDatabase::create_on(tenancy_testkit::DatabaseOn::Citus).await?;
+    let options = SeparateDbOptions {
+        migrations: tenancy_example::migrations(),
+        ..SeparateDbOptions::default()
+    };
+    match SeparateDbStore::connect(db.url(), options).await {
+        Err(tenancy_core::Error::Unsupported(why)) if why.contains("separate-db") => {}
+        other => anyhow::bail!("expected separate-db to be refused on Citus, got {other:?}"),
+    }
+    tenancy_testkit::assert_no_schema(&db, "tenancy").await?;
+    db.drop_database().await
+}

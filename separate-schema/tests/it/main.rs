@@ -1,5 +1,7 @@
-//! Integration tests of the separate-schema strategy.
+//! Integration tests of the separate-schema strategy, on one server, through PgBouncer, and on
+//! a Citus cluster.
 
+mod citus;
 mod lifecycle;
 
 use std::sync::Arc;

@@ -1,7 +1,8 @@
 //! Integration tests of the shared-schema strategy: the conformance suite in both isolation
-//! modes and both row-level security bindings, the leak tests through PgBouncer, and the
-//! row-level security audit.
+//! modes and both row-level security bindings, the leak tests through PgBouncer, the
+//! row-level security audit, and the suite on a Citus cluster.
 
+mod citus;
 mod rls_audit;
 
 use std::sync::Arc;

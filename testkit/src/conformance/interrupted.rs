@@ -48,6 +48,7 @@ fn report(h: &Harness, strategy: Strategy, points: Vec<serde_json::Value>) -> Re
 async fn stop_at(h: &Harness, point: &str) -> Result<()> {
     let exe = std::env::current_exe()?;
     let (test, database, armed) = (h.test.clone(), h.db.name().to_owned(), point.to_owned());
+    let admin = h.db.admin_url().to_owned();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(exe)
             .args([
@@ -59,6 +60,7 @@ async fn stop_at(h: &Harness, point: &str) -> Result<()> {
             ])
             .env("TENANCY_FAULT", armed)
             .env(PARENT_DATABASE, database)
+            .env(crate::database::PARENT_ADMIN_URL, admin)
             .output()
     })
     .await??;

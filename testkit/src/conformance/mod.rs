@@ -27,10 +27,12 @@
 //! deleting tenants), `domain.rs` (projects and tasks), `bad_input.rs` (what is refused) and
 //! `isolation.rs` (no tenant reaches another), `transfer.rs` (export and import), `entities.rs`
 //! (sea-orm entities through a scope), `interrupted.rs` (a process stopped at each
-//! fault point of creating, migrating and deleting); `support.rs` holds what they share.
+//! fault point of creating, migrating and deleting), and on a Citus cluster only `citus.rs`
+//! (the tenants really are distributed); `support.rs` holds what they share.
 //! [`conformance_tests!`](crate::conformance_tests) is the one list of the checks.
 
 mod bad_input;
+mod citus;
 mod domain;
 mod entities;
 pub mod interrupted;
@@ -46,9 +48,10 @@ use futures::future::BoxFuture;
 use tenancy_core::TenantStore;
 use tenancy_core::migration::TenantMigrations;
 
-use crate::TestDatabase;
+use crate::{DatabaseOn, TestDatabase};
 
 pub use bad_input::*;
+pub use citus::distributed_on_citus;
 pub use domain::*;
 pub use entities::*;
 pub use interrupted::{
@@ -129,6 +132,14 @@ pub async fn run<F>(check: F, factory: StoreFactory, test: &str) -> Result<()>
 where
     F: for<'a> FnOnce(&'a Harness) -> BoxFuture<'a, Result<()>>,
 {
+    run_on(DatabaseOn::Plain, check, factory, test).await
+}
+
+/// [`run`], with the check's database made `on` the test server or the Citus cluster.
+pub async fn run_on<F>(on: DatabaseOn, check: F, factory: StoreFactory, test: &str) -> Result<()>
+where
+    F: for<'a> FnOnce(&'a Harness) -> BoxFuture<'a, Result<()>>,
+{
     // The test binary names tests without the crate's own segment.
     let test = test
         .split_once("::")
@@ -143,7 +154,7 @@ where
         return check(&harness).await;
     }
     let harness = Harness {
-        db: TestDatabase::create().await?,
+        db: TestDatabase::create_on(on).await?,
         factory,
         test,
     };
@@ -159,7 +170,8 @@ where
 /// Generates one `#[tokio::test]` per conformance check for a store factory.
 ///
 /// `conformance_tests!(factory)` generates every check; `conformance_tests!(factory; a, b)`
-/// only the named ones.
+/// only the named ones. Written `conformance_tests!(citus factory)` (or `(citus factory; a,
+/// b)`), each check's database is made on the Citus cluster ([`DatabaseOn::Citus`]).
 ///
 /// The first arm is the one list of the checks: a check is a `pub async fn(&Harness)` in one
 /// of the suite's files, and the identifier written here names both the generated test and
@@ -167,7 +179,15 @@ where
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:path) => {
-        $crate::conformance_tests!($factory;
+        $crate::conformance_tests!(@on Plain, $factory);
+    };
+    (citus $factory:path) => {
+        $crate::conformance_tests!(@on Citus, $factory);
+        // citus.rs: the one check that only a Citus cluster can pass.
+        $crate::conformance_tests!(@on Citus, $factory; distributed_on_citus);
+    };
+    (@on $on:ident, $factory:path) => {
+        $crate::conformance_tests!(@on $on, $factory;
             // lifecycle.rs
             lifecycle, exclusive_creation_has_one_winner,
             // domain.rs
@@ -188,18 +208,25 @@ macro_rules! conformance_tests {
             entity_writes_of_another_tenant_are_refused,
         );
     };
-    ($factory:path; $($check:ident),+ $(,)?) => {
+    (citus $factory:path; $($check:ident),+ $(,)?) => {
+        $crate::conformance_tests!(@on Citus, $factory; $($check),+);
+    };
+    (@on $on:ident, $factory:path; $($check:ident),+ $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() -> ::anyhow::Result<()> {
                 let factory: $crate::conformance::StoreFactory =
                     ::std::sync::Arc::new(|db, config| ::std::boxed::Box::pin($factory(db, config)));
-                $crate::conformance::run(
+                $crate::conformance::run_on(
+                    $crate::DatabaseOn::$on,
                     |h| ::std::boxed::Box::pin($crate::conformance::$check(h)),
                     factory,
                     concat!(module_path!(), "::", stringify!($check)),
                 ).await
             }
         )+
+    };
+    ($factory:path; $($check:ident),+ $(,)?) => {
+        $crate::conformance_tests!(@on Plain, $factory; $($check),+);
     };
 }
