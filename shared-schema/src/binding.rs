@@ -205,24 +205,27 @@ impl TenantPool {
                 let lent = LentConnection::new(id, self.connection().await?, Arc::new(ToPool));
                 // The id is a UUID we formatted, so it is safe as a literal; role and
                 // setting end with the transaction.
-                let bind = if self.citus {
+                if self.citus {
                     // Citus sends a transaction's SET LOCAL commands to each worker it opens
-                    // in the transaction, when told to; the role it connects there as is the
-                    // application role (which may log in there).
-                    format!(
-                        "BEGIN; SET LOCAL citus.propagate_set_commands TO 'local'; {}; \
-                         SET LOCAL tenancy.tenant_id TO '{}'",
-                        self.set_local_role,
-                        id.as_uuid()
+                    // in the transaction, when told to, as the text of the message that held
+                    // them: so the tenant's setting goes in a message of its own. The role it
+                    // connects there as is the application role (which may log in there).
+                    lent.begin_with_then(
+                        format!(
+                            "BEGIN; {}; SET LOCAL citus.propagate_set_commands TO 'local'",
+                            self.set_local_role
+                        ),
+                        vec![format!("SET LOCAL tenancy.tenant_id TO '{}'", id.as_uuid())],
                     )
+                    .await?;
                 } else {
-                    format!(
+                    lent.begin_with(format!(
                         "BEGIN; {}; SELECT set_config('tenancy.tenant_id', '{}', true)",
                         self.set_local_role,
                         id.as_uuid()
-                    )
-                };
-                lent.begin_with(bind).await?;
+                    ))
+                    .await?;
+                }
                 Ok(TenantScope::on_connection(
                     id,
                     TableNamespace::Unqualified,

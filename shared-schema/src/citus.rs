@@ -31,16 +31,11 @@ pub(crate) async fn distribute_tables(conn: &impl ConnectionTrait, created: &[i6
         .map(i64::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    // A database installed on one server before the extension was added: its foreign keys to
-    // the local catalog would stop the distribution. tie_to_catalog puts them back, to the
-    // reference table of keys.
-    conn.execute_unprepared(&format!(
-        r#"
--- What is placed: the tenant tables of public, the tables of public they refer to, and the
--- tables the last tenant migration created (reference data). The catalog's and the
--- application's other tables (migration ledgers, accounts) stay on the coordinator.
-CREATE TEMPORARY VIEW tenancy_candidates AS
-    SELECT c.oid, true AS tenant {TENANT_TABLES_FROM} AND NOT c.relispartition
+    // What is placed: the tenant tables of public, the tables of public they refer to, and
+    // the tables the last tenant migration created (reference data). The catalog's and the
+    // application's other tables (migration ledgers, accounts) stay on the coordinator.
+    let candidates = format!(
+        "SELECT c.oid, true AS tenant {TENANT_TABLES_FROM} AND NOT c.relispartition
     UNION
     SELECT r.oid, false
     FROM pg_constraint k
@@ -56,7 +51,13 @@ CREATE TEMPORARY VIEW tenancy_candidates AS
     SELECT c.oid, false FROM pg_class c
     WHERE c.oid = ANY('{{{created}}}'::oid[]) AND c.relkind IN ('r', 'p') AND NOT c.relispartition
       AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
-                      AND a.attname = 'tenant_id' AND NOT a.attisdropped);
+                      AND a.attname = 'tenant_id' AND NOT a.attisdropped)"
+    );
+    // A database installed on one server before the extension was added: its foreign keys to
+    // the local catalog would stop the distribution. tie_to_catalog puts them back, to the
+    // reference table of keys.
+    conn.execute_unprepared(&format!(
+        r#"
 DO $$
 DECLARE t record;
 BEGIN
@@ -76,11 +77,11 @@ DECLARE
 BEGIN
     WHILE progress LOOP
         progress := false;
-        -- Local candidates (tenant tables, and tables a tenant table refers to), each once
+        -- Local candidates (tenant tables and reference data), each once
         -- everything it refers to is distributed.
         FOR t IN
             SELECT c.oid::regclass::text AS rel, c.tenant
-            FROM tenancy_candidates c
+            FROM ({candidates}) c
             WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition p WHERE p.logicalrelid = c.oid)
               AND NOT EXISTS (SELECT 1 FROM pg_constraint k
                               WHERE k.conrelid = c.oid AND k.contype = 'f' AND k.confrelid <> c.oid
@@ -108,13 +109,13 @@ END $$;
     .await?;
     let left = conn
         .query_all_raw(stmt(
-            "SELECT c.oid::regclass::text AS name FROM tenancy_candidates c \
-             WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition p WHERE p.logicalrelid = c.oid) \
-             ORDER BY 1",
+            &format!(
+                "SELECT c.oid::regclass::text AS name FROM ({candidates}) c \
+                 WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition p WHERE p.logicalrelid = c.oid) \
+                 ORDER BY 1"
+            ),
             [],
         ))
-        .await?;
-    conn.execute_unprepared("DROP VIEW tenancy_candidates")
         .await?;
     if left.is_empty() {
         return Ok(());

@@ -119,6 +119,17 @@ impl LentConnection {
         Ok(())
     }
 
+    /// [`LentConnection::begin_with`], then each of `more`, a message of its own: for a
+    /// statement that must not share its message with others (Citus sends the text of a
+    /// message holding a `SET LOCAL` on to its workers, `BEGIN` and all).
+    pub async fn begin_with_then(&self, sql: String, more: Vec<String>) -> Result<()> {
+        self.begin_with(sql).await?;
+        for next in more {
+            self.simple(next).await?;
+        }
+        Ok(())
+    }
+
     async fn simple(&self, sql: String) -> Result<(), DbErr> {
         let mut guard = self.conn.lock().await;
         let conn = guard.as_mut().ok_or_else(gone_db)?;
