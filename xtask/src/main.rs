@@ -19,7 +19,7 @@
 //!   it from the source tarball in `TENANCY_CITUS_SOURCE` (a folder holding
 //!   `citus-13.2.2.tar.gz` and the PostgreSQL 15.20 patch; default: `../shared/citus` beside
 //!   the workspace, then `/work/shared/citus`) and installs it, as root, with the build packages from `apt-get`: once
-//!   per machine, two to four minutes on two cores. Otherwise it stops with the line to run.
+//!   per machine, about a minute on two idle cores. Otherwise it stops with the line to run.
 //!   `CITUS_URL` (a coordinator of the user's own, which the suites then use) skips it.
 //! - **Chromium and ChromeDriver**, for the page tests (the explorer and the API page in a
 //!   real headless browser). `CHROMEDRIVER` and `CHROMIUM` name them; otherwise
@@ -348,7 +348,7 @@ fn citus() -> Result<(), String> {
     )?;
     let build = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/citus-build");
     log(&format!(
-        "building Citus from {} in {} (two to four minutes, once per machine)",
+        "building Citus from {} in {} (about a minute on two idle cores, once per machine)",
         source.display(),
         build.display()
     ));
