@@ -323,6 +323,41 @@ pub trait TenantStore: Send + Sync + std::fmt::Debug {
             .ok_or(crate::Error::NotFound("job"))
     }
 
+    /// On a Citus cluster: records a move of `tenant` to the worker `node` (`host:port`) as
+    /// a job in the catalog, and returns it; [`TenantStore::run_node_move`] drives it (see
+    /// [`crate::plumbing::citus::start_node_move`]). The tenant is served all along.
+    /// Elsewhere, [`crate::Error::Unsupported`].
+    async fn start_node_move(&self, tenant: &Tenant, node: &str) -> Result<Job> {
+        let _ = (tenant, node);
+        Err(crate::Error::Unsupported(format!(
+            "{} does not place tenants on Citus workers here: moving between nodes needs \
+             shared-schema or separate-schema on a Citus coordinator",
+            self.strategy()
+        )))
+    }
+
+    /// Drives the node move recorded on tenant `id` to its end and returns its job (`done`,
+    /// or `failed` with its error).
+    async fn run_node_move(&self, id: TenantId) -> Result<Job> {
+        let _ = id;
+        Err(crate::Error::Unsupported(format!(
+            "{} has no node moves",
+            self.strategy()
+        )))
+    }
+
+    /// [`TenantStore::start_node_move`] and [`TenantStore::run_node_move`] in one call.
+    async fn move_to_node(&self, tenant: &Tenant, node: &str) -> Result<Job> {
+        self.start_node_move(tenant, node).await?;
+        self.run_node_move(tenant.id).await
+    }
+
+    /// On a Citus cluster: finishes the node moves a stopped process left, and returns their
+    /// jobs. Elsewhere nothing.
+    async fn resume_node_moves(&self) -> Result<Vec<Job>> {
+        Ok(Vec::new())
+    }
+
     /// Exports `tenant` (ready, or being moved) to `out`: the backup of one tenant, every
     /// table of the application's with its rows (see [`crate::plumbing::transfer`] for the
     /// file).

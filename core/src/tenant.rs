@@ -319,6 +319,10 @@ pub struct Move {
     pub to: Placement,
     /// How far the move got.
     pub step: MoveStep,
+    /// For a move between the workers of a Citus cluster (`from` and `to` are then the same
+    /// placement): the worker it goes to, `host:port`. `None` for a placement move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// How far a move got. Before [`MoveStep::Flipped`] the tenant is served from `from`, and

@@ -248,6 +248,14 @@ async fn serve(
             eprintln!("tenancy-demo: {resumed} interrupted moves rolled back or finished");
         }
     }
+    // On a Citus cluster: node moves a stopped process left, finished.
+    let resumed = backend.store.resume_node_moves().await?;
+    if !resumed.is_empty() {
+        eprintln!(
+            "tenancy-demo: {} interrupted node moves finished",
+            resumed.len()
+        );
+    }
     backend.ensure_static_tenants(settings).await?;
     let first = if settings.sample_data {
         backend.first_run().await?

@@ -117,6 +117,7 @@ impl HybridStore {
             from: tenant.placement.clone(),
             to: target,
             step: MoveStep::Started,
+            node: None,
         };
         if let Err(e) = catalog::begin_move(self.catalog(), id, &mv).await {
             catalog::update_job(

@@ -8,9 +8,14 @@
 //! migrated, the new migrations are tried on a probe: a distributed schema made inside a
 //! transaction that is rolled back. What Citus refuses there is refused with
 //! [`Error::Unsupported`], naming the migration, and nothing was changed.
+//!
+//! A tenant moves to another worker ([`NodePlacement`]) with its schema, whole
+//! (`citus_schema_move`, online).
 
-use tenancy_core::sea_orm::{ConnectionTrait, TransactionTrait};
-use tenancy_core::{Error, Result, quote_ident};
+use tenancy_core::plumbing::citus::{Node, NodePlacement};
+use tenancy_core::plumbing::sql::stmt;
+use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use tenancy_core::{Error, Result, Tenant, quote_ident};
 
 use crate::store::SeparateSchemaStore;
 
@@ -73,3 +78,53 @@ fn cause(e: &Error) -> String {
     }
     text
 }
+
+// ANCHOR: node_placement
+#[async_trait::async_trait]
+impl NodePlacement for SeparateSchemaStore {
+    fn catalog(&self) -> &DatabaseConnection {
+        &self.control
+    }
+
+    async fn node_of(&self, tenant: &Tenant) -> Result<Node> {
+        let schema = self.schema_for(&tenant.slug);
+        let row = self
+            .control
+            .query_one_raw(stmt(
+                "SELECT s.nodename, s.nodeport FROM citus_shards s \
+                 JOIN pg_class c ON c.oid = s.table_name \
+                 WHERE c.relnamespace = to_regnamespace(quote_ident($1)) \
+                 ORDER BY s.shardid LIMIT 1",
+                [schema.as_str().into()],
+            ))
+            .await?
+            .ok_or_else(|| {
+                Error::Unsupported(format!("schema {schema} is not a distributed schema"))
+            })?;
+        Ok(Node {
+            host: row.try_get("", "nodename")?,
+            port: u16::try_from(row.try_get::<i32>("", "nodeport")?)
+                .map_err(|e| Error::invalid("node", e.to_string()))?,
+        })
+    }
+
+    /// A distributed schema moves whole: nothing to isolate.
+    async fn isolate(&self, _tenant: &Tenant) -> Result<()> {
+        Ok(())
+    }
+
+    async fn relocate(&self, tenant: &Tenant, _from: &Node, to: &Node) -> Result<()> {
+        self.control
+            .execute_raw(stmt(
+                "SELECT citus_schema_move(to_regnamespace(quote_ident($1)), $2, $3)",
+                [
+                    self.schema_for(&tenant.slug).into(),
+                    to.host.clone().into(),
+                    i32::from(to.port).into(),
+                ],
+            ))
+            .await?;
+        Ok(())
+    }
+}
+// ANCHOR_END: node_placement

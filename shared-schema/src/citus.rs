@@ -11,10 +11,18 @@
 //! `tenancy.tenant_keys`, filled and emptied by a trigger on `tenancy.tenants` in the same
 //! transaction, and the tenant tables refer to that. A write for a deleted tenant is refused
 //! on the worker, and the catalog row cannot go while a row of the tenant remains.
+//!
+//! A tenant moves to another worker ([`NodePlacement`]) by isolating it into shards of its
+//! own (`isolate_tenant_to_new_shard`, every co-located table) and moving those
+//! (`citus_move_shard_placement`), both online.
 
+use tenancy_core::plumbing::StrategyDoor;
+use tenancy_core::plumbing::citus::{Node, NodePlacement};
 use tenancy_core::plumbing::sql::stmt;
-use tenancy_core::sea_orm::ConnectionTrait;
-use tenancy_core::{Error, Result};
+use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection};
+use tenancy_core::{Error, Result, Tenant, TenantId};
+
+use crate::SharedSchemaStore;
 
 use crate::security::TENANT_TABLES_FROM;
 
@@ -181,3 +189,89 @@ pub(crate) async fn public_tables(conn: &impl ConnectionTrait) -> Result<Vec<i64
         .map(|r| r.try_get::<i64>("", "oid"))
         .collect::<std::result::Result<_, _>>()?)
 }
+
+// ANCHOR: node_placement
+/// The first distributed tenant table, whose shard for a tenant names where the tenant is
+/// (every other tenant table is co-located with it).
+async fn anchor_table(conn: &impl ConnectionTrait) -> Result<String> {
+    conn.query_one_raw(stmt(
+        "SELECT p.logicalrelid::regclass::text AS t FROM pg_dist_partition p \
+         JOIN pg_class c ON c.oid = p.logicalrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND p.partmethod = 'h' ORDER BY p.logicalrelid LIMIT 1",
+        [],
+    ))
+    .await?
+    .map(|r| r.try_get::<String>("", "t"))
+    .transpose()?
+    .ok_or_else(|| Error::Unsupported("no tenant table is distributed".into()))
+}
+
+/// The shard of the anchor table that holds `tenant`, where it is, and whether it holds that
+/// tenant alone (isolated: its hash range is the tenant's one value).
+async fn tenant_shard(conn: &impl ConnectionTrait, tenant: TenantId) -> Result<(i64, Node, bool)> {
+    let anchor = anchor_table(conn).await?;
+    let row = conn
+        .query_one_raw(stmt(
+            "SELECT s.shardid, p.nodename, p.nodeport, s.shardminvalue = s.shardmaxvalue AS alone \
+             FROM pg_dist_shard s JOIN citus_shards p ON p.shardid = s.shardid \
+             WHERE s.shardid = get_shard_id_for_distribution_column($1::regclass, $2::uuid)",
+            [anchor.into(), tenant.as_uuid().into()],
+        ))
+        .await?
+        .ok_or_else(|| Error::Unsupported(format!("no shard holds tenant {tenant}")))?;
+    Ok((
+        row.try_get("", "shardid")?,
+        Node {
+            host: row.try_get("", "nodename")?,
+            port: u16::try_from(row.try_get::<i32>("", "nodeport")?)
+                .map_err(|e| Error::invalid("node", e.to_string()))?,
+        },
+        row.try_get("", "alone")?,
+    ))
+}
+
+#[async_trait::async_trait]
+impl NodePlacement for SharedSchemaStore {
+    fn catalog(&self) -> &DatabaseConnection {
+        self.connection(StrategyDoor)
+    }
+
+    async fn node_of(&self, tenant: &Tenant) -> Result<Node> {
+        Ok(tenant_shard(self.catalog(), tenant.id).await?.1)
+    }
+
+    /// Splits the tenant's shards (of every co-located table) so that it has shards of its
+    /// own: the other tenants of those shards keep their rows, and their writes wait for the
+    /// split's short switch.
+    async fn isolate(&self, tenant: &Tenant) -> Result<()> {
+        let conn = self.catalog();
+        if tenant_shard(conn, tenant.id).await?.2 {
+            return Ok(());
+        }
+        let anchor = anchor_table(conn).await?;
+        conn.execute_raw(stmt(
+            "SELECT isolate_tenant_to_new_shard($1::regclass, $2::uuid, 'CASCADE')",
+            [anchor.into(), tenant.id.as_uuid().into()],
+        ))
+        .await?;
+        Ok(())
+    }
+
+    async fn relocate(&self, tenant: &Tenant, from: &Node, to: &Node) -> Result<()> {
+        let conn = self.catalog();
+        let (shard, _, _) = tenant_shard(conn, tenant.id).await?;
+        conn.execute_raw(stmt(
+            "SELECT citus_move_shard_placement($1, $2, $3, $4, $5)",
+            [
+                shard.into(),
+                from.host.clone().into(),
+                i32::from(from.port).into(),
+                to.host.clone().into(),
+                i32::from(to.port).into(),
+            ],
+        ))
+        .await?;
+        Ok(())
+    }
+}
+// ANCHOR_END: node_placement

@@ -38,6 +38,12 @@ pub(crate) async fn secure_tables(
     };
     // Only when it cannot log in yet: the role is cluster-wide, and two databases installing
     // at once would both update its row ("tuple concurrently updated").
+    // FORCE subjects the tables' owner to the policy too. On Citus it stays off: Citus moves
+    // and splits shards by logical replication as a role with the owner's rights, and
+    // PostgreSQL refuses to replicate into a table whose policy applies to that role ("cannot
+    // replicate into relation with row-level security enabled"). Tenant traffic runs as the
+    // application role, which owns nothing, so the policy holds for it either way.
+    let force = if citus { "NO FORCE" } else { "FORCE" };
     let login = if citus {
         format!(
             "DO $$ BEGIN IF NOT (SELECT rolcanlogin FROM pg_roles WHERE rolname = {role_literal}) \
@@ -72,7 +78,7 @@ BEGIN
     FOR t IN SELECT c.relname {TENANT_TABLES_FROM}
     LOOP
         EXECUTE format('ALTER TABLE public.%I ENABLE ROW LEVEL SECURITY', t.relname);
-        EXECUTE format('ALTER TABLE public.%I FORCE ROW LEVEL SECURITY', t.relname);
+        EXECUTE format('ALTER TABLE public.%I {force} ROW LEVEL SECURITY', t.relname);
         EXECUTE format('DROP POLICY IF EXISTS tenant_isolation ON public.%I', t.relname);
         -- On one server (SELECT ...) makes the setting an init-plan evaluated once per statement, so the
         -- comparison can use the index on tenant_id. NULLIF: an unset or reset setting is
@@ -135,7 +141,14 @@ END $$;
 /// application role owns, or an application role that is a superuser or has `BYPASSRLS`
 /// (each of which lets every row through). Runs at every start, after the install, so a
 /// database changed by hand since is caught before the first request.
-pub(crate) async fn check_in_force(conn: &impl ConnectionTrait, app_role: &str) -> Result<()> {
+///
+/// On a Citus coordinator (`citus`) `FORCE` is not asked for (see [`secure_tables`]): the
+/// application role owning no tenant table is what keeps the policy on its statements.
+pub(crate) async fn check_in_force(
+    conn: &impl ConnectionTrait,
+    app_role: &str,
+    citus: bool,
+) -> Result<()> {
     let mut problems = Vec::new();
     let role = conn
         .query_one_raw(stmt(
@@ -178,6 +191,9 @@ pub(crate) async fn check_in_force(conn: &impl ConnectionTrait, app_role: &str) 
             ("forced", "FORCE ROW LEVEL SECURITY"),
             ("policy", "the tenant_isolation policy"),
         ] {
+            if citus && column == "forced" {
+                continue;
+            }
             if !t.try_get::<bool>("", column)? {
                 problems.push(format!("table public.{name} lacks {what}"));
             }

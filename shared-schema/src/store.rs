@@ -156,7 +156,7 @@ impl SharedSchemaStore {
         // Also for databases installed before the tie existed.
         tie_to_catalog(&txn, self.citus).await?;
         if self.options.isolation == Isolation::PredicateAndRls {
-            check_in_force(&txn, &self.options.app_role).await?;
+            check_in_force(&txn, &self.options.app_role, self.citus).await?;
         }
         txn.commit().await?;
         Ok(())
@@ -298,6 +298,36 @@ impl TenantStore for SharedSchemaStore {
     }
 
     // ANCHOR_END: unscoped_view
+
+    async fn start_node_move(&self, tenant: &Tenant, node: &str) -> Result<tenancy_core::Job> {
+        if !self.citus {
+            return Err(Error::Unsupported(
+                "this store is not on a Citus coordinator: there are no workers to move to".into(),
+            ));
+        }
+        let node = node.parse()?;
+        let tenant = self.tenant(tenant.id).await?;
+        if tenant.placement != Placement::Shared {
+            return Err(Error::misplaced(&tenant, "the shared tables of this store"));
+        }
+        citus::start_node_move(self, &tenant, &node).await
+    }
+
+    async fn run_node_move(&self, id: TenantId) -> Result<tenancy_core::Job> {
+        if !self.citus {
+            return Err(Error::Unsupported(
+                "this store is not on a Citus coordinator: there are no node moves".into(),
+            ));
+        }
+        citus::run_node_move(self, id).await
+    }
+
+    async fn resume_node_moves(&self) -> Result<Vec<tenancy_core::Job>> {
+        if !self.citus {
+            return Ok(Vec::new());
+        }
+        citus::resume_node_moves(self).await
+    }
 
     fn placements(&self, _: StrategyDoor) -> &dyn Placements {
         self

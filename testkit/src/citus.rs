@@ -4,7 +4,8 @@
 //!
 //! Without `CITUS_URL` the first test that asks for one starts three PostgreSQL clusters on
 //! free loopback ports ([`TestServer`], with `shared_preload_libraries = 'citus'` and
-//! `wal_level = logical`, the setting Citus' shard moves need) and leaves a watcher behind
+//! `wal_level = logical` and `output_plugin_libraries` naming `citus`, the settings Citus'
+//! shard moves need) and leaves a watcher behind
 //! that stops them and deletes their files when the test process ends. Citus keeps its node
 //! list per database, so each test database is created on every node, gets the extension on
 //! every node, and is joined on the coordinator (`citus_set_coordinator_host`,
@@ -55,8 +56,11 @@ pub(crate) async fn nodes() -> Result<&'static CitusNodes> {
 
 /// Three servers of this process, removed by a watcher when the process ends.
 fn start_cluster() -> Result<CitusNodes> {
+    // Citus moves shards by logical replication with its own output plugin, which PostgreSQL
+    // 15.20 only lets a replication connection use when output_plugin_libraries names it.
     let settings = "-c shared_preload_libraries=citus -c wal_level=logical \
-                    -c max_worker_processes=16 -c citus.log_remote_commands=off";
+                    -c max_worker_processes=16 -c citus.log_remote_commands=off \
+                    -c output_plugin_libraries=pgoutput,test_decoding,citus";
     let start = || {
         TestServer::start_with(settings).context(
             "the Citus suites start a cluster of their own and need the Citus extension in \

@@ -49,6 +49,11 @@ pub struct LentConnection {
     /// statement's future was dropped halfway, and what the connection is in is unknown.
     pending: AtomicBool,
     home: Arc<dyn ConnectionHome>,
+    /// The messages that opened the transaction in progress, and whether every statement run
+    /// in it since was a plain read (no write, no row lock): what a statement that met a shard
+    /// moved under it runs again after.
+    opening: std::sync::Mutex<Vec<String>>,
+    fresh: AtomicBool,
     /// Dropped only after the connection is given back (a strategy's permit, say, so the
     /// room a connection takes is not handed on before the connection is free).
     keep: Option<Box<dyn Send + Sync>>,
@@ -95,6 +100,8 @@ impl LentConnection {
             broken: AtomicBool::new(false),
             pending: AtomicBool::new(false),
             home,
+            opening: std::sync::Mutex::new(Vec::new()),
+            fresh: AtomicBool::new(false),
             keep: None,
         }
     }
@@ -114,19 +121,63 @@ impl LentConnection {
     /// may go on with statements of the strategy's own (`SET LOCAL ...`), all in one round
     /// trip. Never for user input: nothing in it is a parameter.
     pub async fn begin_with(&self, sql: String) -> Result<()> {
-        self.simple(sql).await?;
+        self.simple(sql.clone()).await?;
         self.in_transaction.store(true, Ordering::Release);
+        self.opened(vec![sql]);
         Ok(())
+    }
+
+    fn opened(&self, messages: Vec<String>) {
+        *self.opening.lock().unwrap_or_else(|p| p.into_inner()) = messages;
+        self.fresh.store(true, Ordering::Release);
+    }
+
+    /// After a statement met a shard that Citus split or moved while its transaction was
+    /// open (the coordinator's "could not find valid entry for shard"): whether it may run
+    /// again, and the connection made ready for it. It may when there is no transaction (the
+    /// statement had no effect), or when everything before it in its transaction was a plain
+    /// read: the transaction is rolled back, which undoes nothing, and opened again with the
+    /// same messages. At read committed, which the scopes run at, each statement reads a
+    /// snapshot of its own anyway, so the caller cannot tell.
+    async fn ready_to_retry(&self, err: &sqlx::Error) -> bool {
+        let moved = err.as_database_error().is_some_and(|d| {
+            d.message()
+                .starts_with("could not find valid entry for shard")
+        });
+        if !moved {
+            return false;
+        }
+        if !self.in_transaction.load(Ordering::Acquire) {
+            return true;
+        }
+        if !self.fresh.load(Ordering::Acquire) {
+            return false;
+        }
+        let opening = self
+            .opening
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if opening.is_empty() || self.simple("ROLLBACK".into()).await.is_err() {
+            return false;
+        }
+        for message in &opening {
+            if self.simple(message.clone()).await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     /// [`LentConnection::begin_with`], then each of `more`, a message of its own: for a
     /// statement that must not share its message with others (Citus sends the text of a
     /// message holding a `SET LOCAL` on to its workers, `BEGIN` and all).
     pub async fn begin_with_then(&self, sql: String, more: Vec<String>) -> Result<()> {
-        self.begin_with(sql).await?;
-        for next in more {
-            self.simple(next).await?;
+        self.begin_with(sql.clone()).await?;
+        for next in &more {
+            self.simple(next.clone()).await?;
         }
+        self.opened(std::iter::once(sql).chain(more).collect());
         Ok(())
     }
 
@@ -151,31 +202,56 @@ impl LentConnection {
 
     /// Runs a built statement (its values bound as parameters) and reports rows affected.
     pub async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        let res = match self.execute_once(stmt.clone()).await {
+            Err(e) if self.ready_to_retry(&e).await => self.execute_once(stmt).await,
+            res => res,
+        };
+        self.fresh.store(false, Ordering::Release);
+        self.checked(res).map(ExecResult::from)
+    }
+
+    async fn execute_once(
+        &self,
+        stmt: Statement,
+    ) -> std::result::Result<sqlx::postgres::PgQueryResult, sqlx::Error> {
         let mut guard = self.conn.lock().await;
-        let conn = guard.as_mut().ok_or_else(gone_db)?;
+        let conn = guard
+            .as_mut()
+            .ok_or_else(|| sqlx::Error::Protocol(gone_db().to_string()))?;
         let values = SqlxValues(stmt.values.unwrap_or(sea_orm::Values(Vec::new())));
         self.pending.store(true, Ordering::Release);
-        let res = sqlx::query_with(AssertSqlSafe(stmt.sql), values)
+        sqlx::query_with(AssertSqlSafe(stmt.sql), values)
             .execute(&mut **conn)
-            .await;
-        self.checked(res).map(ExecResult::from)
+            .await
     }
 
     /// Runs a built query and returns its rows.
     pub(crate) async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        let mut guard = self.conn.lock().await;
-        let conn = guard.as_mut().ok_or_else(gone_db)?;
-        let values = SqlxValues(stmt.values.unwrap_or(sea_orm::Values(Vec::new())));
-        self.pending.store(true, Ordering::Release);
-        let res: std::result::Result<Vec<PgRow>, sqlx::Error> =
-            sqlx::query_with(AssertSqlSafe(stmt.sql), values)
-                .fetch_all(&mut **conn)
-                .await;
+        let stmt_sql = stmt.sql.clone();
+        let res = match self.query_once(stmt.clone()).await {
+            Err(e) if self.ready_to_retry(&e).await => self.query_once(stmt).await,
+            res => res,
+        };
+        if !plain_read(&stmt_sql) {
+            self.fresh.store(false, Ordering::Release);
+        }
         Ok(self
             .checked(res)?
             .into_iter()
             .map(QueryResult::from)
             .collect())
+    }
+
+    async fn query_once(&self, stmt: Statement) -> std::result::Result<Vec<PgRow>, sqlx::Error> {
+        let mut guard = self.conn.lock().await;
+        let conn = guard
+            .as_mut()
+            .ok_or_else(|| sqlx::Error::Protocol(gone_db().to_string()))?;
+        let values = SqlxValues(stmt.values.unwrap_or(sea_orm::Values(Vec::new())));
+        self.pending.store(true, Ordering::Release);
+        sqlx::query_with(AssertSqlSafe(stmt.sql), values)
+            .fetch_all(&mut **conn)
+            .await
     }
 
     /// Ends the scope: `COMMIT` (or `ROLLBACK`) if a transaction is open, then gives the
@@ -231,6 +307,20 @@ impl Drop for LentConnection {
     fn drop(&mut self) {
         self.release();
     }
+}
+
+/// A `SELECT` that takes no row lock: rolling its transaction back undoes nothing of it.
+fn plain_read(sql: &str) -> bool {
+    let upper = sql.trim_start().to_ascii_uppercase();
+    upper.starts_with("SELECT")
+        && ![
+            "FOR UPDATE",
+            "FOR NO KEY UPDATE",
+            "FOR SHARE",
+            "FOR KEY SHARE",
+        ]
+        .iter()
+        .any(|lock| upper.contains(lock))
 }
 
 fn gone_db() -> DbErr {

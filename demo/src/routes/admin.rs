@@ -72,14 +72,18 @@ pub struct CreateTenant {
     pub placement: Option<PlacementKind>,
 }
 
-/// Where to move a tenant (hybrid only).
+/// Where to move a tenant: to another placement (`to`, hybrid only), or to another worker of
+/// a Citus cluster (`node`, shared-schema or separate-schema on a coordinator). One of the two.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoveTenant {
     /// `shared`, `schema` or `database`, the names a tenant's `placement.kind` reads.
-    pub to: PlacementKind,
+    pub to: Option<PlacementKind>,
     /// separate-db: the server to move it to (a database tenant may move between servers).
     pub server: Option<String>,
+    /// On a Citus cluster: the worker to move the tenant to, `host:port` as the coordinator
+    /// lists it (`pg_dist_node`).
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -223,9 +227,10 @@ pub async fn create_tenant(
 }
 
 // ANCHOR: move_tenant
-/// Move a live tenant to another placement (hybrid only): 202 with the job, whose progress
-/// `GET /admin/jobs/{id}` reports. Its reads go on throughout; its writes get 503 with
-/// `Retry-After` for the short window of the copy.
+/// Move a live tenant to another placement (`to`, hybrid only) or to another worker of a
+/// Citus cluster (`node`): 202 with the job, whose progress `GET /admin/jobs/{id}` reports.
+/// Its reads go on throughout; during a placement move its writes get 503 with `Retry-After`
+/// for the short window of the copy, during a node move they wait for Citus' switch.
 #[utoipa::path(post, path = "/admin/tenants/{slug}/move", tag = "admin", request_body = MoveTenant,
     responses((status = 202, body = tenancy_core::Job), (status = 404, body = crate::problem::Problem),
               (status = 409, body = crate::problem::Problem),
@@ -242,7 +247,17 @@ pub async fn move_tenant(
     let t = find(&state, &slug).await?;
     state.statics.refuse(t.slug.as_str(), "moved")?;
     let body = body.into_inner();
-    let to = body.to;
+    let to = match (body.to, body.node) {
+        (Some(to), None) => to,
+        (None, Some(node)) if body.server.is_none() => {
+            return move_to_node(state, t, node).await;
+        }
+        _ => {
+            return Err(ApiError::Unprocessable(
+                "give either `to` (with `server` for separate-db) or `node`".into(),
+            ));
+        }
+    };
     known_server(&state, body.server.as_deref())?;
     let Some(mover) = state.mover.clone() else {
         return Err(ApiError::Conflict(format!(
@@ -286,6 +301,51 @@ pub async fn move_tenant(
         .json(job))
 }
 // ANCHOR_END: move_tenant
+
+/// A move to another worker of a Citus cluster: recorded, then driven in the background.
+async fn move_to_node(
+    state: web::Data<AppState>,
+    t: tenancy_core::Tenant,
+    node: String,
+) -> Result<HttpResponse, ApiError> {
+    if t.state != tenancy_core::TenantState::Ready {
+        return Err(ApiError::Conflict(format!(
+            "tenant {} is {}, not ready",
+            t.slug, t.state
+        )));
+    }
+    let permit = state
+        .moves
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::TooMany(1))?;
+    let job = state
+        .store
+        .start_node_move(&t, &node)
+        .await
+        .map_err(|e| match e {
+            // Already there: a conflict with the tenant's state, not a bad value.
+            tenancy_core::Error::Invalid {
+                field: "node",
+                reason,
+            } if reason.contains("already") => ApiError::Conflict(reason),
+            tenancy_core::Error::Unsupported(reason) => ApiError::Conflict(reason),
+            e => e.into(),
+        })?;
+    let store = state.store.clone();
+    let id = t.id;
+    tokio::spawn(async move {
+        let _permit = permit;
+        match store.run_node_move(id).await {
+            Ok(job) if job.step == "done" => {}
+            Ok(job) => tracing::warn!(tenant = %id, error = ?job.error, "a node move failed"),
+            Err(e) => tracing::warn!(tenant = %id, error = %e, "a node move failed"),
+        }
+    });
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Location", format!("/admin/jobs/{}", job.id)))
+        .json(job))
+}
 
 /// A job's progress.
 #[utoipa::path(get, path = "/admin/jobs/{id}", tag = "admin",

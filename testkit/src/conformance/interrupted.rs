@@ -28,24 +28,28 @@ pub(crate) fn parent_database() -> Option<String> {
 }
 
 /// In a child process: the fault point it must stop at.
-fn child_point() -> Option<String> {
+pub(crate) fn child_point() -> Option<String> {
     parent_database().and(std::env::var("TENANCY_FAULT").ok())
 }
 
 /// The slug of the tenant the step at `point` works on.
-fn slug_at(point: &str) -> String {
+pub(crate) fn slug_at(point: &str) -> String {
     format!("at-{}", point.replace(':', "-"))
 }
 
 /// Writes what a check saw at each point (`target/fault-reports/<test>-<strategy>.json`).
-fn report(h: &Harness, strategy: Strategy, points: Vec<serde_json::Value>) -> Result<()> {
+pub(crate) fn report(
+    h: &Harness,
+    strategy: Strategy,
+    points: Vec<serde_json::Value>,
+) -> Result<()> {
     let name = format!("{}-{strategy}", h.test.replace("::", "-"));
     crate::fault_report(&name, &serde_json::json!({ "points": points }))
 }
 
 /// Runs this test again in a child process with `point` armed, on this test's database, and
 /// checks that the child was stopped there.
-async fn stop_at(h: &Harness, point: &str) -> Result<()> {
+pub(crate) async fn stop_at(h: &Harness, point: &str) -> Result<()> {
     let exe = std::env::current_exe()?;
     let (test, database, armed) = (h.test.clone(), h.db.name().to_owned(), point.to_owned());
     let admin = h.db.admin_url().to_owned();

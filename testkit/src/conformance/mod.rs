@@ -28,7 +28,8 @@
 //! `isolation.rs` (no tenant reaches another), `transfer.rs` (export and import), `entities.rs`
 //! (sea-orm entities through a scope), `interrupted.rs` (a process stopped at each
 //! fault point of creating, migrating and deleting), and on a Citus cluster only `citus.rs`
-//! (the tenants really are distributed); `support.rs` holds what they share.
+//! (the tenants really are distributed) and `node_moves.rs` (a tenant moved between workers
+//! under load, and stopped at each step); `support.rs` holds what they share.
 //! [`conformance_tests!`](crate::conformance_tests) is the one list of the checks.
 
 mod bad_input;
@@ -38,6 +39,7 @@ mod entities;
 pub mod interrupted;
 mod isolation;
 mod lifecycle;
+mod node_moves;
 mod support;
 mod transfer;
 
@@ -59,6 +61,7 @@ pub use interrupted::{
 };
 pub use isolation::*;
 pub use lifecycle::*;
+pub use node_moves::{interrupted_node_move_resumes, node_move_refusals, node_move_under_load};
 pub use support::{rows_anywhere, rows_in};
 pub use transfer::*;
 
@@ -184,7 +187,11 @@ macro_rules! conformance_tests {
     (citus $factory:path) => {
         $crate::conformance_tests!(@on Citus, $factory);
         // citus.rs: the one check that only a Citus cluster can pass.
-        $crate::conformance_tests!(@on Citus, $factory; distributed_on_citus);
+        $crate::conformance_tests!(@on Citus, $factory;
+            distributed_on_citus,
+            // node_moves.rs
+            node_move_under_load, node_move_refusals, interrupted_node_move_resumes,
+        );
     };
     (@on $on:ident, $factory:path) => {
         $crate::conformance_tests!(@on $on, $factory;
