@@ -200,7 +200,7 @@ pub fn this_deployment(doc: &mut serde_json::Value, state: &crate::state::AppSta
             .collect(),
     };
     let schemas = &mut doc["components"]["schemas"];
-    for (schema, field) in [("CreateTenant", "placement"), ("MoveTenant", "to")] {
+    for (schema, field) in [("CreateTenant", "placement"), ("MoveToPlacement", "to")] {
         let nullable = field == "placement";
         let mut allowed = kinds.clone();
         if nullable {
@@ -213,7 +213,7 @@ pub fn this_deployment(doc: &mut serde_json::Value, state: &crate::state::AppSta
         });
     }
     if let Some(servers) = state.placement_servers() {
-        for schema in ["CreateTenant", "MoveTenant"] {
+        for schema in ["CreateTenant", "MoveToPlacement"] {
             let mut allowed: Vec<Value> = servers.iter().map(|s| json!(s)).collect();
             allowed.push(Value::Null);
             schemas[schema]["properties"]["server"] = json!({

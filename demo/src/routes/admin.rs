@@ -72,18 +72,33 @@ pub struct CreateTenant {
     pub placement: Option<PlacementKind>,
 }
 
-/// Where to move a tenant: to another placement (`to`, hybrid only), or to another worker of
-/// a Citus cluster (`node`, shared-schema or separate-schema on a coordinator). One of the two.
+/// Where to move a tenant: to another placement (hybrid only), or to another worker of a
+/// Citus cluster (shared-schema or separate-schema on a coordinator).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum MoveTenant {
+    /// To another placement.
+    Placement(MoveToPlacement),
+    /// To another worker of a Citus cluster.
+    Node(MoveToNode),
+}
+
+/// A move to another placement (hybrid only).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct MoveTenant {
+pub struct MoveToPlacement {
     /// `shared`, `schema` or `database`, the names a tenant's `placement.kind` reads.
-    pub to: Option<PlacementKind>,
+    pub to: PlacementKind,
     /// separate-db: the server to move it to (a database tenant may move between servers).
     pub server: Option<String>,
-    /// On a Citus cluster: the worker to move the tenant to, `host:port` as the coordinator
-    /// lists it (`pg_dist_node`).
-    pub node: Option<String>,
+}
+
+/// A move to another worker of a Citus cluster.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveToNode {
+    /// The worker, `host:port` as the coordinator lists it (`pg_dist_node`).
+    pub node: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -246,18 +261,11 @@ pub async fn move_tenant(
 ) -> Result<HttpResponse, ApiError> {
     let t = find(&state, &slug).await?;
     state.statics.refuse(t.slug.as_str(), "moved")?;
-    let body = body.into_inner();
-    let to = match (body.to, body.node) {
-        (Some(to), None) => to,
-        (None, Some(node)) if body.server.is_none() => {
-            return move_to_node(state, t, node).await;
-        }
-        _ => {
-            return Err(ApiError::Unprocessable(
-                "give either `to` (with `server` for separate-db) or `node`".into(),
-            ));
-        }
+    let body = match body.into_inner() {
+        MoveTenant::Placement(body) => body,
+        MoveTenant::Node(MoveToNode { node }) => return move_to_node(state, t, node).await,
     };
+    let to = body.to;
     known_server(&state, body.server.as_deref())?;
     let Some(mover) = state.mover.clone() else {
         return Err(ApiError::Conflict(format!(

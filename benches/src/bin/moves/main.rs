@@ -4,11 +4,15 @@
 //! `COPY` of the same rows on the same machine, measured in the same run.
 //!
 //! ```text
-//! cargo run --release -p tenancy-benches --bin moves -- [--sizes 1000,10000,100000] [--out DIR]
+//! cargo run --release -p tenancy-benches --bin moves -- [--sizes 1000,10000,100000] [--out DIR] [--citus]
 //! ```
 //!
 //! Writes `DIR/moves.json` (default `docs/src/results/`), rendered in the book's chapter on
 //! hybrid placement. Needs `DATABASE_URL` (a role that may create databases).
+//!
+//! With `--citus` it moves tenants between the workers of a Citus cluster instead
+//! (`citus.rs`) and writes `DIR/moves-citus.json`, rendered in the chapter on scaling
+//! out.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +27,8 @@ use tenancy_example::projects::{self, NewProject};
 use tenancy_hybrid::{DefaultPlacement, HybridOptions, HybridStore};
 use tenancy_testkit::TestDatabase;
 
+mod citus;
+
 /// Tasks per project in the seeded tenant.
 const TASKS_PER_PROJECT: usize = 100;
 /// How often the plain COPY is repeated (its median is kept).
@@ -31,12 +37,14 @@ const PLAIN_ROUNDS: usize = 3;
 struct Args {
     sizes: Vec<usize>,
     out: PathBuf,
+    citus: bool,
 }
 
 fn args() -> Result<Args> {
     let mut a = Args {
         sizes: vec![1_000, 10_000, 100_000],
         out: PathBuf::from("docs/src/results"),
+        citus: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -50,6 +58,7 @@ fn args() -> Result<Args> {
                     .collect::<Result<_, _>>()?;
             }
             "--out" => a.out = PathBuf::from(it.next().context("--out needs a folder")?),
+            "--citus" => a.citus = true,
             other => bail!("unknown argument {other:?}; see the file's documentation"),
         }
     }
@@ -236,6 +245,9 @@ fn main() -> Result<()> {
     let args = args()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        if args.citus {
+            return citus_moves(&args).await;
+        }
         let mut rows = Vec::new();
         for &size in &args.sizes {
             rows.extend(size_run(size).await?);
@@ -263,4 +275,28 @@ fn main() -> Result<()> {
         eprintln!("wrote {}", path.display());
         Ok(())
     })
+}
+
+async fn citus_moves(args: &Args) -> Result<()> {
+    let rows = citus::rows(&args.sizes).await?;
+    let postgres = tenancy_benches::psql_version();
+    let doc = json!({
+        "what": "One tenant (100 tasks per project) moved to the other worker of a Citus cluster \
+                 (a coordinator and two workers on this machine) through the store, under a \
+                 writer (a project every 5 ms; in shared-schema a neighbour of the same shard \
+                 writes too); beside it, Citus' own calls moving a second tenant of the same \
+                 size with no writer and no job; single runs",
+        "unit": "mixed",
+        "columns": [["id", "move"], ["tasks", "tasks"], ["move_ms", "move"],
+                    ["citus_alone_ms", "Citus alone"], ["move_vs_citus_alone", "move vs Citus alone"],
+                    ["window_ms", "longest write"], ["neighbour_window_ms", "neighbour's longest write"],
+                    ["writes_failed", "writes failed"]],
+        "measured": tenancy_benches::measured(&postgres),
+        "rows": rows,
+    });
+    std::fs::create_dir_all(&args.out)?;
+    let path = args.out.join("moves-citus.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
 }
