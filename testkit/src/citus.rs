@@ -58,9 +58,13 @@ pub(crate) async fn nodes() -> Result<&'static CitusNodes> {
 fn start_cluster() -> Result<CitusNodes> {
     // Citus moves shards by logical replication with its own output plugin, which PostgreSQL
     // 15.20 only lets a replication connection use when output_plugin_libraries names it.
+    // The logical replication launcher starts a new subscription's worker at once only if it
+    // started none within wal_retrieve_retry_interval (5 s by default): every other move
+    // waited about five seconds for it.
     let settings = "-c shared_preload_libraries=citus -c wal_level=logical \
                     -c max_worker_processes=16 -c citus.log_remote_commands=off \
-                    -c output_plugin_libraries=pgoutput,test_decoding,citus";
+                    -c output_plugin_libraries=pgoutput,test_decoding,citus \
+                    -c wal_retrieve_retry_interval=200ms";
     let start = || {
         TestServer::start_with(settings).context(
             "the Citus suites start a cluster of their own and need the Citus extension in \

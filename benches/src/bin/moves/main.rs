@@ -285,7 +285,8 @@ async fn citus_moves(args: &Args) -> Result<()> {
                  (a coordinator and two workers on this machine) through the store, under a \
                  writer (a project every 5 ms; in shared-schema a neighbour of the same shard \
                  writes too); beside it, Citus' own calls moving a second tenant of the same \
-                 size with no writer and no job; single runs",
+                 size with no writer and no job, after a small tenant moved unmeasured (a cluster's \
+                 first move costs more); single runs",
         "unit": "mixed",
         "columns": [["id", "move"], ["tasks", "tasks"], ["move_ms", "move"],
                     ["citus_alone_ms", "Citus alone"], ["move_vs_citus_alone", "move vs Citus alone"],
