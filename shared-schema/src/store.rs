@@ -300,33 +300,23 @@ impl TenantStore for SharedSchemaStore {
     // ANCHOR_END: unscoped_view
 
     async fn start_node_move(&self, tenant: &Tenant, node: &str) -> Result<tenancy_core::Job> {
-        if !self.citus {
-            return Err(Error::Unsupported(
-                "this store is not on a Citus coordinator: there are no workers to move to".into(),
-            ));
-        }
-        let node = node.parse()?;
+        let on_citus = citus::on_coordinator(self, self.citus)?;
         let tenant = self.tenant(tenant.id).await?;
         if tenant.placement != Placement::Shared {
             return Err(Error::misplaced(&tenant, "the shared tables of this store"));
         }
-        citus::start_node_move(self, &tenant, &node).await
+        citus::start_node_move(on_citus, &tenant, node).await
     }
 
     async fn run_node_move(&self, id: TenantId) -> Result<tenancy_core::Job> {
-        if !self.citus {
-            return Err(Error::Unsupported(
-                "this store is not on a Citus coordinator: there are no node moves".into(),
-            ));
-        }
-        citus::run_node_move(self, id).await
+        citus::run_node_move(citus::on_coordinator(self, self.citus)?, id).await
     }
 
     async fn resume_node_moves(&self) -> Result<Vec<tenancy_core::Job>> {
-        if !self.citus {
-            return Ok(Vec::new());
+        match citus::on_coordinator(self, self.citus) {
+            Ok(on_citus) => citus::resume_node_moves(on_citus).await,
+            Err(_) => Ok(Vec::new()),
         }
-        citus::resume_node_moves(self).await
     }
 
     fn placements(&self, _: StrategyDoor) -> &dyn Placements {

@@ -132,8 +132,9 @@ pub const NODE_MOVE: &str = "node_move";
 pub async fn start_node_move(
     placement: &dyn NodePlacement,
     tenant: &Tenant,
-    to: &Node,
+    to: &str,
 ) -> Result<Job> {
+    let to = &to.parse::<Node>()?;
     let catalog = placement.catalog();
     if !workers(catalog).await?.contains(to) {
         return Err(Error::invalid(
@@ -166,6 +167,19 @@ pub async fn start_node_move(
     }
     fault::point("node-move:recorded");
     Ok(job)
+}
+
+/// `placement`, when its store's database is a Citus coordinator (`citus`); otherwise
+/// [`Error::Unsupported`]: there are no workers to move tenants to.
+pub fn on_coordinator(placement: &dyn NodePlacement, citus: bool) -> Result<&dyn NodePlacement> {
+    if citus {
+        Ok(placement)
+    } else {
+        Err(Error::Unsupported(
+            "this store is not on a Citus coordinator: there are no workers to move tenants to"
+                .into(),
+        ))
+    }
 }
 
 /// Drives the node move recorded on tenant `id` to its end and returns its job: `done`, or

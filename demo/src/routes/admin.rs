@@ -273,19 +273,7 @@ pub async fn move_tenant(
             state.strategy
         )));
     };
-    if t.state != tenancy_core::TenantState::Ready {
-        return Err(ApiError::Conflict(format!(
-            "tenant {} is {}, not ready",
-            t.slug, t.state
-        )));
-    }
-    // One move at a time in this process: a move holds catalog connections for its copy,
-    // and moves without bound would starve every other request of them.
-    let permit = state
-        .moves
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::TooMany(1))?;
+    let permit = may_move(&state, &t)?;
     // Already there: a conflict with the tenant's state, not a bad value.
     let job = mover
         .start(t.id, to, body.server)
@@ -310,23 +298,33 @@ pub async fn move_tenant(
 }
 // ANCHOR_END: move_tenant
 
-/// A move to another worker of a Citus cluster: recorded, then driven in the background.
-async fn move_to_node(
-    state: web::Data<AppState>,
-    t: tenancy_core::Tenant,
-    node: String,
-) -> Result<HttpResponse, ApiError> {
+/// Whether `t` may start a move now: it must be ready, and this process runs one move at a
+/// time (a move holds catalog connections for its copy, and moves without bound would starve
+/// every other request of them). The permit is held until the move ends.
+fn may_move(
+    state: &AppState,
+    t: &tenancy_core::Tenant,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
     if t.state != tenancy_core::TenantState::Ready {
         return Err(ApiError::Conflict(format!(
             "tenant {} is {}, not ready",
             t.slug, t.state
         )));
     }
-    let permit = state
+    state
         .moves
         .clone()
         .try_acquire_owned()
-        .map_err(|_| ApiError::TooMany(1))?;
+        .map_err(|_| ApiError::TooMany(1))
+}
+
+/// A move to another worker of a Citus cluster: recorded, then driven in the background.
+async fn move_to_node(
+    state: web::Data<AppState>,
+    t: tenancy_core::Tenant,
+    node: String,
+) -> Result<HttpResponse, ApiError> {
+    let permit = may_move(&state, &t)?;
     let job = state
         .store
         .start_node_move(&t, &node)
