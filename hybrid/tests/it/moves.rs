@@ -490,7 +490,16 @@ async fn interrupted_move_resumes_or_rolls_back() -> Result<()> {
             .iter()
             .position(|p| *p == "move:flipped")
             .unwrap_or(0);
-        let resumed = store.resume_moves().await?;
+        // The stopped child's session lock goes when the server has ended its backend, which
+        // can take a moment on a loaded machine: until then the move is another driver's.
+        let mut resumed = store.resume_moves().await?;
+        for _ in 0..50 {
+            if !matches!(resumed.as_slice(), [Resumed::Busy(_)]) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            resumed = store.resume_moves().await?;
+        }
         ensure!(resumed.len() == 1, "after {point}: {resumed:?}");
         let now = store.tenant(t.id).await?;
         match &resumed[0] {

@@ -376,7 +376,16 @@ pub async fn interrupted_node_move_resumes(h: &Harness) -> Result<()> {
             again.is_err(),
             "after {point}: a second move of a moving tenant was accepted"
         );
-        let jobs = store.resume_node_moves().await?;
+        // The stopped child's session lock goes when the server has ended its backend, which
+        // can take a moment on a loaded machine: until then the move is another driver's.
+        let mut jobs = store.resume_node_moves().await?;
+        for _ in 0..50 {
+            if !jobs.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            jobs = store.resume_node_moves().await?;
+        }
         ensure!(
             jobs.iter()
                 .any(|j| j.tenant_id == t.id.as_uuid() && j.step == "done"),
