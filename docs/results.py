@@ -239,7 +239,7 @@ def pgbench(seconds):
 
 # --- how long each bench takes, and what disk it needs -----------------------------------------
 BENCHES = ["routing_tax", "separate_schema_routing", "tenant_spread", "lifecycle", "migrate_all",
-           "http"]
+           "http", "citus"]
 
 
 def bench_times(benches):
@@ -474,13 +474,14 @@ def render(name, only):
 
 
 # What a row `route/variant` is compared with when its file has no `baseline` row: the http
-# bench's `route/bare`, routing_tax/entity's `route/builder`.
-COMPARED = ("bare", "builder")
+# bench's `route/bare`, routing_tax/entity's `route/builder`, the citus bench's limits
+# `route/pgbench` (citus/read) and `route/psql` (citus/add_column).
+COMPARED = ("bare", "builder", "pgbench", "psql")
 
 
 def baseline_of(doc, r):
     """What a row without a `baseline` row beside it is compared with: `route/bare` or
-    `route/builder` for `route/variant`, else the same variant's first size (tenant_spread)."""
+    `route/builder` (or `route/pgbench`, `route/psql`) for `route/variant`, else the same variant's first size (tenant_spread)."""
     route, _, _ = r["id"].rpartition("/")
     for s in COMPARED:
         if route and any(x["id"].endswith(f"/{s}") for x in doc["rows"]):

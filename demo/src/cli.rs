@@ -104,15 +104,19 @@ pub enum TenantsCommand {
         #[arg(long)]
         placement: Option<String>,
     },
-    /// Move a live tenant to another placement (hybrid only).
+    /// Move a live tenant to another placement (hybrid), or to another worker of a Citus
+    /// cluster (shared-schema and separate-schema on Citus, with --node).
     Move {
         slug: String,
         /// Where to: shared, schema or database.
-        #[arg(long)]
-        to: String,
+        #[arg(long, required_unless_present = "node", conflicts_with = "node")]
+        to: Option<String>,
         /// separate-db: the server to move it to.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "node")]
         server: Option<String>,
+        /// On a Citus cluster: the worker to move it to, as `host:port`.
+        #[arg(long)]
+        node: Option<String>,
     },
 }
 
@@ -373,9 +377,18 @@ async fn tenants(settings: &Settings, backend: &Backend, cmd: TenantsCommand) ->
             name,
             placement,
         } => import(backend, &file, slug, name, placement).await?,
-        TenantsCommand::Move { slug, to, server } => {
+        TenantsCommand::Move {
+            slug,
+            to,
+            server,
+            node,
+        } => {
             statics.refuse(&slug, "moved")?;
-            move_tenant(backend, &slug, &to, server).await?
+            match (node, to) {
+                (Some(node), _) => move_to_node(backend, &slug, &node).await?,
+                (None, Some(to)) => move_tenant(backend, &slug, &to, server).await?,
+                (None, None) => anyhow::bail!("say where to: --to PLACEMENT or --node HOST:PORT"),
+            }
         }
     }
     Ok(())
@@ -474,6 +487,50 @@ async fn move_tenant(
     bar.finish_and_clear();
     let moved = moved?;
     eprintln!("moved {} to {}", moved.slug, moved.placement);
+    Ok(())
+}
+
+/// A node move on a Citus cluster, its steps on a bar (`started`, `isolated` in shared
+/// tables, `moved`, `done`) read from its job while it runs.
+async fn move_to_node(backend: &Backend, slug: &str, node: &str) -> Result<()> {
+    const STEPS: [&str; 4] = ["started", "isolated", "moved", "done"];
+    let store = &backend.store;
+    let t = store.tenant_by_slug(&Slug::parse(slug)?).await?;
+    let job = store.start_node_move(&t, node).await?;
+    eprintln!("moving {} to node {node} (job {})", t.slug, job.id);
+    let bar = progress(STEPS.len() as u64 - 1, "started");
+    let mut shown = String::new();
+    let run = store.run_node_move(t.id);
+    tokio::pin!(run);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    let done = loop {
+        tokio::select! {
+            done = &mut run => break done,
+            _ = tick.tick() => {
+                let Ok(now) = store.job(job.id).await else { continue };
+                if now.step != shown {
+                    if bar.is_hidden() {
+                        eprintln!("{}: {}", t.slug, now.step);
+                    }
+                    let at = STEPS.iter().position(|s| *s == now.step).unwrap_or(0);
+                    bar.set_position(at as u64);
+                    bar.set_message(now.step.clone());
+                    shown = now.step;
+                }
+            }
+        }
+    };
+    bar.finish_and_clear();
+    let done = done?;
+    if done.step != "done" {
+        anyhow::bail!(
+            "the move of {} ended {}: {}",
+            t.slug,
+            done.step,
+            done.error.unwrap_or_default()
+        );
+    }
+    eprintln!("moved {} to node {node}", t.slug);
     Ok(())
 }
 

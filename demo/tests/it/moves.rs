@@ -273,7 +273,7 @@ async fn moves_in_one_process_go_one_at_a_time() -> Result<()> {
 
 /// Waits, at most a minute, for the job `job` (as a move's 202 returned it) to end, and
 /// checks that it ended done.
-#[cfg(feature = "hybrid")]
+#[cfg(any(feature = "hybrid", feature = "separate-schema"))]
 async fn finished(app: &crate::helpers::TestApp, job: &Value) -> Result<()> {
     let id = job["id"].as_str().context("job id")?;
     let started = Instant::now();
@@ -458,4 +458,90 @@ async fn the_cli_exports_and_imports_a_tenant(strategy: Strategy) -> Result<()> 
     ensure!(names == ["p0", "p1", "p2", "p3", "p4"], "{names:?}");
     std::fs::remove_dir_all(&dir).ok();
     app.finish().await
+}
+
+/// The worker that holds schema `schema`'s `projects`, from Citus' own tables.
+#[cfg(feature = "separate-schema")]
+async fn node_of_schema(
+    admin: &tenancy_core::sea_orm::DatabaseConnection,
+    schema: &str,
+) -> Result<String> {
+    use tenancy_core::sea_orm::ConnectionTrait;
+    let row = admin
+        .query_one_raw(tenancy_core::plumbing::sql::stmt(
+            "SELECT nodename || ':' || nodeport AS node FROM citus_shards \
+             WHERE table_name = to_regclass(quote_ident($1) || '.projects')",
+            [schema.into()],
+        ))
+        .await?
+        .context("no shard holds the schema")?;
+    Ok(row.try_get("", "node")?)
+}
+
+/// On a Citus cluster: a tenant moved to the other worker through the API (202, a job that
+/// ends done) and back through the CLI's `tenants move --node` (its steps reported, then
+/// `moved`), its projects all there after each; `--to` and `--node` together are refused.
+#[cfg(feature = "separate-schema")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_moves_between_citus_workers_through_the_api_and_the_cli() -> Result<()> {
+    use tenancy_testkit::{DatabaseOn, TestDatabase};
+    let db = TestDatabase::create_on(DatabaseOn::Citus).await?;
+    let app = crate::helpers::spawn_on(Strategy::SeparateSchema, db.url()).await?;
+    let token = app.tenant_with_owner("mover").await?;
+    for i in 0..5 {
+        app.project("mover", &token, &format!("p{i}")).await?;
+    }
+    let admin = tenancy_core::sea_orm::Database::connect(db.url()).await?;
+    let schema = "tenant_mover";
+    let first = node_of_schema(&admin, schema).await?;
+    let workers = tenancy_core::plumbing::citus::workers(&admin).await?;
+    let other = workers
+        .iter()
+        .map(ToString::to_string)
+        .find(|w| *w != first)
+        .context("a second worker")?;
+
+    let res = app
+        .admin_post("/admin/tenants/mover/move", json!({"node": other}))
+        .await?;
+    ensure!(res.status() == StatusCode::ACCEPTED, "{}", res.status());
+    finished(&app, &res.json().await?).await?;
+    ensure!(node_of_schema(&admin, schema).await? == other, "not moved");
+    let mut names = app.project_names("mover", &token).await?;
+    names.sort();
+    ensure!(names == ["p0", "p1", "p2", "p3", "p4"], "{names:?}");
+
+    let dir = std::env::temp_dir().join(format!("tenancy-cli-{}", uuid::Uuid::now_v7()));
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tenancy-demo"))
+            .args(["--strategy", "separate-schema", "tenants", "move", "mover"])
+            .args(args)
+            .env("DATABASE_URL", db.url())
+            .env("TENANCY__DATA_DIR", dir.join("data"))
+            .output()
+    };
+    let both = cli(&["--to", "shared", "--node", &first])?;
+    ensure!(
+        !both.status.success() && String::from_utf8_lossy(&both.stderr).contains("--node"),
+        "--to with --node: {}",
+        String::from_utf8_lossy(&both.stderr)
+    );
+    let back = cli(&["--node", &first])?;
+    let said = String::from_utf8_lossy(&back.stderr);
+    ensure!(back.status.success(), "move --node: {said}");
+    ensure!(
+        said.contains("mover: started") && said.contains(&format!("moved mover to node {first}")),
+        "the CLI did not report the steps: {said}"
+    );
+    ensure!(
+        node_of_schema(&admin, schema).await? == first,
+        "not moved back"
+    );
+    let mut names = app.project_names("mover", &token).await?;
+    names.sort();
+    ensure!(names == ["p0", "p1", "p2", "p3", "p4"], "{names:?}");
+    admin.close().await.ok();
+    std::fs::remove_dir_all(&dir).ok();
+    app.finish().await?;
+    db.drop_database().await
 }
