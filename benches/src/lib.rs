@@ -24,10 +24,12 @@ pub const STRATEGIES: &[Strategy] = &[
     Strategy::SeparateDb,
 ];
 
-/// Whether criterion runs in test mode (`cargo bench -- --test`): each bench once, so the
-/// set-up uses small sizes to keep CI fast.
+/// Whether criterion runs in test mode: each bench once, so the set-up uses small sizes to
+/// keep CI fast. Criterion runs so under `cargo bench -- --test`, and under `cargo test
+/// --benches`, which starts a bench without `--bench`.
 pub fn test_mode() -> bool {
-    std::env::args().any(|a| a == "--test")
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench")
 }
 
 /// The filter criterion was given (`cargo bench --bench NAME -- FILTER`): the first argument
