@@ -17,7 +17,9 @@
                                               with a table rendered from docs/src/results/FILE.json
 
 The scale runner (`cargo run --release -p tenancy-benches --bin scale`) writes one file per
-strategy and size into docs/src/scale/; they are read as the result "scale" (the creation and
+strategy and size into docs/src/scale/ (with `--citus`, into docs/src/scale/citus/, read as
+"scale.citus" and "scale.citus.load", a row per strategy on one server and `STRATEGY-citus` on
+Citus); they are read as the result "scale" (the creation and
 migration table) and "scale.load" (the read load, connections, memory and disk table), with
 one row per strategy and tenant count: {{#value scale:separate-schema@1000:create_one_ms}},
 and {{#ratio scale:separate-schema@10000:migrate_one_column_ms:separate-schema@1000}} for the
@@ -295,15 +297,23 @@ def run_or_die(cmd, env=None):
 
 
 # --- rendering ---------------------------------------------------------------------------------
-def load_scale():
-    """The scale runner's files as one result: a row per strategy and tenant count, with the
-    ratios to the psql baselines where the run has them."""
+SCALES = {"scale": "", "scale.load": "", "scale.citus": "citus", "scale.citus.load": "citus"}
+
+
+def is_scale(name):
+    return name in SCALES
+
+
+def load_scale(folder=""):
+    """The scale runner's files in docs/src/scale/FOLDER as one result: a row per strategy (and
+    cluster) and tenant count, with the ratios to the psql baselines where the run has them."""
     rows = []
-    for f in sorted(SCALE.glob("scale-*.json")):
+    for f in sorted((SCALE / folder).glob("scale-*.json")):
         r = json.loads(f.read_text())
         if "measured" not in r:
             raise KeyError(f"{f.relative_to(ROOT)} predates the recorded run details: rerun it")
-        row = dict(r, id=r["strategy"], parameter=str(r["tenants"]), file=f.name)
+        rid = r["strategy"] + (f"-{r['cluster']}" if r.get("cluster") else "")
+        row = dict(r, id=rid, parameter=str(r["tenants"]), file=f.name)
         if r.get("psql_create_one_ms"):
             row["create_vs_psql"] = r["create_one_ms"] / r["psql_create_one_ms"]
         if r.get("psql_add_column_ms"):
@@ -314,17 +324,18 @@ def load_scale():
         row["migrate_one_column_per_tenant_ms"] = r["migrate_one_column_ms"] / max(1, r["tenants"])
         rows.append(row)
     if not rows:
-        raise KeyError("no scale results in docs/src/scale/: run the scale runner")
+        raise KeyError(f"no scale results in docs/src/scale/{folder}: run the scale runner")
     rows.sort(key=lambda r: (r["tenants"], ["shared-schema", "separate-schema",
-                                            "separate-db"].index(r["strategy"])))
+                                            "separate-db"].index(r["strategy"]),
+                             r.get("cluster") or ""))
     return {"what": "the scale runner", "unit": "mixed", "rows": rows}
 
 
 @functools.lru_cache(maxsize=None)
 def load(name):
     """A result by name (read once per run of this script; callers do not change it)."""
-    if name in ("scale", "scale.load"):
-        return load_scale()
+    if is_scale(name):
+        return load_scale(SCALES[name])
     path = RESULTS / f"{name}.json"
     if not path.is_file():
         raise KeyError(f"no result file {path.relative_to(ROOT)}")
@@ -367,7 +378,7 @@ def fmt_field(key, x):
     return f"{x:,}" if isinstance(x, int) else f"{x:,.2f}"
 
 
-def scale_footer(rows):
+def scale_footer(rows, folder=""):
     runs = sorted({(r["measured"]["date"], r["measured"]["commit"]) for r in rows})
     m = rows[0]["measured"]
     when = "; ".join(f"{d} at commit `{c}`" for d, c in runs)
@@ -382,12 +393,12 @@ def scale_footer(rows):
             f"{rows[0]['concurrency']} in flight spread over every tenant; each figure is one "
             f"run, except the column change: {column}. Measured {when} on {m['cpu']} "
             f"({m['cores']} cores), PostgreSQL {m['postgresql']}, {m['rust']}, sqlx "
-            f"{m['sqlx']}; from `docs/src/scale/`.*")
+            f"{m['sqlx']}; from `docs/src/scale/{folder + '/' if folder else ''}`.*")
 
 
 def render_scale(name, rows):
     f = lambda r, k: field(r, k) if r.get(k) is not None else "–"
-    if name == "scale":
+    if not name.endswith(".load"):
         lines = ["| strategy | tenants | created per second | one more creation | psql, same DDL "
                  "| vs psql | `migrate_all`, nothing pending | one new column | per tenant "
                  "| psql, one transaction per schema | vs psql | psql with the store's bookkeeping "
@@ -395,7 +406,7 @@ def render_scale(name, rows):
                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
             lines.append(
-                f"| {r['strategy']} | {r['tenants']:,} | {f(r, 'tenants_created_per_second')} | "
+                f"| {r['id']} | {r['tenants']:,} | {f(r, 'tenants_created_per_second')} | "
                 f"{f(r, 'create_one_ms')} | {f(r, 'psql_create_one_ms')} | "
                 f"{f(r, 'create_vs_psql')} | {f(r, 'migrate_nothing_pending_ms')} | "
                 f"{f(r, 'migrate_one_column_ms')} | {f(r, 'migrate_one_column_per_tenant_ms')} | "
@@ -407,11 +418,11 @@ def render_scale(name, rows):
                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
             lines.append(
-                f"| {r['strategy']} | {r['tenants']:,} | {f(r, 'read_p50_us')} | "
+                f"| {r['id']} | {r['tenants']:,} | {f(r, 'read_p50_us')} | "
                 f"{f(r, 'read_p99_us')} | {f(r, 'reads_per_second')} | "
                 f"{r['server_connections']} | {f(r, 'backend_memory_mb')} | "
                 f"{f(r, 'disk_per_tenant_kb')} |")
-    lines += ["", scale_footer(rows)]
+    lines += ["", scale_footer(rows, SCALES[name])]
     return "\n".join(lines)
 
 
@@ -425,7 +436,7 @@ def render(name, only):
         if missing:
             raise KeyError(f"{name}: no rows {', '.join(missing)}")
         rows = [r for w in wanted for r in rows if r["id"] == w]
-    if name in ("scale", "scale.load"):
+    if is_scale(name):
         return render_scale(name, rows)
     m = doc["measured"]
     lines = []
@@ -504,7 +515,7 @@ def raw(name, row, key):
     first size), per_second or latency."""
     doc = load(name)
     r = find_row(doc, name, row)
-    if name in ("scale", "scale.load") or doc.get("columns"):
+    if is_scale(name) or doc.get("columns"):
         if r.get(key) is None:
             raise KeyError(f"{name}: row {row} has no {key}")
         return r[key]
@@ -525,7 +536,7 @@ def value(name, row, key):
     """One number, formatted; ROW is an id, or id@parameter where an id has several
     (tenant_spread, the scale runner's files)."""
     x = raw(name, row, key)
-    if name in ("scale", "scale.load") or load(name).get("columns"):
+    if is_scale(name) or load(name).get("columns"):
         return fmt_field(key, x)
     if key == "median":
         return fmt(x, load(name)["unit"])

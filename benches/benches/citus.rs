@@ -34,8 +34,7 @@ use criterion::{
 };
 use futures::StreamExt;
 use tenancy_core::sea_orm::sqlx::{self, Connection, PgConnection};
-use tenancy_core::{MigrateOptions, Placement, ScopeMode, Strategy, Tenant, TenantStore};
-use tenancy_example::projects;
+use tenancy_core::{MigrateOptions, Placement, Strategy, Tenant, TenantStore};
 use tenancy_testkit::{DatabaseOn, TestDatabase};
 use uuid::Uuid;
 
@@ -241,13 +240,7 @@ fn citus(c: &mut Criterion) {
                 i += 1;
                 let (store, t) = (s.store.clone(), s.bench.clone());
                 let id = project_id(1 + (i * 7919) % PROJECTS);
-                async move {
-                    let scope = store
-                        .scope_with(&t, ScopeMode::Autocommit)
-                        .await
-                        .expect("scope");
-                    projects::get(&scope, id).await.expect("read")
-                }
+                async move { tenancy_benches::read_project(store.as_ref(), &t, id).await }
             })
         });
         let mut limits = vec![("pgbench", "prepared", read_script(&s.bench))];
@@ -280,11 +273,7 @@ fn citus(c: &mut Criterion) {
                             let t = tenants[k.wrapping_mul(2_654_435_761) % tenants.len()].clone();
                             let (store, id) = (store.clone(), project_id(1 + k % SMALL));
                             async move {
-                                let scope = store
-                                    .scope_with(&t, ScopeMode::Autocommit)
-                                    .await
-                                    .expect("scope");
-                                projects::get(&scope, id).await.expect("read");
+                                tenancy_benches::read_project(store.as_ref(), &t, id).await;
                             }
                         })
                         .buffer_unordered(IN_FLIGHT)

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use tenancy_core::sea_orm::{ConnectionTrait, TransactionTrait};
-use tenancy_core::{ScopeMode, TableNamespace, TenantId, TenantScope, TenantStore, quote_ident};
+use tenancy_core::{TableNamespace, TenantId, TenantScope, TenantStore, quote_ident};
 use tenancy_example::projects;
 use tenancy_separate_schema::{SeparateSchemaOptions, SeparateSchemaStore};
 use tenancy_testkit::TestDatabase;
@@ -83,13 +83,7 @@ fn routing(c: &mut Criterion) {
         b.to_async(&rt).iter(|| {
             i += 1;
             let (store, t, id) = (store.clone(), t.clone(), pick(i));
-            async move {
-                let scope = store
-                    .scope_with(&t, ScopeMode::Autocommit)
-                    .await
-                    .expect("scope");
-                projects::get(&scope, id).await.expect("read")
-            }
+            async move { tenancy_benches::read_project(store.as_ref(), &t, id).await }
         })
     });
     group.bench_function(BenchmarkId::new("qualified_txn", 1), |b| {

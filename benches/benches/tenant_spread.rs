@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
-use tenancy_core::{ScopeMode, Tenant, TenantStore};
-use tenancy_example::projects;
+use tenancy_core::{Tenant, TenantStore};
 use tenancy_testkit::TestDatabase;
 use uuid::Uuid;
 
@@ -69,11 +68,7 @@ fn tenant_spread(c: &mut Criterion) {
                                     let (t, ids) = &tenants[pick.tenant(k, tenants.len())];
                                     let (store, id) = (store.clone(), ids[k % ids.len()]);
                                     async move {
-                                        let scope = store
-                                            .scope_with(t, ScopeMode::Autocommit)
-                                            .await
-                                            .expect("scope");
-                                        projects::get(&scope, id).await.expect("read");
+                                        tenancy_benches::read_project(store.as_ref(), t, id).await;
                                     }
                                 })
                                 .buffer_unordered(IN_FLIGHT)

@@ -204,6 +204,18 @@ pub async fn seed_projects(scope: TenantScope, n: usize) -> Result<Vec<Project>>
     Ok(out)
 }
 
+/// One point read of project `id` through an autocommit scope of `t`, as the domain code
+/// makes it: what the read benches time.
+pub async fn read_project(store: &dyn TenantStore, t: &Tenant, id: uuid::Uuid) -> Project {
+    let scope = store
+        .scope_with(t, tenancy_core::ScopeMode::Autocommit)
+        .await
+        .expect("scope");
+    tenancy_example::projects::get(&scope, id)
+        .await
+        .expect("read")
+}
+
 /// The store's tenant with `slug`, created if missing.
 pub async fn tenant(store: &dyn TenantStore, slug: &str) -> Result<Tenant> {
     Ok(store

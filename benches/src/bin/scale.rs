@@ -17,6 +17,13 @@
 //! strategy in its own colour with its value, psql's bar beside it where the run measured
 //! the physical limit, on a logarithmic axis when the values span more than a decade.
 //! `--charts-only` redraws them from the files without measuring anything.
+//!
+//! `--citus` runs shared-schema and separate-schema twice in the same run, on a database of the
+//! test server and on one of a Citus cluster (the tests' own coordinator and two workers, or
+//! `CITUS_URL`), into `docs/src/scale/citus/` (`scale-<strategy>[-citus]-<tenants>.json`).
+//! On Citus the backends' memory and the disk are summed over the coordinator and the workers,
+//! the connections counted are those to the coordinator, and creation has no psql baseline
+//! (a distributed schema is not the DDL psql would send).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,7 +39,7 @@ use tenancy_core::plumbing::sql::stmt;
 use tenancy_core::sea_orm::{ConnectionTrait, Database};
 use tenancy_core::{MigrateOptions, ScopeMode, Strategy, Tenant};
 use tenancy_example::projects;
-use tenancy_testkit::TestDatabase;
+use tenancy_testkit::{DatabaseOn, TestDatabase};
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -48,10 +55,12 @@ struct Args {
     out: PathBuf,
     charts: bool,
     charts_only: bool,
+    /// Each strategy on one server and on a Citus cluster.
+    citus: bool,
 }
 
 const USAGE: &str = "scale [--strategy NAME]... [--tenants N=1000] [--projects N=5] \
-[--reads N=20000] [--concurrency N=16] [--creates N=50] [--migrate-concurrency N=4] [--rounds N=3] [--out DIR=docs/src/scale] [--no-charts | --charts-only]";
+[--reads N=20000] [--concurrency N=16] [--creates N=50] [--migrate-concurrency N=4] [--rounds N=3] [--out DIR=docs/src/scale] [--no-charts | --charts-only] [--citus]";
 
 fn parse() -> Result<Args> {
     let mut args = Args {
@@ -66,7 +75,9 @@ fn parse() -> Result<Args> {
         out: PathBuf::from("docs/src/scale"),
         charts: true,
         charts_only: false,
+        citus: false,
     };
+    let mut out = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut value = || {
@@ -89,7 +100,8 @@ fn parse() -> Result<Args> {
             "--rounds" => args.rounds = value()?.parse::<usize>()?.max(1),
             "--migrate-concurrency" => args.migrate_concurrency = value()?.parse()?,
             "--creates" => args.creates = value()?.parse::<usize>()?.max(1),
-            "--out" => args.out = PathBuf::from(value()?),
+            "--out" => out = Some(PathBuf::from(value()?)),
+            "--citus" => args.citus = true,
             "--no-charts" => args.charts = false,
             "--charts-only" => args.charts_only = true,
             "--help" | "-h" => {
@@ -98,6 +110,19 @@ fn parse() -> Result<Args> {
             }
             other => bail!("unknown argument {other}; {USAGE}"),
         }
+    }
+    if args.citus {
+        args.out = out.unwrap_or_else(|| PathBuf::from("docs/src/scale/citus"));
+        if args.strategies.contains(&Strategy::SeparateDb) {
+            bail!(
+                "separate-db does not run on Citus: --citus takes shared-schema and separate-schema"
+            );
+        }
+        if args.strategies.is_empty() {
+            args.strategies = vec![Strategy::SharedSchema, Strategy::SeparateSchema];
+        }
+    } else {
+        args.out = out.unwrap_or(args.out);
     }
     if args.strategies.is_empty() {
         args.strategies = tenancy_benches::STRATEGIES.to_vec();
@@ -116,6 +141,9 @@ struct Results {
     postgres: String,
     measured: Measured,
     strategy: String,
+    /// `citus` when the run was on a Citus cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cluster: Option<String>,
     tenants: usize,
     projects_per_tenant: usize,
     tenants_created_per_second: f64,
@@ -315,8 +343,45 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples.get(samples.len() / 2).copied().unwrap_or_default()
 }
 
-async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
-    let db = TestDatabase::create().await?;
+impl Results {
+    /// The strategy, and `on Citus` when it ran there: a bar's label.
+    fn label(&self) -> String {
+        match &self.cluster {
+            Some(c) => format!(
+                "{} on {}",
+                self.strategy,
+                if c == "citus" { "Citus" } else { c }
+            ),
+            None => self.strategy.clone(),
+        }
+    }
+}
+
+/// The pids of the run's backends on every worker of a Citus cluster (the coordinator's are
+/// found as on one server), read through the coordinator on the run's database.
+async fn worker_pids(db: &impl ConnectionTrait) -> Result<Vec<i32>> {
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT result FROM run_command_on_workers($$SELECT coalesce(string_agg(pid::text, \
+             ','), '') FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid()$$)",
+            [],
+        ))
+        .await?;
+    let mut pids = Vec::new();
+    for r in rows {
+        let list: String = r.try_get("", "result")?;
+        for pid in list.split(',').filter(|p| !p.is_empty()) {
+            pids.push(pid.parse()?);
+        }
+    }
+    Ok(pids)
+}
+
+async fn run(strategy: Strategy, args: &Args, on: DatabaseOn) -> Result<Results> {
+    let citus = on == DatabaseOn::Citus;
+    let at = if citus { " on Citus" } else { "" };
+    let db = TestDatabase::create_on(on).await?;
     let admin =
         Database::connect(tenancy_core::plumbing::loopback_without_tls(db.admin_url())).await?;
     let store =
@@ -324,7 +389,7 @@ async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
             .await?;
 
     // Grow.
-    let progress = bar(args.tenants as u64, &format!("{strategy}: tenants"));
+    let progress = bar(args.tenants as u64, &format!("{strategy}{at}: tenants"));
     let started = Instant::now();
     let tenants: Vec<(Tenant, Vec<Uuid>)> = futures::stream::iter(0..args.tenants)
         .map(|i| {
@@ -392,7 +457,11 @@ async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
     let one_column = median(ours);
     let baselines = match &psql {
         Some(psql) => Some((
-            psql.create(args.creates).await?,
+            if citus {
+                None
+            } else {
+                Some(psql.create(args.creates).await?)
+            },
             median(theirs),
             median(kept),
         )),
@@ -425,7 +494,7 @@ async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
         }
     });
     let tenants = Arc::new(tenants);
-    let progress = bar(args.reads as u64, &format!("{strategy}: reads"));
+    let progress = bar(args.reads as u64, &format!("{strategy}{at}: reads"));
     let started = Instant::now();
     let mut latencies: Vec<Duration> = futures::stream::iter(0..args.reads)
         .map(|k| {
@@ -457,7 +526,7 @@ async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
     };
 
     // What the server holds now.
-    let pids = admin
+    let mut pids = admin
         .query_all_raw(stmt(
             &format!("SELECT pid FROM pg_stat_activity WHERE {OURS} AND pid <> pg_backend_pid()"),
             [db.name().to_owned().into()],
@@ -466,6 +535,21 @@ async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
         .iter()
         .map(|r| r.try_get::<i32>("", "pid"))
         .collect::<Result<Vec<_>, _>>()?;
+    // On Citus: the workers' backends and disk too, through the coordinator.
+    let (mut worker_disk, mut on_db) = (0i64, None);
+    if citus {
+        let conn =
+            Database::connect(tenancy_core::plumbing::loopback_without_tls(db.url())).await?;
+        pids.extend(worker_pids(&conn).await?);
+        worker_disk = scalar(
+            &conn,
+            "SELECT coalesce(sum(result::bigint), 0)::bigint FROM run_command_on_workers(\
+             $$SELECT pg_database_size(current_database())$$)",
+            vec![],
+        )
+        .await?;
+        on_db = Some(conn);
+    }
     let memory = pids
         .iter()
         .map(|pid| pss_kb(*pid))
@@ -477,6 +561,10 @@ async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
         vec![db.name().to_owned().into()],
     )
     .await?;
+    let disk = disk + worker_disk;
+    if let Some(conn) = on_db {
+        conn.close().await.ok();
+    }
     let postgres: String =
         scalar(&admin, "SELECT current_setting('server_version')", vec![]).await?;
 
@@ -490,11 +578,12 @@ async fn run(strategy: Strategy, args: &Args) -> Result<Results> {
         measured: measured(&postgres),
         postgres,
         strategy: strategy.as_str().into(),
+        cluster: citus.then(|| "citus".to_owned()),
         tenants: args.tenants,
         projects_per_tenant: args.projects,
         tenants_created_per_second: args.tenants as f64 / grown.as_secs_f64(),
         create_one_ms: ms(create_one),
-        psql_create_one_ms: baselines.map(|(create, _, _)| ms(create)),
+        psql_create_one_ms: baselines.and_then(|(create, _, _)| create.map(ms)),
         migrate_concurrency: args.migrate_concurrency,
         migrate_nothing_pending_ms: ms(nothing),
         migrate_one_column_ms: ms(one_column),
@@ -653,10 +742,10 @@ fn chart(results: &[&Results], out: &Path, measure: &Measure) -> Result<Option<P
     let mut bars: Vec<(String, f64, RGBColor)> = Vec::new();
     for r in results {
         if let Some(v) = (measure.metric)(r) {
-            bars.push((r.strategy.clone(), v, colour(&r.strategy)));
+            bars.push((r.label(), v, colour(&r.strategy)));
         }
         if let Some(v) = measure.limit.and_then(|limit| limit(r)) {
-            bars.push((format!("psql ({})", r.strategy), v, LIMIT));
+            bars.push((format!("psql ({})", r.label()), v, LIMIT));
         }
     }
     let Some(first) = results.first() else {
@@ -804,7 +893,7 @@ fn charts(out: &Path) -> Result<Vec<PathBuf>> {
             .position(|x| x.as_str() == s)
             .unwrap_or(usize::MAX)
     };
-    results.sort_by_key(|r| (r.tenants, order(&r.strategy)));
+    results.sort_by_key(|r| (r.tenants, order(&r.strategy), r.cluster.clone()));
     let mut sizes: Vec<usize> = results.iter().map(|r| r.tenants).collect();
     sizes.dedup();
     let mut written = Vec::new();
@@ -826,14 +915,26 @@ fn main() -> Result<()> {
     } else {
         &args.strategies[..]
     };
+    let on: &[DatabaseOn] = if args.citus {
+        &[DatabaseOn::Plain, DatabaseOn::Citus]
+    } else {
+        &[DatabaseOn::Plain]
+    };
     for &strategy in strategies {
-        let results = rt.block_on(run(strategy, &args))?;
-        let file = args
-            .out
-            .join(format!("scale-{strategy}-{}.json", args.tenants));
-        std::fs::write(&file, serde_json::to_string_pretty(&results)? + "\n")?;
-        println!("{}", serde_json::to_string(&results)?);
-        eprintln!("wrote {}", file.display());
+        for &on in on {
+            let results = rt.block_on(run(strategy, &args, on))?;
+            let cluster = if on == DatabaseOn::Citus {
+                "-citus"
+            } else {
+                ""
+            };
+            let file = args
+                .out
+                .join(format!("scale-{strategy}{cluster}-{}.json", args.tenants));
+            std::fs::write(&file, serde_json::to_string_pretty(&results)? + "\n")?;
+            println!("{}", serde_json::to_string(&results)?);
+            eprintln!("wrote {}", file.display());
+        }
     }
     if args.charts {
         let written = charts(&args.out)?;
