@@ -48,6 +48,13 @@ impl DemoDatabase {
         })
         .await
         .context("starting the embedded PostgreSQL")?;
+        if tenancy_core::embedded::running_as_root() {
+            eprintln!(
+                "as root: the server runs as the `{}` user, its files in {}",
+                tenancy_core::embedded::cluster::SERVER_USER,
+                server.data_dir().display()
+            );
+        }
         let admin = Database::connect(server.url("postgres")).await?;
         let exists = admin
             .query_one_raw(stmt(
@@ -89,9 +96,13 @@ impl DemoDatabase {
     }
 }
 
-/// Removes the demo's data folder (for `--fresh`).
+/// Removes the demo's data folder (for `--fresh`), with the embedded server's data wherever
+/// it lives (as root, a folder of the `postgres` user that `postgres` links to).
 pub fn wipe(dir: &Path) -> Result<()> {
     if dir.exists() {
+        let server = dir.join("postgres");
+        tenancy_core::embedded::remove_data(&server)
+            .with_context(|| format!("removing {}", server.display()))?;
         std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
         eprintln!("--fresh: removed {}", dir.display());
     }
