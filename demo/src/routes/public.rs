@@ -10,7 +10,7 @@ use tenancy_core::{NewTenant, Slug};
 use crate::accounts::{self, IssuedToken, NewUser, Role, User};
 use crate::identity::Identity;
 use crate::problem::ApiError;
-use crate::routes::admin::{TenantView, name_ok};
+use crate::routes::admin::tenants::{TenantView, name_ok};
 use crate::settings::Purpose;
 use crate::state::AppState;
 

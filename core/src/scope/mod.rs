@@ -9,6 +9,8 @@
 //! needs some (row-level security's tenant setting) sets it transaction-locally before handing
 //! the scope out.
 
+mod render;
+
 use sea_orm::sea_query::{
     Alias, DeleteStatement, Expr, ExprTrait, InsertStatement, IntoIden, Query, SelectStatement,
     SimpleExpr, TableName, TableRef, UpdateStatement,
@@ -278,14 +280,6 @@ impl TenantScope {
             .transpose()
     }
     // ANCHOR_END: fetch_optional
-
-    /// Renders a statement an entity method built (see [`crate::entity`]) for this scope.
-    pub(crate) fn render<S>(&self, stmt: &S) -> Result<sea_orm::Statement>
-    where
-        S: sea_orm::sea_query::QueryStatementWriter + sea_query::audit::AuditTrait,
-    {
-        crate::entity::render(&self.namespace, stmt)
-    }
 
     /// Runs a statement already rendered for this scope and returns its rows.
     pub(crate) async fn query_rendered(

@@ -1,0 +1,100 @@
+//! The `tenants` commands: create, list and delete a tenant here; an export, an import or a
+//! move is handed to its own file.
+
+use anyhow::Result;
+use tenancy_core::{NewTenant, PageRequest, PlacementKind, Slug};
+
+use super::args::TenantsCommand;
+use super::{moves, transfer};
+use crate::settings::Settings;
+use crate::startup::Backend;
+
+pub(super) async fn tenants(
+    settings: &Settings,
+    backend: &Backend,
+    cmd: TenantsCommand,
+) -> Result<()> {
+    let statics = crate::statics::StaticTenants::new(&settings.tenants);
+    match cmd {
+        TenantsCommand::Create {
+            slug,
+            name,
+            server,
+            placement,
+        } => {
+            let slug = Slug::parse(&slug)?;
+            let mut new = NewTenant::new(slug.clone(), name.unwrap_or_else(|| slug.to_string()));
+            new.server = server;
+            new.placement = placement
+                .as_deref()
+                .map(str::parse::<PlacementKind>)
+                .transpose()?;
+            let t = backend.store.create_tenant(new).await?;
+            println!(
+                "{} {} {}",
+                t.slug,
+                t.state.as_str(),
+                serde_json::to_string(&t.placement)?
+            );
+        }
+        TenantsCommand::List => {
+            // Static tenants first, apart from the customers'.
+            let mut all = Vec::new();
+            let mut page = PageRequest::first(500);
+            loop {
+                let got = backend.store.list_tenants(page).await?;
+                all.extend(got.items);
+                match got.next {
+                    Some(next) => page.after = Some(next),
+                    None => break,
+                }
+            }
+            let (fixed, customers): (Vec<_>, Vec<_>) = all
+                .into_iter()
+                .partition(|t| statics.purpose(t.slug.as_str()).is_some());
+            for (heading, group) in [("static", fixed), ("dynamic", customers)] {
+                println!("{heading} tenants: {}", group.len());
+                for t in &group {
+                    let purpose = statics
+                        .purpose(t.slug.as_str())
+                        .map(|p| format!("\tpurpose {}", p.as_str()))
+                        .unwrap_or_default();
+                    println!(
+                        "  {}\t{}\t{}\t{}{purpose}",
+                        t.slug,
+                        t.state.as_str(),
+                        t.name,
+                        serde_json::to_string(&t.placement)?
+                    );
+                }
+            }
+        }
+        TenantsCommand::Delete { slug } => {
+            statics.refuse(&slug, "deleted")?;
+            let t = backend.store.tenant_by_slug(&Slug::parse(&slug)?).await?;
+            backend.store.delete_tenant(t.id).await?;
+            println!("deleted {slug}");
+        }
+        TenantsCommand::Export { slug, out } => transfer::export(backend, &slug, &out).await?,
+        TenantsCommand::Import {
+            file,
+            slug,
+            name,
+            placement,
+        } => transfer::import(backend, &file, slug, name, placement).await?,
+        TenantsCommand::Move {
+            slug,
+            to,
+            server,
+            node,
+        } => {
+            statics.refuse(&slug, "moved")?;
+            match (node, to) {
+                (Some(node), _) => moves::move_to_node(backend, &slug, &node).await?,
+                (None, Some(to)) => moves::move_tenant(backend, &slug, &to, server).await?,
+                (None, None) => anyhow::bail!("say where to: --to PLACEMENT or --node HOST:PORT"),
+            }
+        }
+    }
+    Ok(())
+}
