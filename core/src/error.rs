@@ -96,10 +96,17 @@ pub enum Error {
         message: String,
     },
 
-    /// The operation collides with the current state in another way (a tenant placed by
-    /// another store, a catalog row that cannot be read).
+    /// The operation collides with the current state, and may succeed once that changes: a
+    /// tenant placed by another store, a move run or rolled back by another process, rows
+    /// already there. Not for the library's own broken state: that is [`Error::Internal`].
     #[error("conflict: {0}")]
     Conflict(String),
+
+    /// The library found its own state broken, which no caller can fix by asking again: a
+    /// catalog row it cannot read, a copy that does not match its source, a record it wrote
+    /// and cannot find. The message says what, for the log (an HTTP layer answers 500).
+    #[error("internal error: {0}")]
+    Internal(String),
 
     /// A model or active model written through a tenant scope carried another tenant's
     /// `tenant_id` (or an `update_many` tried to set `tenant_id`); nothing was written. A row
@@ -185,15 +192,6 @@ impl Error {
     /// says what the store serves, "a schema of this store" say).
     pub fn misplaced(tenant: &crate::Tenant, where_: &str) -> Self {
         Error::Conflict(format!("tenant {} is not placed in {where_}", tenant.slug))
-    }
-
-    /// Whether this is a unique or foreign-key violation (both mean "the rows you named do
-    /// not fit the rows that are there").
-    pub fn is_constraint_violation(&self) -> bool {
-        matches!(
-            self,
-            Error::UniqueViolation { .. } | Error::ForeignKeyViolation { .. }
-        )
     }
 
     /// The error and its causes on one line (`a: b: c`), for reports and logs.

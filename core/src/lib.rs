@@ -8,8 +8,9 @@
 //!   application calls (create, look up, list, delete, migrate, export, import, jobs) and the
 //!   [`TenantScope`] handle it gives, the only door to tenant data; sea-orm [`entity`] methods
 //!   through a scope (`all_in`, `insert_in`, `exec_in`), which filter, stamp and place every
-//!   statement for the scope's tenant; the application's [`TenantMigrations`]; keyset paging
-//!   ([`Page`], [`PageRequest`]); the one [`Error`] type.
+//!   statement for the scope's tenant; the application's [`TenantMigrations`]; the pool
+//!   settings every store's options share ([`PoolOptions`]); keyset paging ([`Page`],
+//!   [`PageRequest`]); the one [`Error`] type.
 //! - **The strategy door**, [`plumbing`]: what a strategy crate builds on (the catalog, jobs,
 //!   transfer, lent connections, pool settings, fault points, and the [`Placements`](plumbing::Placements) a store
 //!   lends to exports, imports and moves). An application never imports it.
@@ -58,6 +59,7 @@ mod page;
 pub mod plumbing;
 mod scope;
 mod store;
+mod strategy;
 mod tenant;
 mod text;
 
@@ -67,6 +69,7 @@ pub(crate) use plumbing::{catalog, sql, transfer};
 pub use error::{Error, Result, SlugError, is_undefined_table};
 pub use migration::TenantMigrations;
 pub use page::{Page, PageRequest};
+pub use plumbing::PoolOptions;
 pub use plumbing::catalog::Job;
 pub use plumbing::transfer::{ExportFile, Manifest, OnProgress, Progress, TableLayout};
 pub use scope::{ScopeMode, StatementObserver, TENANT_ID, TableNamespace, TenantScope};
@@ -75,8 +78,8 @@ pub use store::{
     TenantStore, UnscopedView,
 };
 pub use tenant::{
-    Move, MoveStep, NewTenant, Placement, PlacementKind, Slug, Tenant, TenantId, TenantState,
-    check_identifier, quote_ident, storable,
+    JobId, JobKind, Move, MoveStep, NewTenant, Placement, PlacementKind, Slug, Tenant, TenantId,
+    TenantState, check_identifier, quote_ident, storable,
 };
 pub use text::{BLANK, TextRule};
 

@@ -64,10 +64,20 @@ impl TextRule {
     }
 
     /// The rule as an OpenAPI schema of a string: `maxLength`, `minLength` (1 when
-    /// `not_blank`), `pattern`; with `nullable`, `null` is allowed too (an absent field of a
-    /// patch).
+    /// `not_blank`), `pattern`.
     #[cfg(feature = "openapi")]
-    pub fn schema(&self, description: &str, nullable: bool) -> utoipa::openapi::schema::Object {
+    pub fn schema(&self, description: &str) -> utoipa::openapi::schema::Object {
+        self.object(description, false)
+    }
+
+    /// [`TextRule::schema`] with `null` allowed too: a patch's field that may be left out.
+    #[cfg(feature = "openapi")]
+    pub fn nullable_schema(&self, description: &str) -> utoipa::openapi::schema::Object {
+        self.object(description, true)
+    }
+
+    #[cfg(feature = "openapi")]
+    fn object(&self, description: &str, nullable: bool) -> utoipa::openapi::schema::Object {
         use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
         let kind = if nullable {
             SchemaType::from_iter([Type::String, Type::Null])

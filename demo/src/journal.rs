@@ -34,7 +34,7 @@ impl Journal {
 
     /// The statements `tenant`'s scopes sent, newest first.
     pub fn of(&self, tenant: TenantId) -> Vec<Sent> {
-        let map = self.by_tenant.lock().unwrap_or_else(|p| p.into_inner());
+        let map = tenancy_core::plumbing::sync::lock(&self.by_tenant, "the statement journal");
         map.get(&tenant)
             .map(|q| q.iter().rev().cloned().collect())
             .unwrap_or_default()
@@ -43,7 +43,7 @@ impl Journal {
 
 impl StatementObserver for Journal {
     fn statement(&self, tenant: TenantId, sql: &str) {
-        let mut map = self.by_tenant.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = tenancy_core::plumbing::sync::lock(&self.by_tenant, "the statement journal");
         if map.len() >= Self::TENANTS && !map.contains_key(&tenant) {
             map.clear();
         }

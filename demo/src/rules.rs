@@ -88,15 +88,12 @@ pub mod schema {
 
     /// A tenant's display name.
     pub fn tenant_name() -> Object {
-        TENANT_NAME.schema(
-            "The display name: not blank, at most 200 characters.",
-            false,
-        )
+        TENANT_NAME.schema("The display name: not blank, at most 200 characters.")
     }
 
     /// A user's name.
     pub fn user_name() -> Object {
-        USER_NAME.schema("The user's name: not blank, at most 200 characters.", false)
+        USER_NAME.schema("The user's name: not blank, at most 200 characters.")
     }
 
     /// An email address: [`check_email`].

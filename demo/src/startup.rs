@@ -11,6 +11,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::{Context, Result};
 use futures::FutureExt;
 use secrecy::ExposeSecret;
+use tenancy_core::plumbing::notices::Notices;
 use tenancy_core::plumbing::{PoolSettings, catalog};
 use tenancy_core::sea_orm::{DatabaseConnection, TransactionTrait};
 use tenancy_core::{NewTenant, Slug, Strategy, TenantStore};
@@ -51,6 +52,9 @@ pub struct Backend {
     pub control: DatabaseConnection,
     /// What moves tenants between placements (hybrid only).
     pub mover: Option<Arc<dyn crate::strategy::Mover>>,
+    /// The process's one `LISTEN` loop (the catalog's and the accounts' channels): the
+    /// hybrid store's caches and the identity caches subscribe to it.
+    pub notices: Notices,
 }
 
 impl std::fmt::Debug for Backend {
@@ -65,8 +69,17 @@ impl Backend {
     /// Opens the store of `strategy` (installing its catalog) and a small catalog pool, then
     /// brings the demo's own tables (users, memberships, tokens) up to date.
     pub async fn open(strategy: Strategy, url: &str, settings: &Settings) -> Result<Self> {
-        let opened =
-            crate::strategy::open_with_mover(strategy, url, &StoreSettings::from(settings)).await?;
+        let notices = Notices::start(
+            &tenancy_core::plumbing::loopback_without_tls(url),
+            &[catalog::CATALOG_CHANNEL, crate::identity::ACCOUNTS_CHANNEL],
+        );
+        let opened = crate::strategy::open_with_mover(
+            strategy,
+            url,
+            &StoreSettings::from(settings),
+            &notices,
+        )
+        .await?;
         let pool = PoolSettings {
             max_connections: 4,
             acquire_timeout: std::time::Duration::from_secs(settings.acquire_timeout_secs),
@@ -77,6 +90,7 @@ impl Backend {
             store: opened.store,
             control,
             mover: opened.mover,
+            notices,
         };
         backend.refuse_other_strategies(strategy).await?;
         accounts::migration::run(&backend.control)
@@ -232,7 +246,7 @@ impl Application {
         // its change.
         tokio::spawn(crate::identity::listen(
             identity.clone(),
-            backend.control.get_postgres_connection_pool().clone(),
+            backend.notices.subscribe(),
         ));
         let mut state = AppState::new(backend.store.clone(), backend.control.clone(), metrics);
         state.mover = backend.mover.clone();

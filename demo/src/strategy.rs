@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use tenancy_core::migration::TenantMigrations;
-use tenancy_core::{Job, PlacementKind, Progress, Strategy, Tenant, TenantId, TenantStore};
+use tenancy_core::plumbing::catalog;
+use tenancy_core::plumbing::notices::Notices;
+use tenancy_core::{
+    Job, PlacementKind, PoolOptions, Progress, Strategy, Tenant, TenantId, TenantStore,
+};
 
 use crate::settings::{ServerSettings, Settings};
 
@@ -51,9 +55,9 @@ pub struct StoreSettings {
     pub max_connections: Option<u32>,
     /// separate-db: the most connections the store holds to each server.
     pub connections_per_server: Option<u32>,
-    /// How long a request waits for a connection.
+    /// How long a request waits for a connection (each store's `pool`, through [`Self::pool`]).
     pub acquire_timeout: Option<Duration>,
-    /// How long a tenant statement may run.
+    /// How long a tenant statement may run (each store's `pool`, through [`Self::pool`]).
     pub statement_timeout: Option<Duration>,
     /// separate-db: more servers to place tenants on.
     pub servers: Vec<ServerSettings>,
@@ -94,6 +98,18 @@ impl From<&Settings> for StoreSettings {
     }
 }
 
+impl StoreSettings {
+    /// A store's pool options: `default` (the store's own) with the timeouts these settings
+    /// give. The one place the demo's pool settings reach a store's options.
+    pub fn pool(&self, default: &PoolOptions) -> PoolOptions {
+        PoolOptions {
+            acquire_timeout: self.acquire_timeout.unwrap_or(default.acquire_timeout),
+            statement_timeout: self.statement_timeout.or(default.statement_timeout),
+            ..default.clone()
+        }
+    }
+}
+
 /// What moves a tenant between placements: the hybrid store, when it is the strategy.
 #[async_trait::async_trait]
 pub trait Mover: Send + Sync + std::fmt::Debug {
@@ -127,7 +143,13 @@ pub async fn open(
     url: &str,
     settings: &StoreSettings,
 ) -> Result<Arc<dyn TenantStore>> {
-    Ok(open_with_mover(strategy, url, settings).await?.store)
+    let notices = Notices::start(
+        &tenancy_core::plumbing::loopback_without_tls(url),
+        &[catalog::CATALOG_CHANNEL],
+    );
+    Ok(open_with_mover(strategy, url, settings, &notices)
+        .await?
+        .store)
 }
 
 #[cfg(feature = "shared-schema")]
@@ -135,8 +157,7 @@ fn shared_options(settings: &StoreSettings) -> tenancy_shared_schema::SharedSche
     let d = tenancy_shared_schema::SharedSchemaOptions::default();
     tenancy_shared_schema::SharedSchemaOptions {
         max_connections: settings.max_connections.unwrap_or(d.max_connections),
-        acquire_timeout: settings.acquire_timeout.unwrap_or(d.acquire_timeout),
-        statement_timeout: settings.statement_timeout.or(d.statement_timeout),
+        pool: settings.pool(&d.pool),
         migrations: settings.migrations.clone(),
         ..d
     }
@@ -147,8 +168,7 @@ fn schema_options(settings: &StoreSettings) -> tenancy_separate_schema::Separate
     let d = tenancy_separate_schema::SeparateSchemaOptions::default();
     tenancy_separate_schema::SeparateSchemaOptions {
         max_connections: settings.max_connections.unwrap_or(d.max_connections),
-        acquire_timeout: settings.acquire_timeout.unwrap_or(d.acquire_timeout),
-        statement_timeout: settings.statement_timeout.or(d.statement_timeout),
+        pool: settings.pool(&d.pool),
         migrations: settings.migrations.clone(),
         ..d
     }
@@ -168,10 +188,9 @@ fn database_options(settings: &StoreSettings) -> tenancy_separate_db::SeparateDb
         connections_per_server: settings
             .connections_per_server
             .unwrap_or(d.connections_per_server),
-        acquire_timeout: settings.acquire_timeout.unwrap_or(d.acquire_timeout),
+        pool: settings.pool(&d.pool),
         // A request waits at most the acquire timeout in all, budget included.
         budget_timeout: settings.acquire_timeout.unwrap_or(d.budget_timeout),
-        statement_timeout: settings.statement_timeout.or(d.statement_timeout),
         servers: servers.collect(),
         migrations: settings.migrations.clone(),
         ..d
@@ -203,7 +222,8 @@ impl Mover for tenancy_hybrid::HybridStore {
     }
 }
 
-/// [`open`], with the mover when the strategy is hybrid.
+/// [`open`], with the mover when the strategy is hybrid, whose caches hear the catalog's
+/// notices through `notices` (the process's one `LISTEN` loop, on the catalog's channel).
 #[cfg_attr(
     not(any(
         feature = "shared-schema",
@@ -216,6 +236,7 @@ pub async fn open_with_mover(
     strategy: Strategy,
     url: &str,
     settings: &StoreSettings,
+    notices: &Notices,
 ) -> Result<Opened> {
     let alone = |store: Arc<dyn TenantStore>| Opened { store, mover: None };
     match strategy {
@@ -245,7 +266,8 @@ pub async fn open_with_mover(
                 ),
                 ..HybridOptions::default()
             };
-            let store = Arc::new(HybridStore::connect(url, options).await?);
+            let store =
+                Arc::new(HybridStore::connect_with_notices(url, options, notices.clone()).await?);
             Ok(Opened {
                 store: store.clone(),
                 mover: Some(store),

@@ -27,8 +27,8 @@ use tenancy_core::plumbing::fault;
 use tenancy_core::plumbing::transfer::Progress;
 use tenancy_core::sea_orm::sqlx::{self, Connection, PgConnection};
 use tenancy_core::{
-    Error, Move, MoveStep, NewTenant, PlacementKind, Result, Tenant, TenantId, TenantState,
-    TenantStore,
+    Error, JobKind, Move, MoveStep, NewTenant, PlacementKind, Result, Tenant, TenantId,
+    TenantState, TenantStore,
 };
 
 use crate::store::HybridStore;
@@ -111,7 +111,7 @@ impl HybridStore {
             ));
         }
         let detail = serde_json::json!({ "from": tenant.placement, "to": target });
-        let job = catalog::insert_job(self.catalog(), "move", &tenant, detail).await?;
+        let job = catalog::insert_job(self.catalog(), JobKind::Move, &tenant, detail).await?;
         let mv = Move {
             job: job.id,
             from: tenant.placement.clone(),
@@ -120,15 +120,7 @@ impl HybridStore {
             node: None,
         };
         if let Err(e) = catalog::begin_move(self.catalog(), id, &mv).await {
-            catalog::update_job(
-                self.catalog(),
-                job.id,
-                "failed",
-                None,
-                Some(&e.chain()),
-                true,
-            )
-            .await?;
+            catalog::end_job(self.catalog(), job.id, MoveStep::Failed, Some(&e.chain())).await?;
             return Err(e);
         }
         self.changed(tenant.slug.as_str());
@@ -247,7 +239,7 @@ impl HybridStore {
                 tenant.slug
             )));
         }
-        catalog::update_job(c, mv.job, "fenced", None, None, false).await?;
+        catalog::job_step(c, mv.job, MoveStep::Fenced, None).await?;
         fault::point("move:fenced");
         let mut to = target.tables_at(tenant, &mv.to).await?;
         let done = Arc::new(AtomicU64::new(0));
@@ -261,7 +253,7 @@ impl HybridStore {
                         i64::try_from(done.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
                         i64::try_from(total.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
                     );
-                    let _ = catalog::update_job(&c, job, "fenced", Some(rows), None, false).await;
+                    let _ = catalog::job_step(&c, job, MoveStep::Fenced, Some(rows)).await;
                 }
             })
         };
@@ -278,12 +270,12 @@ impl HybridStore {
         let manifest = copied?;
         let rows: u64 = manifest.iter().map(|t| t.rows).sum();
         let rows = i64::try_from(rows).unwrap_or(i64::MAX);
-        catalog::update_job(c, mv.job, "copied", Some((rows, rows)), None, false).await?;
+        catalog::job_step(c, mv.job, MoveStep::Copied, Some((rows, rows))).await?;
         fault::point("move:copied");
         catalog::flip_move(c, tenant.id, mv.job).await?;
         times.fenced = fenced.elapsed();
         self.changed(tenant.slug.as_str());
-        catalog::update_job(c, mv.job, "flipped", None, None, false).await?;
+        catalog::job_step(c, mv.job, MoveStep::Flipped, None).await?;
         fault::point("move:flipped");
         Ok(times)
     }
@@ -297,7 +289,7 @@ impl HybridStore {
             .await?;
         fault::point("move:purged");
         // The job first: a stop in between leaves a move that resuming ends again.
-        catalog::update_job(self.catalog(), mv.job, "done", None, None, true).await?;
+        catalog::end_job(self.catalog(), mv.job, MoveStep::Done, None).await?;
         catalog::end_move(self.catalog(), tenant.id, mv.job).await?;
         self.changed(tenant.slug.as_str());
         self.tenant(tenant.id).await
@@ -339,15 +331,7 @@ impl HybridStore {
             .purge_at(tenant, &mv.to)
             .await?;
         let why = error.map(Error::chain);
-        catalog::update_job(
-            self.catalog(),
-            mv.job,
-            "rolled_back",
-            None,
-            why.as_deref(),
-            true,
-        )
-        .await?;
+        catalog::end_job(self.catalog(), mv.job, MoveStep::RolledBack, why.as_deref()).await?;
         catalog::end_move(self.catalog(), tenant.id, mv.job).await?;
         self.changed(tenant.slug.as_str());
         Ok(RolledBack::Done(self.tenant(tenant.id).await?))

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use tenancy_core::plumbing::notices::{Notice, Notices, Subscriber};
 use tenancy_core::plumbing::transfer::TenantTables;
-use tenancy_core::plumbing::{Placements, StrategyDoor, catalog};
+use tenancy_core::plumbing::{Placements, StrategyDoor, catalog, sync};
 use tenancy_core::sea_orm::DatabaseConnection;
 use tenancy_core::{
     Connections, Error, MigrateOptions, MigrationReport, NewTenant, Placement, PlacementKind,
@@ -45,14 +46,14 @@ pub(crate) struct Inner {
     /// tenant placed elsewhere is looked up again however long ago it changed, so a copy
     /// kept from before a move never reaches the old placement.
     placed: Mutex<HashMap<TenantId, Placement>>,
-    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The task that hears the catalog's notices for this store's caches (its subscription
+    /// keeps the process's `LISTEN` loop running), stopped with the store.
+    hearing: std::sync::OnceLock<tokio::task::AbortHandle>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Ok(mut l) = self.listener.lock()
-            && let Some(task) = l.take()
-        {
+        if let Some(task) = self.hearing.get() {
             task.abort();
         }
     }
@@ -65,8 +66,24 @@ const EVERY_TENANT: &str = "*";
 impl HybridStore {
     /// Connects a store of each strategy to `database_url` (the catalog, the shared tables,
     /// the schemas, and the control server of the databases), installing what is missing, and
-    /// starts listening for catalog changes.
+    /// starts listening for catalog changes on a connection of its own.
     pub async fn connect(database_url: &str, options: HybridOptions) -> Result<Self> {
+        let notices = Notices::start(
+            &tenancy_core::plumbing::loopback_without_tls(database_url),
+            &[catalog::CATALOG_CHANNEL],
+        );
+        Self::connect_with_notices(database_url, options, notices).await
+    }
+
+    /// As [`HybridStore::connect`], with the catalog's notices heard through `notices`, the
+    /// process's one `LISTEN` loop, which must listen on
+    /// [`CATALOG_CHANNEL`](catalog::CATALOG_CHANNEL) of this store's catalog (an application
+    /// with caches of its own subscribes them to the same loop).
+    pub async fn connect_with_notices(
+        database_url: &str,
+        options: HybridOptions,
+        notices: Notices,
+    ) -> Result<Self> {
         let names =
             |m: &tenancy_core::TenantMigrations| m.names().map(str::to_owned).collect::<Vec<_>>();
         if names(&options.shared.migrations) != names(&options.schema.migrations)
@@ -108,16 +125,14 @@ impl HybridStore {
                 url: tenancy_core::plumbing::loopback_without_tls(database_url),
                 changed: Mutex::new(HashMap::new()),
                 placed: Mutex::new(HashMap::new()),
-                listener: Mutex::new(None),
+                hearing: std::sync::OnceLock::new(),
             }),
         };
-        let task = tokio::spawn(listen(
+        let task = tokio::spawn(hear_notices(
             Arc::downgrade(&store.inner),
-            store.inner.url.clone(),
+            notices.subscribe(),
         ));
-        if let Ok(mut l) = store.inner.listener.lock() {
-            *l = Some(task);
-        }
+        store.inner.hearing.set(task.abort_handle()).ok();
         Ok(store)
     }
 
@@ -183,20 +198,12 @@ impl HybridStore {
     /// up (it is moving, or its row was announced as changed lately); otherwise as given.
     pub(crate) async fn current(&self, tenant: &Tenant) -> Result<Tenant> {
         let recently_changed = {
-            let changed = self
-                .inner
-                .changed
-                .lock()
-                .map_err(|_| Error::Conflict("the change list is poisoned".into()))?;
+            let changed = sync::lock(&self.inner.changed, "the hybrid store's change list");
             [tenant.slug.as_str(), EVERY_TENANT]
                 .iter()
                 .any(|s| changed.get(*s).is_some_and(|at| at.elapsed() < FRESH_FOR))
         };
-        let placed_elsewhere = self
-            .inner
-            .placed
-            .lock()
-            .map_err(|_| Error::Conflict("the placement list is poisoned".into()))?
+        let placed_elsewhere = sync::lock(&self.inner.placed, "the hybrid store's placements")
             .get(&tenant.id)
             .is_some_and(|p| *p != tenant.placement);
         if tenant.state == TenantState::Moving || recently_changed || placed_elsewhere {
@@ -212,50 +219,24 @@ impl HybridStore {
 }
 
 fn hear(inner: &Inner, slug: &str) {
-    if let Ok(mut changed) = inner.changed.lock() {
-        changed.retain(|_, at| at.elapsed() < FRESH_FOR);
-        changed.insert(slug.to_owned(), Instant::now());
-    }
+    let mut changed = sync::lock(&inner.changed, "the hybrid store's change list");
+    changed.retain(|_, at| at.elapsed() < FRESH_FOR);
+    changed.insert(slug.to_owned(), Instant::now());
 }
 
-/// Listens on the catalog channel for as long as the store lives; while the connection is
-/// down every tenant counts as changed.
-async fn listen(inner: std::sync::Weak<Inner>, url: String) {
-    use tenancy_core::sea_orm::sqlx::postgres::PgListener;
-    loop {
-        let listener = async {
-            // A connection of its own: it is held for as long as the store lives.
-            let mut l = PgListener::connect(&url).await?;
-            l.listen(catalog::CATALOG_CHANNEL).await?;
-            Ok::<_, tenancy_core::sea_orm::sqlx::Error>(l)
-        };
-        match listener.await {
-            Ok(mut l) => loop {
-                match l.try_recv().await {
-                    Ok(Some(notice)) => {
-                        let Some(inner) = inner.upgrade() else { return };
-                        hear(&inner, notice.payload());
-                        tokio::spawn(close_moved_connections(
-                            Arc::downgrade(&inner),
-                            notice.payload().to_owned(),
-                        ));
-                    }
-                    Ok(None) => {
-                        let Some(inner) = inner.upgrade() else { return };
-                        hear(&inner, EVERY_TENANT);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "listening for catalog changes");
-                        break;
-                    }
-                }
-            },
-            Err(e) => tracing::warn!(error = %e, "cannot listen for catalog changes"),
-        }
+/// Hears the catalog's notices for as long as the store lives; while notices may have been
+/// missed, every tenant counts as changed.
+async fn hear_notices(inner: std::sync::Weak<Inner>, mut notices: Subscriber) {
+    while let Some(notice) = notices.next().await {
         let Some(alive) = inner.upgrade() else { return };
-        hear(&alive, EVERY_TENANT);
-        drop(alive);
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        match notice {
+            Notice::Heard { channel, payload } if channel == catalog::CATALOG_CHANNEL => {
+                hear(&alive, &payload);
+                tokio::spawn(close_moved_connections(Arc::downgrade(&alive), payload));
+            }
+            Notice::Heard { .. } => {}
+            Notice::Lost => hear(&alive, EVERY_TENANT),
+        }
     }
 }
 
@@ -277,9 +258,8 @@ async fn close_moved_connections(inner: std::sync::Weak<Inner>, slug: String) {
         .await
         {
             Ok(Some(t)) => {
-                if let Ok(mut placed) = inner.placed.lock() {
-                    placed.insert(t.id, t.placement.clone());
-                }
+                sync::lock(&inner.placed, "the hybrid store's placements")
+                    .insert(t.id, t.placement.clone());
                 match t.placement {
                     Placement::Database { server, .. } => Some(server),
                     _ => None,

@@ -59,6 +59,7 @@
 #![warn(missing_docs)]
 
 mod migrate;
+mod mutex;
 mod options;
 mod placement;
 mod router;

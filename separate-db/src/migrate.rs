@@ -1,36 +1,51 @@
 //! Tenant migrations, database by database: each database (and template) keeps its own
-//! version in a one-row table, updated in the migration's own transaction.
+//! version in a one-row table, updated in the migration's own transaction. Below the store
+//! and the templates, which lend it what it needs ([`DatabaseMigrator`]).
 
+use std::sync::Arc;
+
+use tenancy_core::migration::TenantMigrations;
 use tenancy_core::plumbing::pin::pin_tenant_tables;
 use tenancy_core::plumbing::sql::stmt;
 use tenancy_core::plumbing::{catalog, fault};
-use tenancy_core::sea_orm::{ConnectionTrait, TransactionTrait};
+use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::{MigrationOutcome, Result, Tenant, TenantId, TenantMigration};
 
-use crate::router::{Lease, Via};
+use crate::placement::server_of;
+use crate::router::{Lease, Router};
+use crate::server::Via;
 
 /// Lifts the statement timeout of tenant connections for the rest of a transaction.
 pub(crate) const LIFT_STATEMENT_TIMEOUT: &str = "SET LOCAL statement_timeout = 0";
-use crate::store::SeparateDbStore;
 
 /// The one-row table in every tenant database (and template) that records its version: the
 /// authority a migration run reads, since the catalog lives in another database and cannot
 /// commit together with it.
 const VERSION_TABLE: &str = "tenancy_schema_version";
 
-impl SeparateDbStore {
-    /// Begins a transaction on the lease's database, turning a timeout on a server that is down into
-    /// [`Error::Unavailable`].
-    pub(crate) async fn begin(
-        &self,
-        lease: &Lease,
-    ) -> Result<tenancy_core::sea_orm::DatabaseTransaction> {
-        match lease.connection().begin().await {
-            Ok(txn) => Ok(txn),
-            Err(e) => Err(lease.server().explain(e.into()).await),
-        }
-    }
+/// What migrating the store's databases needs, borrowed from the store.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DatabaseMigrator<'a> {
+    /// Reaches the databases, within each server's budget.
+    pub(crate) router: &'a Arc<Router>,
+    /// The catalog, which keeps a copy of each tenant's version.
+    pub(crate) control: &'a DatabaseConnection,
+    /// The application's tenant migrations.
+    pub(crate) migrations: &'a TenantMigrations,
+    /// The store's database prefix, which names each tenant's database.
+    pub(crate) prefix: &'a str,
+}
 
+/// Begins a transaction on the lease's database, turning a timeout on a server that is down into
+/// [`Error::Unavailable`](tenancy_core::Error::Unavailable).
+async fn begin(lease: &Lease) -> Result<tenancy_core::sea_orm::DatabaseTransaction> {
+    match lease.connection().begin().await {
+        Ok(txn) => Ok(txn),
+        Err(e) => Err(lease.server().explain(e.into()).await),
+    }
+}
+
+impl DatabaseMigrator<'_> {
     // ANCHOR: migrate_database
     /// Brings `database` on `server` to the latest version in one transaction of its own,
     /// recording the version inside it; pins the tables to `tenant` when given. Returns
@@ -49,18 +64,18 @@ impl SeparateDbStore {
         } else {
             Via::Direct
         };
-        let lease = self.inner.router.lease(server, database, via).await?;
+        let lease = self.router.lease(server, database, via).await?;
         let result = self.migrate_leased(&lease, tenant).await;
         if tenant.is_none() {
             // A template must have no connections to be copied, whatever happened here.
             drop(lease);
-            self.inner.router.evict(server, database).await;
+            self.router.evict(server, database).await;
         }
         result
     }
 
     async fn migrate_leased(&self, lease: &Lease, tenant: Option<TenantId>) -> Result<(i32, i32)> {
-        let txn = self.begin(lease).await?;
+        let txn = begin(lease).await?;
         // Tenant connections may carry the store's statement timeout; a migration must not.
         txn.execute_unprepared(LIFT_STATEMENT_TIMEOUT).await?;
         if tenant.is_none() {
@@ -81,17 +96,12 @@ impl SeparateDbStore {
             .map(|r| r.try_get::<i32>("", "version"))
             .transpose()?
             .unwrap_or(0);
-        let latest = self.inner.options.migrations.latest();
+        let latest = self.migrations.latest();
         if from >= latest {
             txn.commit().await?;
             return Ok((from, from));
         }
-        let to = self
-            .inner
-            .options
-            .migrations
-            .apply(&txn, None, from)
-            .await?;
+        let to = self.migrations.apply(&txn, None, from).await?;
         if let Some(id) = tenant {
             pin_tenant_tables(&txn, "public", id).await?;
         }
@@ -109,9 +119,11 @@ impl SeparateDbStore {
     // ANCHOR_END: migrate_database
 
     // ANCHOR: migrate_tenant
-    pub(crate) async fn migrate_tenant(&self, tenant: Tenant) -> TenantMigration {
+    /// Migrates `tenant`'s database, then brings the catalog's copy of its version in line.
+    /// Takes the migrator by value, so the run's closure can hand each tenant's future a copy.
+    pub(crate) async fn migrate_tenant(self, tenant: Tenant) -> TenantMigration {
         let result: Result<MigrationOutcome> = async {
-            let (server, database) = self.server_of(&tenant)?;
+            let (server, database) = server_of(self.router, self.prefix, &tenant)?;
             let (from, to) = self
                 .migrate_database(server, &database, Some(tenant.id))
                 .await?;
@@ -121,7 +133,7 @@ impl SeparateDbStore {
             // The tenant's database holds the truth; the catalog copy serves the fast path
             // and is brought in line even when the database was already current (a run
             // interrupted between the two commits).
-            catalog::set_schema_version(&self.inner.control, tenant.id, to).await?;
+            catalog::set_schema_version(self.control, tenant.id, to).await?;
             Ok(if from == to {
                 MigrationOutcome::UpToDate { version: to }
             } else {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tenancy_core::migration::TenantMigrations;
 use tenancy_core::plumbing::PoolSettings;
-use tenancy_core::{Error, Result, Slug, check_identifier};
+use tenancy_core::{Error, PoolOptions, Result, Slug, check_identifier};
 
 use crate::router::RouterSettings;
 
@@ -50,28 +50,23 @@ pub struct SeparateDbOptions {
     pub control_connections: u32,
     /// How long a request waits for room in a server's budget before [`Error::PoolTimeout`].
     pub budget_timeout: Duration,
-    /// How long a request waits for a connection of its tenant's pool. A scope's whole wait,
-    /// for room in the budget and then for the connection, ends after the longer of the two.
-    pub acquire_timeout: Duration,
-    /// Pooled connections are closed after this long (bounds the server's per-connection
-    /// caches); `None` keeps them.
-    pub max_connection_lifetime: Option<Duration>,
+    /// The pool settings every store shares (see [`PoolOptions`]), for the control pool and
+    /// every tenant database's slots. `acquire_timeout` is how long a request waits for a
+    /// connection of its tenant's pool: a scope's whole wait, for room in the budget and then
+    /// for the connection, ends after the longer of it and [`Self::budget_timeout`]. This
+    /// store's defaults: connections recycled after 300 s (`max_lifetime`), and every
+    /// connection named `tenancy-separate-db` (`application_name`), which tells the store's
+    /// connections apart in `pg_stat_activity`. Through a pooler ([`Self::tenant_url`],
+    /// [`ServerConfig::tenant_url`]) statements are not cached.
+    pub pool: PoolOptions,
     /// Tenant databases are named this prefix followed by the slug; the template database of
     /// each server is the prefix followed by `_template`. `None`: the control database's name
     /// followed by `_`.
     pub database_prefix: Option<String>,
-    /// The `application_name` of every connection, which tells the store's connections apart
-    /// in `pg_stat_activity`.
-    pub application_name: String,
     /// After a server failed to answer, requests for its tenants fail at once with
     /// [`Error::Unavailable`]; one of them every `retry_after` asks the server again (a TCP
     /// connect), and the first answer ends the outage.
     pub retry_after: Duration,
-    /// Each tenant statement that runs longer is cancelled ([`tenancy_core::Error::StatementTimeout`]), so
-    /// one tenant's runaway query cannot hold a connection for long. Tenant traffic only: the
-    /// catalog, migrations and purges are not limited. `None`: the server's setting. Not sent
-    /// through a pooler, which drops startup options: set it on the role there.
-    pub statement_timeout: Option<Duration>,
     /// The application's tenant migrations (required: the default, none, is refused at
     /// connect with [`Error::MigrationsMismatch`](tenancy_core::Error::MigrationsMismatch)).
     pub migrations: TenantMigrations,
@@ -87,12 +82,13 @@ impl Default for SeparateDbOptions {
             connections_per_database: 10,
             control_connections: 2,
             budget_timeout: Duration::from_secs(5),
-            acquire_timeout: Duration::from_secs(5),
-            max_connection_lifetime: Some(Duration::from_secs(300)),
+            pool: PoolOptions {
+                max_lifetime: Some(Duration::from_secs(300)),
+                application_name: Some("tenancy-separate-db".into()),
+                ..PoolOptions::default()
+            },
             database_prefix: None,
-            application_name: "tenancy-separate-db".into(),
             retry_after: Duration::from_millis(200),
-            statement_timeout: None,
             migrations: TenantMigrations::default(),
         }
     }
@@ -116,7 +112,7 @@ impl SeparateDbOptions {
 
     /// The longest a scope waits for its connection, budget included.
     pub(crate) fn scope_wait(&self) -> Duration {
-        self.acquire_timeout.max(self.budget_timeout)
+        self.pool.acquire_timeout.max(self.budget_timeout)
     }
 
     /// Refuses budgets that cannot hold one connection.
@@ -133,14 +129,11 @@ impl SeparateDbOptions {
         Ok(())
     }
 
-    /// The control database's pool.
+    /// The control database's pool: not held to the statement timeout.
     pub(crate) fn control_pool(&self) -> PoolSettings {
         PoolSettings {
-            max_connections: self.control_connections,
-            acquire_timeout: self.acquire_timeout,
-            max_lifetime: self.max_connection_lifetime,
-            application_name: Some(self.application_name.clone()),
-            ..PoolSettings::default()
+            statement_timeout: None,
+            ..PoolSettings::new(&self.pool, self.control_connections)
         }
     }
 
@@ -149,12 +142,9 @@ impl SeparateDbOptions {
         RouterSettings {
             per_database: self.connections_per_database,
             budget_timeout: self.budget_timeout,
-            acquire_timeout: self.acquire_timeout,
-            max_lifetime: self.max_connection_lifetime,
+            pool: self.pool.clone(),
             idle_timeout: Some(Duration::from_secs(60)),
-            application_name: self.application_name.clone(),
             retry_after: self.retry_after,
-            statement_timeout: self.statement_timeout,
         }
     }
 }

@@ -15,33 +15,26 @@
 //! again, and the first answer ends the outage: recovery needs no restart.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tenancy_core::plumbing::{ConnectionHome, PoolSettings, connect_pool};
 use tenancy_core::sea_orm::DatabaseConnection;
 use tenancy_core::sea_orm::sqlx::Postgres;
 use tenancy_core::sea_orm::sqlx::pool::PoolConnection;
-use tenancy_core::{Error, Result, TenantId};
+use tenancy_core::{Error, PoolOptions, Result, TenantId};
 
-pub(crate) use crate::server::{Server, Via};
+use crate::mutex::lock;
+use crate::server::{Server, Via};
 
 /// How the router opens pools; see [`crate::SeparateDbOptions`].
 #[derive(Debug, Clone)]
 pub(crate) struct RouterSettings {
     pub per_database: u32,
     pub budget_timeout: Duration,
-    pub acquire_timeout: Duration,
-    pub max_lifetime: Option<Duration>,
+    pub pool: PoolOptions,
     pub idle_timeout: Option<Duration>,
-    pub application_name: String,
     pub retry_after: Duration,
-    pub statement_timeout: Option<Duration>,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves plain data behind, still consistent.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A slot's idle connection, held by the router rather than its pool, with the server's
@@ -262,17 +255,19 @@ impl Router {
     async fn open(&self, server: &Server, database: &str, via: Via) -> Result<DatabaseConnection> {
         let s = &self.settings;
         let settings = PoolSettings {
-            max_connections: 1,
-            acquire_timeout: s.acquire_timeout,
-            max_lifetime: s.max_lifetime,
             idle_timeout: s.idle_timeout,
-            application_name: Some(s.application_name.clone()),
             // Through a transaction pooler a named statement may not outlive its transaction.
-            statement_cache: if server.pooled(via) { 0 } else { 100 },
+            statement_cache: if server.pooled(via) {
+                0
+            } else {
+                s.pool.statement_cache
+            },
             // Tenant traffic only; maintenance and templates are reached directly.
-            statement_timeout: s.statement_timeout.filter(|_| via == Via::Tenant),
+            statement_timeout: s.pool.statement_timeout.filter(|_| via == Via::Tenant),
             // A lazy pool only builds its handle here; connecting happens on first use.
             lazy: true,
+            // One connection: a slot.
+            ..PoolSettings::new(&s.pool, 1)
         };
         connect_pool(&server.database_url(database, via), &settings).await
     }

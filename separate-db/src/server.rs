@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tenancy_core::{Error, Result};
 use tokio::sync::Notify;
 
-use crate::router::lock;
+use crate::mutex::lock;
 
 /// How a connection reaches a database: tenant traffic (through the server's pooler, if it
 /// has one), or directly (the maintenance database, the template, which `CREATE DATABASE`

@@ -1,5 +1,7 @@
 //! The separate-db store: connecting to the servers, the tenant life cycle, and binding a
-//! scope to a tenant's database. Placement, templates and migrations have rooms of their own.
+//! scope to a tenant's database. Placement, templates and migrations have rooms of their own,
+//! below it: the store lends them its router, catalog and migrations and calls down, and none
+//! of them names the store.
 
 use std::sync::Arc;
 
@@ -15,11 +17,14 @@ use tenancy_core::{
     TenantState, TenantStore, UnscopedView, check_identifier, quote_ident,
 };
 
-use tenancy_core::plumbing::transfer::TenantTables;
+use tenancy_core::plumbing::transfer::{TableSharing, TenantTables};
 
+use crate::migrate::{DatabaseMigrator, LIFT_STATEMENT_TIMEOUT};
 use crate::options::SeparateDbOptions;
-use crate::router::{Lease, Router, Server, Via};
-use crate::template::template_lock;
+use crate::placement;
+use crate::router::{Lease, Router};
+use crate::server::{Server, Via};
+use crate::template::{Template, maintenance, recreate_database, template_lock};
 
 /// The separate-db strategy. See the crate documentation.
 #[derive(Debug, Clone)]
@@ -141,6 +146,41 @@ impl SeparateDbStore {
         self.inner.router.lease(server, database, Via::Tenant).await
     }
 
+    /// The database of the tenant with this slug.
+    pub fn database_for(&self, slug: &tenancy_core::Slug) -> String {
+        placement::database_for(&self.inner.prefix, slug)
+    }
+
+    /// The template database on every server.
+    pub fn template_database(&self) -> String {
+        placement::template_database(&self.inner.prefix)
+    }
+
+    /// The configured server names, the control server first.
+    pub fn servers(&self) -> Vec<String> {
+        placement::server_names(&self.inner.router)
+    }
+
+    /// The server (its index) and database of `tenant`, checked against its placement.
+    fn server_of(&self, tenant: &Tenant) -> Result<(usize, String)> {
+        placement::server_of(&self.inner.router, &self.inner.prefix, tenant)
+    }
+
+    /// What migrating this store's databases needs, lent by the store.
+    fn migrator(&self) -> DatabaseMigrator<'_> {
+        DatabaseMigrator {
+            router: &self.inner.router,
+            control: &self.inner.control,
+            migrations: &self.inner.options.migrations,
+            prefix: &self.inner.prefix,
+        }
+    }
+
+    /// The template database of `server`.
+    fn template(&self, server: usize) -> Template<'_> {
+        Template::new(self.migrator(), server)
+    }
+
     // ANCHOR: provision
     /// Clones the template into the tenant's database, pins its tables to the tenant and marks
     /// it ready. The catalog row stays locked throughout, so two calls cannot race; a crash
@@ -148,7 +188,7 @@ impl SeparateDbStore {
     /// starts again.
     async fn provision(&self, tenant: &Tenant) -> Result<Tenant> {
         // Before the transaction: the template may need a control connection of its own.
-        self.ensure_template(self.server_of(tenant)?.0).await?;
+        self.template(self.server_of(tenant)?.0).ensure().await?;
         let txn = self.inner.control.begin().await?;
         let Some(current) = catalog::lock(&txn, tenant.id).await? else {
             return Err(Error::TenantNotFound);
@@ -169,19 +209,18 @@ impl SeparateDbStore {
     /// by side, and a template migration waits.
     async fn build(&self, txn: &impl ConnectionTrait, tenant: &Tenant) -> Result<i32> {
         let (server, database) = self.server_of(tenant)?;
-        let key = self.template_key(server);
+        let template = self.template(server);
+        let key = template.key();
         template_lock(&key).lock_shared(txn).await?;
         let version = catalog::template_version(txn, &key).await?;
-        self.recreate_database(server, &database, &self.template_database())
-            .await?;
+        recreate_database(&self.inner.router, server, &database, template.database()).await?;
         fault::point("create:built");
         {
             // In a transaction: through a transaction pooler, a statement sqlx prepares and
             // then runs must not change server connections in between.
             let lease = self.lease(server, &database).await?;
             let pins = lease.connection().begin().await?;
-            pins.execute_unprepared(crate::migrate::LIFT_STATEMENT_TIMEOUT)
-                .await?;
+            pins.execute_unprepared(LIFT_STATEMENT_TIMEOUT).await?;
             pin_tenant_tables(&pins, "public", tenant.id).await?;
             pins.commit().await?;
         }
@@ -246,12 +285,13 @@ impl TenantStore for SeparateDbStore {
             up_to_date: 0,
         };
         for server in 0..self.inner.router.servers.len() {
-            match self.migrate_template(server).await {
+            let template = self.template(server);
+            match template.migrate().await {
                 Ok(Some(line)) => report.tenants.push(line),
                 Ok(None) => {}
                 Err(e) => report.tenants.push(TenantMigration {
                     tenant_id: None,
-                    name: self.template_line_name(server),
+                    name: template.line_name(),
                     outcome: MigrationOutcome::Failed {
                         version: 0,
                         error: e.chain(),
@@ -271,7 +311,7 @@ impl TenantStore for SeparateDbStore {
                 &self.inner.control,
                 Strategy::SeparateDb,
                 concurrency,
-                |t| self.migrate_tenant(t),
+                |t| self.migrator().migrate_tenant(t),
             )
             .await?;
         Ok(report)
@@ -340,7 +380,12 @@ impl Placements for SeparateDbStore {
 
     async fn placement_for(&self, new: &NewTenant) -> Result<Placement> {
         new.check_placement(PlacementKind::Database)?;
-        let server = self.place(new.server.as_deref()).await?;
+        let server = placement::place(
+            &self.inner.router,
+            &self.inner.control,
+            new.server.as_deref(),
+        )
+        .await?;
         Ok(Placement::Database {
             server: self.inner.router.servers[server].name.clone(),
             database: self.database_for(&new.slug),
@@ -353,7 +398,7 @@ impl Placements for SeparateDbStore {
 
     async fn build_at(&self, tenant: &Tenant, placement: &Placement) -> Result<i32> {
         let at = Self::placed_at(tenant, placement);
-        self.ensure_template(self.server_of(&at)?.0).await?;
+        self.template(self.server_of(&at)?.0).ensure().await?;
         let txn = self.inner.control.begin().await?;
         let version = self.build(&txn, &at).await?;
         txn.commit().await?;
@@ -367,7 +412,7 @@ impl Placements for SeparateDbStore {
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             quote_ident(&database)
         );
-        self.maintenance(server, &drop).await
+        maintenance(&self.inner.router, server, &drop).await
     }
 
     async fn tables_at(&self, tenant: &Tenant, placement: &Placement) -> Result<TenantTables> {
@@ -378,6 +423,6 @@ impl Placements for SeparateDbStore {
         let conn = <tenancy_core::sea_orm::sqlx::PgConnection as tenancy_core::sea_orm::sqlx::Connection>::connect(&url)
             .await
             .map_err(Error::from)?;
-        Ok(TenantTables::own(conn, "public", false))
+        Ok(TenantTables::own(conn, "public", TableSharing::Dedicated))
     }
 }

@@ -13,7 +13,8 @@
 //!   with its version recorded in the catalog, so a failure stops no one else and a rerun
 //!   resumes; with nothing pending a run is one catalog query.
 //! - **Memory**: PostgreSQL caches every relation a connection has touched, so pooled
-//!   connections are recycled after [`SeparateSchemaOptions::max_connection_lifetime`].
+//!   connections are recycled after their lifetime (`pool.max_lifetime` in
+//!   [`SeparateSchemaOptions`], 300 s by default).
 //! - **On Citus** (the extension found in the database at connect): each tenant schema is
 //!   made a distributed schema, placed whole on one worker; the template and the catalog stay
 //!   on the coordinator. New migrations are first tried in a distributed schema that is rolled

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tenancy_core::migration::TenantMigrations;
 use tenancy_core::plumbing::PoolSettings;
-use tenancy_core::{Result, Slug, check_identifier};
+use tenancy_core::{PoolOptions, Result, Slug, check_identifier};
 
 // ANCHOR: options
 /// How a [`SeparateSchemaStore`](crate::SeparateSchemaStore) connects and behaves.
@@ -13,12 +13,14 @@ pub struct SeparateSchemaOptions {
     /// Most connections the store holds (to the database, or to the pooler when
     /// [`SeparateSchemaOptions::tenant_url`] is set).
     pub max_connections: u32,
-    /// How long a request waits for a free connection before [`Error::PoolTimeout`](tenancy_core::Error::PoolTimeout).
-    pub acquire_timeout: Duration,
-    /// A pooled connection is closed after this long, which bounds the per-connection caches
-    /// PostgreSQL keeps of every relation the connection has touched (thousands of schemas
-    /// means thousands of relations). `None` keeps connections forever.
-    pub max_connection_lifetime: Option<Duration>,
+    /// The pool settings every store shares (see [`PoolOptions`]). This store's defaults:
+    /// connections recycled after 300 s (`max_lifetime`), which bounds the per-connection
+    /// caches PostgreSQL keeps of every relation a connection has touched, thousands with
+    /// thousands of schemas; and 2,000 statements kept per connection (`statement_cache`),
+    /// because every tenant's statements have their own text (the schema is in it): the cache
+    /// must hold the statements of the tenants a connection serves, or every read prepares its
+    /// statement again (one more round trip), and sqlx's 100 covers a few dozen tenants.
+    pub pool: PoolOptions,
     /// Tenant schemas are named this prefix followed by the slug.
     pub schema_prefix: String,
     /// The pre-migrated schema new tenants are copied from.
@@ -29,17 +31,6 @@ pub struct SeparateSchemaOptions {
     /// statement across transactions. The pooler must run `DEALLOCATE ALL` when it hands a
     /// connection back (`server_reset_query_always = 1`).
     pub tenant_url: Option<String>,
-    /// Prepared statements each connection keeps. Every tenant's statements have their own
-    /// text (the schema is in it), so the cache must hold the statements of the tenants a
-    /// connection serves, or every read prepares its statement again (one more round trip);
-    /// sqlx's default of 100 covers a few dozen tenants. Each kept statement costs the server
-    /// a little memory per connection, bounded with the connection by its lifetime.
-    pub statement_cache: usize,
-    /// Each tenant statement that runs longer is cancelled ([`tenancy_core::Error::StatementTimeout`]), so
-    /// one tenant's runaway query cannot hold a connection for long. Tenant traffic only: the
-    /// catalog, migrations and purges are not limited. `None`: the server's setting. Not sent
-    /// through a pooler, which drops startup options: set it on the role there.
-    pub statement_timeout: Option<Duration>,
     /// The application's tenant migrations (required: the default, none, is refused at
     /// connect with [`Error::MigrationsMismatch`](tenancy_core::Error::MigrationsMismatch)).
     pub migrations: TenantMigrations,
@@ -50,13 +41,14 @@ impl Default for SeparateSchemaOptions {
     fn default() -> Self {
         SeparateSchemaOptions {
             max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
-            max_connection_lifetime: Some(Duration::from_secs(300)),
+            pool: PoolOptions {
+                max_lifetime: Some(Duration::from_secs(300)),
+                statement_cache: 2_000,
+                ..PoolOptions::default()
+            },
             schema_prefix: "tenant_".into(),
             template_schema: "tenant_template".into(),
             tenant_url: None,
-            statement_cache: 2_000,
-            statement_timeout: None,
             migrations: TenantMigrations::default(),
         }
     }
@@ -69,24 +61,38 @@ impl SeparateSchemaOptions {
         check_identifier("schema_prefix", &self.schema_prefix, Slug::MAX_LEN)?;
         check_identifier("template_schema", &self.template_schema, 0)
     }
+}
 
-    // ANCHOR: pool
-    /// The settings of the direct pool, or (`through_pooler`) of the pool to a transaction
-    /// pooler, which must not cache named statements.
-    /// The pool of the catalog and DDL (`tenant: false`), or of tenant traffic.
-    pub(crate) fn pool(&self, through_pooler: bool, tenant: bool) -> PoolSettings {
-        PoolSettings {
-            statement_timeout: self.statement_timeout.filter(|_| tenant),
-            max_connections: self.max_connections,
-            acquire_timeout: self.acquire_timeout,
-            max_lifetime: self.max_connection_lifetime,
-            statement_cache: if through_pooler {
-                0
-            } else {
-                self.statement_cache
+// ANCHOR: pool
+/// Which of the store's pools [`SeparateSchemaOptions::pool_for`] configures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PoolFor {
+    /// The catalog, DDL and migrations, on the direct URL: never held to the statement timeout.
+    Catalog,
+    /// Tenant traffic on the direct URL: a pool of its own only to carry the statement
+    /// timeout.
+    Tenants,
+    /// Tenant traffic through a transaction pooler ([`SeparateSchemaOptions::tenant_url`]),
+    /// which must not cache named statements.
+    TenantsThroughPooler,
+}
+
+impl SeparateSchemaOptions {
+    /// The settings of one of the store's pools: [`PoolOptions`] as every store maps them,
+    /// then what differs by pool.
+    pub(crate) fn pool_for(&self, pool: PoolFor) -> PoolSettings {
+        let settings = PoolSettings::new(&self.pool, self.max_connections);
+        match pool {
+            PoolFor::Catalog => PoolSettings {
+                statement_timeout: None,
+                ..settings
             },
-            ..PoolSettings::default()
+            PoolFor::Tenants => settings,
+            PoolFor::TenantsThroughPooler => PoolSettings {
+                statement_cache: 0,
+                ..settings
+            },
         }
     }
-    // ANCHOR_END: pool
 }
+// ANCHOR_END: pool

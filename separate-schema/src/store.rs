@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tenancy_core::plumbing::citus::{Node, NodePlacement};
 use tenancy_core::plumbing::pin::{pin_statement, pin_tenant_tables};
-use tenancy_core::plumbing::transfer::TenantTables;
+use tenancy_core::plumbing::transfer::{TableSharing, TenantTables};
 use tenancy_core::plumbing::{Placements, StrategyDoor, catalog, citus, connect_pool, fault};
 use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::{
@@ -15,34 +16,40 @@ use tenancy_core::{
 };
 use tokio::sync::RwLock;
 
-use crate::options::SeparateSchemaOptions;
-use crate::template::CloneScript;
+use crate::citus::probe_migrations;
+use crate::options::{PoolFor, SeparateSchemaOptions};
+use crate::template::{CloneScript, CloneScriptCache, Template};
 
 /// The separate-schema strategy. See the crate documentation.
 #[derive(Debug, Clone)]
 pub struct SeparateSchemaStore {
     /// Catalog, DDL, migrations: always direct.
-    pub(crate) control: DatabaseConnection,
+    control: DatabaseConnection,
     /// Tenant traffic: the same pool, or one through a pooler.
     tenants: DatabaseConnection,
-    pub(crate) options: SeparateSchemaOptions,
-    pub(crate) clone_script: Arc<RwLock<Option<Arc<CloneScript>>>>,
+    options: SeparateSchemaOptions,
+    /// The template's copy script, shared by the store's clones ([`Template`]).
+    clone_script: Arc<CloneScriptCache>,
     /// The database is a Citus coordinator: tenant schemas are distributed schemas
     /// ([`crate::citus`]).
-    pub(crate) citus: bool,
+    citus: bool,
 }
 
 impl SeparateSchemaStore {
     /// Connects to `database_url`, installs the catalog and, when missing, the template schema.
     pub async fn connect(database_url: &str, options: SeparateSchemaOptions) -> Result<Self> {
         options.check()?;
-        let control = connect_pool(database_url, &options.pool(false, false)).await?;
+        let control = connect_pool(database_url, &options.pool_for(PoolFor::Catalog)).await?;
         let citus = citus::version(&control).await?.is_some();
         // Tenant traffic has a pool of its own through a pooler, or to be held to a statement
         // timeout the catalog and DDL must not have.
-        let tenants = match (&options.tenant_url, options.statement_timeout) {
-            (Some(url), _) => connect_pool(url, &options.pool(true, true)).await?,
-            (None, Some(_)) => connect_pool(database_url, &options.pool(false, true)).await?,
+        let tenants = match (&options.tenant_url, options.pool.statement_timeout) {
+            (Some(url), _) => {
+                connect_pool(url, &options.pool_for(PoolFor::TenantsThroughPooler)).await?
+            }
+            (None, Some(_)) => {
+                connect_pool(database_url, &options.pool_for(PoolFor::Tenants)).await?
+            }
             (None, None) => control.clone(),
         };
         let store = SeparateSchemaStore {
@@ -52,7 +59,7 @@ impl SeparateSchemaStore {
             clone_script: Arc::new(RwLock::new(None)),
             citus,
         };
-        store.install().await?;
+        store.template().install().await?;
         Ok(store)
     }
 
@@ -69,6 +76,16 @@ impl SeparateSchemaStore {
         self.citus
     }
 
+    /// The template schema, with what working on it needs from this store.
+    fn template(&self) -> Template<'_> {
+        Template {
+            control: &self.control,
+            options: &self.options,
+            citus: self.citus,
+            clone_script: &self.clone_script,
+        }
+    }
+
     // ANCHOR: schema_for
     /// The schema of the tenant with this slug.
     pub fn schema_for(&self, slug: &Slug) -> String {
@@ -82,7 +99,7 @@ impl SeparateSchemaStore {
     /// schema exists and the tenant is ready, or neither.
     async fn provision(&self, tenant: &Tenant) -> Result<Tenant> {
         let schema = self.schema_for(&tenant.slug);
-        let script = self.clone_script().await?;
+        let script = self.template().clone_script().await?;
         let txn = self.control.begin().await?;
         let Some(current) = catalog::lock(&txn, tenant.id).await? else {
             return Err(Error::TenantNotFound);
@@ -161,7 +178,7 @@ impl SeparateSchemaStore {
     /// hands to `psql` as the physical baseline of a creation. Run it inside a transaction (it
     /// sets a transaction-local `search_path`).
     pub async fn provisioning_sql(&self, slug: &Slug, id: TenantId) -> Result<String> {
-        let script = self.clone_script().await?;
+        let script = self.template().clone_script().await?;
         Ok(self.build_sql(&script, &self.schema_for(slug), id))
     }
 
@@ -253,9 +270,9 @@ impl TenantStore for SeparateSchemaStore {
         let latest = self.options.migrations.latest();
         // On Citus, what a distributed schema refuses is found before anything changes.
         let template_version =
-            catalog::template_version(&self.control, &self.template_key()).await?;
-        self.probe_migrations(template_version).await?;
-        let template = self.migrate_template().await?;
+            catalog::template_version(&self.control, &self.template().template_key()).await?;
+        probe_migrations(&self.control, &self.options, self.citus, template_version).await?;
+        let template = self.template().migrate_template().await?;
         let mut report = MigrationReport {
             target_version: latest,
             tenants: vec![template],
@@ -307,7 +324,7 @@ impl TenantStore for SeparateSchemaStore {
 
     fn connections(&self) -> tenancy_core::Connections {
         let control = tenancy_core::Connections::of(&self.control);
-        if self.options.tenant_url.is_some() || self.options.statement_timeout.is_some() {
+        if self.options.tenant_url.is_some() || self.options.pool.statement_timeout.is_some() {
             control + tenancy_core::Connections::of(&self.tenants)
         } else {
             control
@@ -362,7 +379,7 @@ impl Placements for SeparateSchemaStore {
 
     async fn build_at(&self, tenant: &Tenant, placement: &Placement) -> Result<i32> {
         let schema = self.own_schema(tenant, placement)?;
-        let script = self.clone_script().await?;
+        let script = self.template().clone_script().await?;
         let txn = self.control.begin().await?;
         self.build(&txn, &script, &schema, tenant.id).await?;
         txn.commit().await?;
@@ -385,6 +402,29 @@ impl Placements for SeparateSchemaStore {
             .acquire()
             .await
             .map_err(Error::from)?;
-        Ok(TenantTables::pooled(conn, &schema, false))
+        Ok(TenantTables::pooled(conn, &schema, TableSharing::Dedicated))
     }
 }
+
+// ANCHOR: node_placement
+/// On Citus a tenant moves with its schema, a distributed schema, whole ([`crate::citus`]).
+#[async_trait]
+impl NodePlacement for SeparateSchemaStore {
+    fn catalog(&self) -> &DatabaseConnection {
+        &self.control
+    }
+
+    async fn node_of(&self, tenant: &Tenant) -> Result<Node> {
+        crate::citus::node_of(&self.control, &self.schema_for(&tenant.slug)).await
+    }
+
+    /// A distributed schema moves whole: nothing to isolate.
+    async fn isolate(&self, _tenant: &Tenant) -> Result<()> {
+        Ok(())
+    }
+
+    async fn relocate(&self, tenant: &Tenant, _from: &Node, to: &Node) -> Result<()> {
+        crate::citus::move_schema(&self.control, &self.schema_for(&tenant.slug), to).await
+    }
+}
+// ANCHOR_END: node_placement

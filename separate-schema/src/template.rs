@@ -1,16 +1,19 @@
 //! The template schema: installed with the catalog, migrated first in every run, and read
-//! into the script that copies it into each new tenant's schema.
+//! into the script that copies it into each new tenant's schema. Below the store, which lends
+//! it what it needs ([`Template`]); above the Citus probe it runs first.
 
 use std::sync::Arc;
 
 use tenancy_core::plumbing::catalog;
 use tenancy_core::plumbing::control;
 use tenancy_core::plumbing::sql::{AdvisoryLock, stmt};
-use tenancy_core::sea_orm::{ConnectionTrait, TransactionTrait};
+use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::sea_orm_migration::MigratorTrait;
 use tenancy_core::{Error, MigrationOutcome, Result, TenantMigration, quote_ident};
+use tokio::sync::RwLock;
 
-use crate::store::SeparateSchemaStore;
+use crate::citus::{LOCAL_SCHEMAS, probe_migrations};
+use crate::options::SeparateSchemaOptions;
 
 /// The statements that copy the template into a new schema, built once per template version.
 #[derive(Debug)]
@@ -23,16 +26,34 @@ pub(crate) struct CloneScript {
     pub(crate) tenant_tables: Vec<String>,
 }
 
-impl SeparateSchemaStore {
+/// The cached script: `None` until first needed, and again after the template changed.
+pub(crate) type CloneScriptCache = RwLock<Option<Arc<CloneScript>>>;
+
+/// The template schema, with what working on it needs from the store.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Template<'a> {
+    /// The direct pool: catalog and DDL.
+    pub(crate) control: &'a DatabaseConnection,
+    /// Names, migrations.
+    pub(crate) options: &'a SeparateSchemaOptions,
+    /// The database is a Citus coordinator.
+    pub(crate) citus: bool,
+    /// The store's copy script, shared by its clones.
+    pub(crate) clone_script: &'a CloneScriptCache,
+}
+
+impl Template<'_> {
     /// Serialises installs and template migrations of one database.
     fn template_lock(&self) -> AdvisoryLock {
         AdvisoryLock::new(format!("tenancy:{}", self.template_key()))
     }
 
+    /// The template's name in the catalog and in its lock: `schema:<template>`.
     pub(crate) fn template_key(&self) -> String {
         format!("schema:{}", self.options.template_schema)
     }
 
+    /// Installs the catalog and, when missing, the template schema, at the latest version.
     pub(crate) async fn install(&self) -> Result<()> {
         // On Citus, what a distributed schema refuses is found before anything is built.
         if self.citus {
@@ -47,15 +68,15 @@ impl SeparateSchemaStore {
                 .transpose()?
                 .unwrap_or(false);
             let version = if installed {
-                catalog::template_version(&self.control, &self.template_key()).await?
+                catalog::template_version(self.control, &self.template_key()).await?
             } else {
                 0
             };
-            self.probe_migrations(version).await?;
+            probe_migrations(self.control, self.options, self.citus, version).await?;
         }
         let txn = self.control.begin().await?;
         if self.citus {
-            txn.execute_unprepared(crate::citus::LOCAL_SCHEMAS).await?;
+            txn.execute_unprepared(LOCAL_SCHEMAS).await?;
         }
         self.template_lock().lock(&txn).await?;
         control::Migrator::up(&txn, None).await?;
@@ -94,7 +115,7 @@ impl SeparateSchemaStore {
             .transpose()?
             .unwrap_or(0);
         if extras > 0 {
-            return Err(Error::Conflict(format!(
+            return Err(Error::Unsupported(format!(
                 "template schema {template} holds {extras} sequences or views, which a copy would share or miss"
             )));
         }
@@ -172,15 +193,18 @@ impl SeparateSchemaStore {
     }
     // ANCHOR_END: clone_script
 
+    /// The copy script of the template's current version, built once and cached.
     pub(crate) async fn clone_script(&self) -> Result<Arc<CloneScript>> {
         if let Some(script) = self.clone_script.read().await.as_ref() {
             return Ok(script.clone());
         }
-        let script = Arc::new(self.build_clone_script(&self.control).await?);
+        let script = Arc::new(self.build_clone_script(self.control).await?);
         *self.clone_script.write().await = Some(script.clone());
         Ok(script)
     }
 
+    /// Migrates the template under its lock and forgets the cached script: the run's first
+    /// line.
     pub(crate) async fn migrate_template(&self) -> Result<TenantMigration> {
         let latest = self.options.migrations.latest();
         let txn = self.control.begin().await?;

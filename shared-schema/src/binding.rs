@@ -54,7 +54,7 @@ struct Warm {
 
 impl Warm {
     fn idle(&self) -> MutexGuard<'_, VecDeque<(TenantId, PoolConnection<Postgres>, Instant)>> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+        tenancy_core::plumbing::sync::lock(&self.idle, "the bound idle connections")
     }
 
     /// A connection for `tenant`: one still bound to it (`true`), else the least recently
@@ -128,7 +128,7 @@ impl TenantPool {
                 usize::try_from(options.max_connections.max(1)).unwrap_or(1),
             )),
             warm: Arc::default(),
-            acquire_timeout: options.acquire_timeout,
+            acquire_timeout: options.pool.acquire_timeout,
             set_local_role: format!("SET LOCAL ROLE {role}"),
             citus,
         })

@@ -1,10 +1,8 @@
 //! How a shared-schema store connects and which isolation layers it runs with.
 
-use std::time::Duration;
-
 use tenancy_core::migration::TenantMigrations;
 use tenancy_core::plumbing::PoolSettings;
-use tenancy_core::{Error, Result, check_identifier};
+use tenancy_core::{Error, PoolOptions, Result, check_identifier};
 
 // ANCHOR: isolation
 /// Which layers isolate tenant traffic.
@@ -50,8 +48,10 @@ pub struct SharedSchemaOptions {
     /// Most connections of tenant traffic. The catalog, migrations and purges use a second
     /// pool of at most two.
     pub max_connections: u32,
-    /// How long a request waits for a free connection before [`Error::PoolTimeout`].
-    pub acquire_timeout: Duration,
+    /// The pool settings every store shares: acquire timeout, connection lifetime,
+    /// application name, statement cache, statement timeout (tenant traffic only). Defaults:
+    /// [`PoolOptions::default`]. Through [`Self::tenant_url`] statements are not cached.
+    pub pool: PoolOptions,
     /// Which isolation layers are on.
     pub isolation: Isolation,
     /// Where row-level security's tenant setting lives. `None`: [`RlsBinding::Session`] on a
@@ -64,11 +64,6 @@ pub struct SharedSchemaOptions {
     /// The application role tenant traffic runs as (created if missing). Lowercase letters,
     /// digits and `_`.
     pub app_role: String,
-    /// Each tenant statement that runs longer is cancelled ([`tenancy_core::Error::StatementTimeout`]), so
-    /// one tenant's runaway query cannot hold a connection for long. Tenant traffic only: the
-    /// catalog, migrations and purges are not limited. `None`: the server's setting. Not sent
-    /// through a pooler, which drops startup options: set it on the role there.
-    pub statement_timeout: Option<Duration>,
     /// Rows deleted per statement when purging a deleted tenant.
     pub purge_batch: u32,
     /// The application's tenant migrations (required: the default, none, is refused at
@@ -80,13 +75,12 @@ impl Default for SharedSchemaOptions {
     fn default() -> Self {
         SharedSchemaOptions {
             max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
+            pool: PoolOptions::default(),
             isolation: Isolation::default(),
             rls_binding: None,
             tenant_url: None,
             app_role: "tenancy_app".into(),
             purge_batch: 5_000,
-            statement_timeout: None,
             migrations: TenantMigrations::default(),
         }
     }
@@ -130,24 +124,25 @@ impl SharedSchemaOptions {
         })
     }
 
-    /// The pool of the catalog, migrations and purges, on the direct URL.
+    /// The pool of the catalog, migrations and purges, on the direct URL: not held to the
+    /// statement timeout.
     pub(crate) fn control_pool(&self) -> PoolSettings {
         PoolSettings {
-            max_connections: self.max_connections.min(2),
-            acquire_timeout: self.acquire_timeout,
-            ..PoolSettings::default()
+            statement_timeout: None,
+            ..PoolSettings::new(&self.pool, self.max_connections.min(2))
         }
     }
 
     /// The pool of tenant traffic.
     pub(crate) fn tenant_pool(&self) -> PoolSettings {
         PoolSettings {
-            max_connections: self.max_connections,
-            acquire_timeout: self.acquire_timeout,
-            statement_cache: if self.tenant_url.is_none() { 100 } else { 0 },
-            statement_timeout: self.statement_timeout,
+            statement_cache: if self.tenant_url.is_none() {
+                self.pool.statement_cache
+            } else {
+                0
+            },
             lazy: true,
-            ..PoolSettings::default()
+            ..PoolSettings::new(&self.pool, self.max_connections)
         }
     }
 }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use tenancy_core::plumbing::control;
 use tenancy_core::plumbing::sql::AdvisoryLock;
-use tenancy_core::plumbing::transfer::TenantTables;
+use tenancy_core::plumbing::transfer::{TableSharing, TenantTables};
 use tenancy_core::plumbing::{Placements, StrategyDoor, catalog, citus, connect_pool, fault};
 use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::sea_orm_migration::MigratorTrait;
@@ -373,6 +373,6 @@ impl Placements for SharedSchemaStore {
             .acquire()
             .await
             .map_err(Error::from)?;
-        Ok(TenantTables::pooled(conn, "public", true))
+        Ok(TenantTables::pooled(conn, "public", TableSharing::Shared))
     }
 }

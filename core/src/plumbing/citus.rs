@@ -13,13 +13,12 @@
 
 use sea_orm::ConnectionTrait;
 use sea_orm::sqlx;
-use uuid::Uuid;
 
 use crate::Job;
 use crate::error::{Error, Result};
 use crate::plumbing::sql::stmt;
 use crate::plumbing::{catalog, fault};
-use crate::tenant::{Move, MoveStep, Tenant, TenantId, TenantState};
+use crate::tenant::{JobId, JobKind, Move, MoveStep, Tenant, TenantId, TenantState};
 
 /// The version of the Citus extension installed in the connected database, or `None` when the
 /// database is plain PostgreSQL.
@@ -116,12 +115,11 @@ pub trait NodePlacement: Send + Sync {
     async fn relocate(&self, tenant: &Tenant, from: &Node, to: &Node) -> Result<()>;
 }
 
-/// The steps of a node move, as its job records them (`tenancy.jobs.step`): `started`, then
-/// `isolated` (the tenant's rows movable on their own), `moved`, and `done` or `failed`.
-pub const NODE_MOVE: &str = "node_move";
-
-/// Records a move of `tenant` to the worker `to` as a job in the catalog and returns the job;
-/// [`run_node_move`] then drives it.
+/// Records a move of `tenant` to the worker `to` as a job in the catalog ([`JobKind::NodeMove`])
+/// and returns the job; [`run_node_move`] then drives it. Its steps, as the job records them:
+/// [`MoveStep::Started`], then [`MoveStep::Isolated`] (the tenant's rows movable on their own),
+/// [`MoveStep::Moved`], and [`MoveStep::Done`] or [`MoveStep::Failed`]. The tenant's row stays at
+/// `started` throughout.
 ///
 /// The tenant must be `ready`; it is `moving` while the job runs (and served all along: Citus
 /// moves the rows under it), so a second move or a placement move is refused. One process
@@ -153,7 +151,7 @@ pub async fn start_node_move(
         ));
     }
     let detail = serde_json::json!({ "from_node": from.to_string(), "to_node": to.to_string() });
-    let job = catalog::insert_job(catalog, NODE_MOVE, tenant, detail).await?;
+    let job = catalog::insert_job(catalog, JobKind::NodeMove, tenant, detail).await?;
     let record = Move {
         job: job.id,
         from: tenant.placement.clone(),
@@ -162,7 +160,7 @@ pub async fn start_node_move(
         node: Some(to.to_string()),
     };
     if let Err(e) = catalog::begin_move(catalog, tenant.id, &record).await {
-        catalog::update_job(catalog, job.id, "failed", None, Some(&e.to_string()), true).await?;
+        catalog::end_job(catalog, job.id, MoveStep::Failed, Some(&e.to_string())).await?;
         return Err(e);
     }
     fault::point("node-move:recorded");
@@ -228,7 +226,7 @@ pub async fn resume_node_moves(placement: &dyn NodePlacement) -> Result<Vec<Job>
 async fn drive(
     placement: &dyn NodePlacement,
     tenant: &Tenant,
-    job: Uuid,
+    job: JobId,
     to: &Node,
 ) -> Result<Job> {
     let catalog = placement.catalog();
@@ -253,24 +251,24 @@ async fn drive(
     let result = async {
         if placement.node_of(tenant).await? != *to {
             placement.isolate(tenant).await?;
-            catalog::update_job(catalog, job, "isolated", None, None, false).await?;
+            catalog::job_step(catalog, job, MoveStep::Isolated, None).await?;
             fault::point("node-move:isolated");
             let from = placement.node_of(tenant).await?;
             if from != *to {
                 placement.relocate(tenant, &from, to).await?;
             }
         }
-        catalog::update_job(catalog, job, "moved", None, None, false).await?;
+        catalog::job_step(catalog, job, MoveStep::Moved, None).await?;
         fault::point("node-move:moved");
         catalog::end_move(catalog, tenant.id, job).await?;
-        catalog::update_job(catalog, job, "done", None, None, true).await
+        catalog::end_job(catalog, job, MoveStep::Done, None).await
     }
     .await;
     if let Err(e) = &result {
         // The tenant stays where Citus left it, served; the move ends failed, and can be
         // asked for again.
         catalog::end_move(catalog, tenant.id, job).await?;
-        catalog::update_job(catalog, job, "failed", None, Some(&e.to_string()), true).await?;
+        catalog::end_job(catalog, job, MoveStep::Failed, Some(&e.to_string())).await?;
     }
     let _: std::result::Result<bool, _> = sqlx::query_scalar(
         "SELECT pg_advisory_unlock(hashtextextended('tenancy:node-move:' || $1, 0))",

@@ -6,8 +6,61 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 use crate::error::Result;
 
+// ANCHOR: pool_options
+/// How a store's connections are pooled and timed: the settings every strategy shares, in each
+/// store's options as `pool` (`SharedSchemaOptions::pool`, `SeparateSchemaOptions::pool`,
+/// `SeparateDbOptions::pool`). How many connections a store holds is the strategy's own
+/// (`max_connections`, or separate-db's budgets), beside it.
+///
+/// Each store starts from defaults of its own (separate-schema and separate-db recycle
+/// connections after 300 s, separate-schema keeps 2,000 statements, separate-db names its
+/// connections): change the fields you need on the store's default, as in
+/// `options.pool.acquire_timeout = Duration::from_secs(2)`, rather than starting from
+/// [`PoolOptions::default`] (5 s acquire timeout, sqlx's 100 statements, nothing else set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// How long a request waits for a free connection before
+    /// [`Error::PoolTimeout`](crate::Error::PoolTimeout).
+    pub acquire_timeout: Duration,
+    /// A pooled connection is closed after this long, which bounds the caches PostgreSQL keeps
+    /// per connection of every relation the connection has touched (thousands of schemas or
+    /// databases means thousands of relations). `None` sets no lifetime of the store's own.
+    pub max_lifetime: Option<Duration>,
+    /// The `application_name` of every connection, which tells the store's connections apart
+    /// in `pg_stat_activity`; `None` leaves sqlx's.
+    pub application_name: Option<String>,
+    /// Prepared statements each connection keeps (sqlx's default is 100). Each kept statement
+    /// costs the server a little memory per connection, bounded with the connection by its
+    /// lifetime. Through a transaction pooler (a store's `tenant_url`) the stores keep none:
+    /// PgBouncer before 1.21 cannot keep a named statement across transactions.
+    pub statement_cache: usize,
+    /// Each tenant statement that runs longer is cancelled
+    /// ([`Error::StatementTimeout`](crate::Error::StatementTimeout)), so one tenant's runaway
+    /// query cannot hold a connection for long. Tenant traffic only: the catalog, migrations
+    /// and purges are not limited. `None`: the server's setting. Sent as a startup option when
+    /// a connection opens, so not through a pooler, which drops startup options
+    /// (`ignore_startup_parameters = options`): set it on the role there
+    /// (`ALTER ROLE ... SET statement_timeout`).
+    pub statement_timeout: Option<Duration>,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            acquire_timeout: Duration::from_secs(5),
+            max_lifetime: None,
+            application_name: None,
+            statement_cache: 100,
+            statement_timeout: None,
+        }
+    }
+}
+// ANCHOR_END: pool_options
+
 // ANCHOR: pool_settings
-/// How a store's pool connects: the settings every strategy shares.
+/// How one pool connects: a store's [`PoolOptions`] as [`PoolSettings::new`] maps them, with
+/// what the store decides per pool (its size, the statement cache through a pooler, the
+/// statement timeout on tenant traffic only, lazy opening).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSettings {
     /// Most connections the pool holds.
@@ -45,6 +98,25 @@ impl Default for PoolSettings {
             application_name: None,
             statement_cache: 100,
             statement_timeout: None,
+            lazy: false,
+        }
+    }
+}
+
+impl PoolSettings {
+    /// The settings of a pool of at most `max_connections` with a store's `options`, opened
+    /// eagerly and with no idle timeout: the one place a store's [`PoolOptions`] become pool
+    /// settings. The store then changes what it decides per pool; the catalog's pool, for one,
+    /// takes `statement_timeout: None`.
+    pub fn new(options: &PoolOptions, max_connections: u32) -> Self {
+        PoolSettings {
+            max_connections,
+            acquire_timeout: options.acquire_timeout,
+            max_lifetime: options.max_lifetime,
+            idle_timeout: None,
+            application_name: options.application_name.clone(),
+            statement_cache: options.statement_cache,
+            statement_timeout: options.statement_timeout,
             lazy: false,
         }
     }

@@ -128,7 +128,7 @@ impl LentConnection {
     }
 
     fn opened(&self, messages: Vec<String>) {
-        *self.opening.lock().unwrap_or_else(|p| p.into_inner()) = messages;
+        *crate::plumbing::sync::lock(&self.opening, "a lent connection's opening") = messages;
         self.fresh.store(true, Ordering::Release);
     }
 
@@ -153,11 +153,8 @@ impl LentConnection {
         if !self.fresh.load(Ordering::Acquire) {
             return false;
         }
-        let opening = self
-            .opening
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let opening =
+            crate::plumbing::sync::lock(&self.opening, "a lent connection's opening").clone();
         if opening.is_empty() || self.simple("ROLLBACK".into()).await.is_err() {
             return false;
         }

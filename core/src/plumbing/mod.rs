@@ -13,8 +13,11 @@
 //! - [`control`]: the catalog's own migrator, run by every store at connect;
 //! - [`transfer`]: export files, checksums, copies between placements, fences, batch deletes;
 //! - [`pin`]: the check constraint that pins a schema's or database's tables to its tenant;
-//! - [`connect_pool`] with [`PoolSettings`], [`connect_sqlx_pool`], [`LentConnection`];
+//! - [`connect_pool`] with [`PoolSettings`] (a store's [`PoolOptions`] made into one pool's
+//!   settings), [`connect_sqlx_pool`], [`LentConnection`];
 //! - [`sql`]: statements and advisory locks by name;
+//! - [`sync`]: the one policy for a lock a panic poisoned;
+//! - [`notices`]: the process's one `LISTEN` loop, which every process-wide cache subscribes to;
 //! - [`fault`]: the fault points the crash tests trip.
 
 use async_trait::async_trait;
@@ -25,12 +28,15 @@ mod connect;
 pub mod control;
 pub mod fault;
 mod lent;
+pub mod notices;
 pub mod pin;
 pub mod sql;
+pub mod sync;
 pub mod transfer;
 
 pub use connect::{
-    ConnectionHooks, PoolSettings, connect_pool, connect_sqlx_pool, loopback_without_tls,
+    ConnectionHooks, PoolOptions, PoolSettings, connect_pool, connect_sqlx_pool,
+    loopback_without_tls,
 };
 pub use lent::{ConnectionHome, LentConnection};
 

@@ -11,14 +11,12 @@
 
 mod render;
 
+use sea_orm::sea_query::audit::AuditTrait;
 use sea_orm::sea_query::{
-    Alias, DeleteStatement, Expr, ExprTrait, InsertStatement, IntoIden, Query, SelectStatement,
-    SimpleExpr, TableName, TableRef, UpdateStatement,
+    Alias, DeleteStatement, Expr, ExprTrait, InsertStatement, IntoIden, Query,
+    QueryStatementWriter, SelectStatement, SimpleExpr, TableName, TableRef, UpdateStatement,
 };
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, FromQueryResult, StatementBuilder,
-    Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, FromQueryResult, Value};
 
 use crate::error::{Error, Result};
 use crate::plumbing::LentConnection;
@@ -252,32 +250,50 @@ impl TenantScope {
         q
     }
 
-    /// Runs a statement and returns how many rows it touched.
-    pub async fn execute<S: StatementBuilder + Sync>(&self, stmt: &S) -> Result<u64> {
-        self.execute_rendered(build(stmt)).await
+    /// Runs a statement written with the scope's builders and returns how many rows it
+    /// touched. Like every statement a scope sends, it is audited first (no control table, no
+    /// schema but the tenant's) and told to the scope's observer.
+    pub async fn execute<S: QueryStatementWriter + AuditTrait + Sync>(
+        &self,
+        stmt: &S,
+    ) -> Result<u64> {
+        self.execute_rendered(self.built(stmt)?).await
     }
 
-    /// Runs a query and maps every row.
-    pub async fn fetch_all<T: FromQueryResult, S: StatementBuilder + Sync>(
+    /// Runs a query written with the scope's builders and maps every row (audited and
+    /// observed as [`TenantScope::execute`]).
+    pub async fn fetch_all<T: FromQueryResult, S: QueryStatementWriter + AuditTrait + Sync>(
         &self,
         stmt: &S,
     ) -> Result<Vec<T>> {
-        self.fetch_rendered(build(stmt)).await
+        self.fetch_rendered(self.built(stmt)?).await
     }
 
-    // ANCHOR: fetch_optional
-    /// Runs a query and maps the first row, if any.
-    pub async fn fetch_optional<T: FromQueryResult, S: StatementBuilder + Sync>(
+    /// Runs a query written with the scope's builders and maps the first row, if any
+    /// (audited and observed as [`TenantScope::execute`]).
+    pub async fn fetch_optional<T: FromQueryResult, S: QueryStatementWriter + AuditTrait + Sync>(
         &self,
         stmt: &S,
     ) -> Result<Option<T>> {
-        let row = match &self.executor {
-            Executor::Transaction(t) => t.query_one(stmt).await?,
-            Executor::Autocommit(c) => c.query_one(stmt).await?,
-            Executor::Lent(c) => c.query_all(build(stmt)).await?.into_iter().next(),
-        };
-        row.map(|r| T::from_query_result(&r, "").map_err(Error::from))
+        self.query_one_rendered(self.built(stmt)?)
+            .await?
+            .map(|r| T::from_query_result(&r, "").map_err(Error::from))
             .transpose()
+    }
+
+    // ANCHOR: fetch_optional
+    /// Runs a statement already rendered for this scope and returns its first row, if any.
+    /// Every query path of the scope ends here or in the two below, which tell the observer.
+    pub(crate) async fn query_one_rendered(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> Result<Option<sea_orm::QueryResult>> {
+        self.observe(&stmt);
+        Ok(match &self.executor {
+            Executor::Transaction(t) => t.query_one_raw(stmt).await?,
+            Executor::Autocommit(c) => c.query_one_raw(stmt).await?,
+            Executor::Lent(c) => c.query_all(stmt).await?.into_iter().next(),
+        })
     }
     // ANCHOR_END: fetch_optional
 
@@ -338,10 +354,6 @@ impl TenantScope {
         }
         Ok(())
     }
-}
-
-fn build<S: StatementBuilder>(stmt: &S) -> sea_orm::Statement {
-    stmt.build(&sea_orm::DbBackend::Postgres)
 }
 
 fn tenant_id_is_fixed() -> Error {

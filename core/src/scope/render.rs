@@ -22,6 +22,72 @@ impl TenantScope {
     {
         render(&self.namespace, stmt)
     }
+
+    /// Renders a statement written with the scope's own builders ([`TenantScope::select`] and
+    /// the like, or by hand on [`TenantScope::table`]), which write the tenant's schema
+    /// themselves: audited as [`render`] audits an entity's (no control table), except that a
+    /// table may name the scope's own schema, and no other.
+    pub(crate) fn built<S>(&self, stmt: &S) -> Result<sea_orm::Statement>
+    where
+        S: QueryStatementWriter + AuditTrait,
+    {
+        audit(&self.namespace, stmt, OwnSchema::Allowed)?;
+        let (sql, values) = stmt.build(PostgresQueryBuilder);
+        Ok(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+    }
+}
+
+/// Whether a statement may name the scope's own schema on a table (the scope's builders
+/// write it), or must leave every table bare for the scope to place (an entity's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OwnSchema {
+    Allowed,
+    Refused,
+}
+
+/// The tables `stmt` touches, refused when one is a control table or in a schema other than
+/// the scope's own (allowed only with [`OwnSchema::Allowed`]).
+fn audit<S: AuditTrait>(
+    namespace: &TableNamespace,
+    stmt: &S,
+    own: OwnSchema,
+) -> Result<sea_query::audit::QueryAccessAudit> {
+    let audit = stmt.audit().map_err(|e| Error::Invalid {
+        field: "statement",
+        reason: format!("cannot list the tables it touches: {e}"),
+    })?;
+    for request in &audit.requests {
+        let TableName(schema, table) = &request.schema_table;
+        let table = table.to_string();
+        if let Some(schema) = schema {
+            let ours = matches!(
+                (own, namespace),
+                (OwnSchema::Allowed, TableNamespace::Schema(s)) if *s == schema.1.to_string()
+            );
+            if !ours {
+                return Err(Error::Invalid {
+                    field: "statement",
+                    reason: format!(
+                        "names table {}.{table}: a tenant scope decides where tables live, so \
+                         a statement sent through it must not name another schema (an entity \
+                         used through it must not set schema_name)",
+                        schema.1
+                    ),
+                });
+            }
+        }
+        if table.starts_with("tenancy_") {
+            return Err(Error::Invalid {
+                field: "statement",
+                reason: format!("reaches {table}, a control table, not a tenant table"),
+            });
+        }
+    }
+    Ok(audit)
 }
 
 // ANCHOR: render
@@ -31,30 +97,7 @@ pub(crate) fn render<S>(namespace: &TableNamespace, stmt: &S) -> Result<Statemen
 where
     S: QueryStatementWriter + AuditTrait,
 {
-    let audit = stmt.audit().map_err(|e| Error::Invalid {
-        field: "statement",
-        reason: format!("cannot list the tables it touches: {e}"),
-    })?;
-    for request in &audit.requests {
-        let TableName(schema, table) = &request.schema_table;
-        let table = table.to_string();
-        if let Some(schema) = schema {
-            return Err(Error::Invalid {
-                field: "statement",
-                reason: format!(
-                    "names table {}.{table}: a tenant scope decides where tables live, so an \
-                     entity used through it must not set schema_name",
-                    schema.1
-                ),
-            });
-        }
-        if table.starts_with("tenancy_") {
-            return Err(Error::Invalid {
-                field: "statement",
-                reason: format!("reaches {table}, a control table, not a tenant table"),
-            });
-        }
-    }
+    let audit = audit(namespace, stmt, OwnSchema::Refused)?;
     let (sql, values) = match namespace {
         TableNamespace::Unqualified => stmt.build(PostgresQueryBuilder),
         TableNamespace::Schema(schema) => {

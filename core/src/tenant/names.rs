@@ -43,6 +43,52 @@ impl fmt::Display for TenantId {
     }
 }
 
+/// A job's id (`tenancy.jobs`, and the `job` of a [`Move`](crate::Move) on the tenant's row): a
+/// UUID v7, as in `GET /admin/jobs/{id}`. Shown and parsed as the UUID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobId(Uuid);
+
+impl JobId {
+    /// A fresh, time-ordered id.
+    pub fn new() -> Self {
+        JobId(Uuid::now_v7())
+    }
+
+    /// Wraps an existing UUID (read from the catalog, a URL, a test).
+    pub fn from_uuid(id: Uuid) -> Self {
+        JobId(id)
+    }
+
+    /// The UUID inside.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for JobId {
+    type Err = Error;
+    /// Parses a UUID; anything else is [`Error::Invalid`].
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Uuid::parse_str(s)
+            .map(JobId)
+            .map_err(|_| Error::invalid("job", format!("{s:?} is not a job id (a UUID)")))
+    }
+}
+
 /// A tenant's short name, used in URLs, schema names and database names.
 ///
 /// Valid slugs start with a lowercase ASCII letter, continue with lowercase letters, digits

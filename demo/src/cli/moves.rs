@@ -2,7 +2,7 @@
 //! Citus cluster, run here with its progress on a bar.
 
 use anyhow::Result;
-use tenancy_core::{PlacementKind, Slug};
+use tenancy_core::{MoveStep, PlacementKind, Slug};
 
 use super::progress::{progress, rows_bar};
 use crate::startup::Backend;
@@ -34,13 +34,18 @@ pub(super) async fn move_tenant(
 /// A node move on a Citus cluster, its steps on a bar (`started`, `isolated` in shared
 /// tables, `moved`, `done`) read from its job while it runs.
 pub(super) async fn move_to_node(backend: &Backend, slug: &str, node: &str) -> Result<()> {
-    const STEPS: [&str; 4] = ["started", "isolated", "moved", "done"];
+    const STEPS: [MoveStep; 4] = [
+        MoveStep::Started,
+        MoveStep::Isolated,
+        MoveStep::Moved,
+        MoveStep::Done,
+    ];
     let store = &backend.store;
     let t = store.tenant_by_slug(&Slug::parse(slug)?).await?;
     let job = store.start_node_move(&t, node).await?;
     eprintln!("moving {} to node {node} (job {})", t.slug, job.id);
-    let bar = progress(STEPS.len() as u64 - 1, "started");
-    let mut shown = String::new();
+    let bar = progress(STEPS.len() as u64 - 1, MoveStep::Started.as_str());
+    let mut shown: Option<MoveStep> = None;
     let run = store.run_node_move(t.id);
     tokio::pin!(run);
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
@@ -49,21 +54,21 @@ pub(super) async fn move_to_node(backend: &Backend, slug: &str, node: &str) -> R
             done = &mut run => break done,
             _ = tick.tick() => {
                 let Ok(now) = store.job(job.id).await else { continue };
-                if now.step != shown {
+                if shown != Some(now.step) {
                     if bar.is_hidden() {
                         eprintln!("{}: {}", t.slug, now.step);
                     }
                     let at = STEPS.iter().position(|s| *s == now.step).unwrap_or(0);
                     bar.set_position(at as u64);
-                    bar.set_message(now.step.clone());
-                    shown = now.step;
+                    bar.set_message(now.step.as_str());
+                    shown = Some(now.step);
                 }
             }
         }
     };
     bar.finish_and_clear();
     let done = done?;
-    if done.step != "done" {
+    if done.step != MoveStep::Done {
         anyhow::bail!(
             "the move of {} ended {}: {}",
             t.slug,

@@ -126,10 +126,7 @@ async fn all_project_names(app: &TestApp, slug: &str, token: &str) -> Result<Has
 /// Retry-After, none waits past the acquire timeout; from the Retry-After (one second) after
 /// it answers again every request succeeds, with no restart of the app; every acknowledged write is there and no refused one is.
 async fn restart_under_load_is_503_then_every_request_succeeds(strategy: Strategy) -> Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("warn,sqlx=warn")
-        .with_test_writer()
-        .try_init();
+    crate::helpers::logs();
     let server = TestServer::start()?;
     let app = spawn_with(strategy, &server.url("postgres"), |s| {
         s.acquire_timeout_secs = ACQUIRE.as_secs();

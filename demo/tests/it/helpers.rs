@@ -11,6 +11,54 @@ use tenancy_testkit::TestDatabase;
 
 pub const ADMIN: &str = "test-admin-token";
 
+/// What the apps of this test binary logged (warnings and errors), for tests that look for a
+/// cause in the log. The first call installs the process's subscriber, writing here; every
+/// test that wants logs calls this, so none installs another.
+pub fn logs() -> &'static Logs {
+    static LOGS: std::sync::OnceLock<&'static Logs> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs: &'static Logs = Box::leak(Box::default());
+        tracing_subscriber::fmt()
+            .with_env_filter("warn,sqlx=warn")
+            .with_ansi(false)
+            .with_writer(move || LogWriter(logs))
+            .try_init()
+            .ok();
+        logs
+    })
+}
+
+/// The log lines the apps wrote.
+#[derive(Debug, Default)]
+pub struct Logs(std::sync::Mutex<Vec<u8>>);
+
+impl Logs {
+    /// Whether some log line holds every one of `parts`.
+    pub fn has_line_with(&self, parts: &[&str]) -> bool {
+        let text = self
+            .0
+            .lock()
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        text.unwrap_or_default()
+            .lines()
+            .any(|line| parts.iter().all(|p| line.contains(p)))
+    }
+}
+
+struct LogWriter(&'static Logs);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// One running app.
 #[derive(Debug)]
 pub struct TestApp {

@@ -9,6 +9,7 @@ mod denial;
 mod explorer;
 mod faults;
 mod input;
+mod journal;
 mod moves;
 mod neighbours;
 mod operations;

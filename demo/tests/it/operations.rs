@@ -1,4 +1,5 @@
-//! Health, readiness, metrics, the API description; and an outage: 503, then recovery.
+//! Health, readiness, metrics, the API description; an outage: 503, then recovery; and a
+//! catalog row the library cannot read: 500, with the cause in the log.
 
 use std::time::Duration;
 
@@ -10,7 +11,11 @@ use tenancy_testkit::TestServer;
 
 use crate::helpers::{problem, spawn_app, spawn_on};
 
-crate::per_strategy!(operations_endpoints, database_outage_is_503_then_recovers);
+crate::per_strategy!(
+    operations_endpoints,
+    database_outage_is_503_then_recovers,
+    an_unreadable_catalog_row_is_a_500_with_its_cause_in_the_log
+);
 
 async fn operations_endpoints(strategy: Strategy) -> Result<()> {
     let app = spawn_app(strategy).await?;
@@ -155,4 +160,55 @@ fn collect_refs(v: &Value, out: &mut Vec<String>) {
         Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
         _ => {}
     }
+}
+
+/// A tenant's catalog row made unreadable behind the app's back (a placement no version of
+/// the library wrote): asking for the tenant is the library's broken state, not the caller's
+/// conflict, so the answer is 500 (not 409) and the log names the row and what is wrong.
+async fn an_unreadable_catalog_row_is_a_500_with_its_cause_in_the_log(
+    strategy: Strategy,
+) -> Result<()> {
+    let logs = crate::helpers::logs();
+    let app = spawn_app(strategy).await?;
+    let res = app
+        .admin_post(
+            "/admin/tenants",
+            serde_json::json!({"slug": "unreadable", "name": "Unreadable"}),
+        )
+        .await?;
+    let created: Value = res.json().await?;
+    let id = created["id"]
+        .as_str()
+        .context("the new tenant's id")?
+        .to_owned();
+    let db = tenancy_core::sea_orm::Database::connect(
+        app.db.as_ref().context("the test's database")?.url(),
+    )
+    .await?;
+    use tenancy_core::sea_orm::ConnectionTrait;
+    db.execute_unprepared(
+        "UPDATE tenancy.tenants SET placement = '{\"kind\": \"nowhere\"}' \
+         WHERE slug = 'unreadable'",
+    )
+    .await?;
+    db.close().await.ok();
+    let res = app
+        .client
+        .get(app.url("/admin/tenants/unreadable"))
+        .bearer_auth(crate::helpers::ADMIN)
+        .send()
+        .await?;
+    let body = problem(res, StatusCode::INTERNAL_SERVER_ERROR).await?;
+    ensure!(
+        !body.to_string().contains("nowhere"),
+        "the cause stays in the log, not in the answer: {body}"
+    );
+    ensure!(
+        logs.has_line_with(&[
+            "internal error",
+            &format!("catalog row {id} has an invalid placement")
+        ]),
+        "the log names the row and what is wrong with it"
+    );
+    app.finish().await
 }

@@ -75,16 +75,16 @@ mod schema {
     use utoipa::openapi::schema::Object;
 
     pub(super) fn name() -> Object {
-        PROJECT_NAME.schema("The name.", false)
+        PROJECT_NAME.schema("The name.")
     }
     pub(super) fn description() -> Object {
-        PROJECT_DESCRIPTION.schema("A description; empty when left out.", false)
+        PROJECT_DESCRIPTION.schema("A description; empty when left out.")
     }
     pub(super) fn new_name() -> Object {
-        PROJECT_NAME.schema("A new name, when given.", true)
+        PROJECT_NAME.nullable_schema("A new name, when given.")
     }
     pub(super) fn new_description() -> Object {
-        PROJECT_DESCRIPTION.schema("A new description, when given.", true)
+        PROJECT_DESCRIPTION.nullable_schema("A new description, when given.")
     }
 }
 

@@ -60,10 +60,10 @@ mod schema {
     use utoipa::openapi::schema::Object;
 
     pub(super) fn title() -> Object {
-        TASK_TITLE.schema("The title.", false)
+        TASK_TITLE.schema("The title.")
     }
     pub(super) fn new_title() -> Object {
-        TASK_TITLE.schema("A new title, when given.", true)
+        TASK_TITLE.nullable_schema("A new title, when given.")
     }
 }
 

@@ -580,7 +580,7 @@ async fn a_move_being_rolled_back_never_flips() -> Result<()> {
         !catalog::set_move_step(c, t.id, job.id, &[MoveStep::Started], MoveStep::Fenced).await?,
         "fenced while rolling back"
     );
-    let other = uuid::Uuid::now_v7();
+    let other = tenancy_core::JobId::new();
     ensure!(
         !catalog::set_move_step(c, t.id, other, &[MoveStep::RollingBack], MoveStep::Fenced).await?,
         "another job's step was changed"
@@ -592,7 +592,7 @@ async fn a_move_being_rolled_back_never_flips() -> Result<()> {
     );
     let now = a.tenant(t.id).await?;
     ensure!(now.state == TenantState::Ready && now.placement == Placement::Shared);
-    ensure!(a.job(job.id).await?.step == "rolled_back");
+    ensure!(a.job(job.id).await?.step == MoveStep::RolledBack);
     drop(a);
     db.drop_database().await
 }

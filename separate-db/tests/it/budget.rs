@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use futures::StreamExt;
-use tenancy_core::PageRequest;
 use tenancy_core::sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use tenancy_core::{NewTenant, Slug, Tenant, TenantStore};
+use tenancy_core::{PageRequest, PoolOptions};
 use tenancy_example::projects::{self, NewProject};
 use tenancy_separate_db::{SeparateDbOptions, SeparateDbStore};
 use tenancy_testkit::TestDatabase;
@@ -31,7 +31,10 @@ async fn three_hundred_tenants_never_exceed_twenty_connections() -> Result<()> {
             migrations: tenancy_example::migrations(),
             connections_per_server: BUDGET - CONTROL,
             control_connections: CONTROL,
-            application_name: app.clone(),
+            pool: PoolOptions {
+                application_name: Some(app.clone()),
+                ..SeparateDbOptions::default().pool
+            },
             budget_timeout: Duration::from_secs(30),
             ..Default::default()
         },
@@ -155,7 +158,10 @@ async fn twenty_tenants_fit_a_budget_of_twenty() -> Result<()> {
             migrations: tenancy_example::migrations(),
             connections_per_server: 20,
             control_connections: CONTROL,
-            application_name: app.clone(),
+            pool: PoolOptions {
+                application_name: Some(app.clone()),
+                ..SeparateDbOptions::default().pool
+            },
             ..Default::default()
         },
     )

@@ -63,7 +63,10 @@ mod through_pgbouncer {
         let options = SeparateDbOptions {
             migrations: tenancy_example::migrations(),
             tenant_url: Some(format!("postgres://postgres@127.0.0.1:{closed}/x")),
-            acquire_timeout: std::time::Duration::from_secs(1),
+            pool: tenancy_core::PoolOptions {
+                acquire_timeout: std::time::Duration::from_secs(1),
+                ..SeparateDbOptions::default().pool
+            },
             ..Default::default()
         };
         let store = SeparateDbStore::connect(db.url(), options).await?;

@@ -3,9 +3,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use tenancy_core::PageRequest;
 use tenancy_core::sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use tenancy_core::{Error, NewTenant, Placement, Slug, Tenant, TenantStore};
+use tenancy_core::{PageRequest, PoolOptions};
 use tenancy_example::projects::{self, NewProject};
 use tenancy_separate_db::{SeparateDbOptions, SeparateDbStore, ServerConfig};
 use tenancy_testkit::{TestDatabase, TestServer};
@@ -57,7 +57,10 @@ async fn tenants_spread_over_two_servers_survive_an_outage() -> Result<()> {
                 url: second.url("postgres"),
                 tenant_url: None,
             }],
-            acquire_timeout: Duration::from_secs(2),
+            pool: PoolOptions {
+                acquire_timeout: Duration::from_secs(2),
+                ..SeparateDbOptions::default().pool
+            },
             retry_after: Duration::from_millis(500),
             ..Default::default()
         },

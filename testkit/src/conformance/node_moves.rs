@@ -10,7 +10,7 @@ use anyhow::{Result, bail, ensure};
 use tenancy_core::plumbing::citus::{Node, workers};
 use tenancy_core::plumbing::sql::stmt;
 use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection};
-use tenancy_core::{PageRequest, Placement, ScopeMode, Tenant, TenantState, TenantStore};
+use tenancy_core::{MoveStep, PageRequest, Placement, ScopeMode, Tenant, TenantState, TenantStore};
 use tenancy_example::tasks::{self, NewTask};
 use uuid::Uuid;
 
@@ -297,7 +297,7 @@ pub async fn node_move_under_load(h: &Harness) -> Result<()> {
     )?;
     admin.close().await.ok();
     ensure!(
-        job.step == "done",
+        job.step == MoveStep::Done,
         "the job ended {}: {:?}",
         job.step,
         job.error
@@ -388,7 +388,7 @@ pub async fn interrupted_node_move_resumes(h: &Harness) -> Result<()> {
         }
         ensure!(
             jobs.iter()
-                .any(|j| j.tenant_id == t.id.as_uuid() && j.step == "done"),
+                .any(|j| j.tenant_id == t.id.as_uuid() && j.step == MoveStep::Done),
             "after {point}: resuming did not finish the move: {jobs:?}"
         );
         let done = store.tenant(t.id).await?;

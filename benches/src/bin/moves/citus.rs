@@ -15,7 +15,7 @@ use tenancy_core::plumbing::StrategyDoor;
 use tenancy_core::plumbing::citus::workers;
 use tenancy_core::sea_orm::sqlx::{self, Connection, PgConnection};
 use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-use tenancy_core::{NewTenant, Placement, Slug, Tenant, TenantStore};
+use tenancy_core::{MoveStep, NewTenant, Placement, Slug, Tenant, TenantStore};
 use tenancy_example::projects::{self, NewProject};
 use tenancy_separate_schema::{SeparateSchemaOptions, SeparateSchemaStore};
 use tenancy_shared_schema::{SharedSchemaOptions, SharedSchemaStore};
@@ -241,7 +241,7 @@ async fn one(strategy: &str, tasks: usize) -> Result<Value> {
         Some(h) => Some(h.await?),
         None => None,
     };
-    if job.step != "done" {
+    if job.step != MoveStep::Done {
         bail!("the move ended {}: {:?}", job.step, job.error);
     }
     let (host, port) = node_of(&admin, &store.tenant(mover.id).await?).await?;

@@ -16,7 +16,7 @@ mod moves;
 mod templates;
 mod tenants;
 
-pub use jobs::{Job, insert_job, job, update_job};
+pub use jobs::{Job, end_job, insert_job, job, job_step};
 pub use moves::{abandon_orphan_jobs, begin_move, end_move, flip_move, moving, set_move_step};
 pub use templates::{set_template_version, template_version};
 pub use tenants::{
@@ -48,7 +48,7 @@ impl TryFrom<TenantRow> for Tenant {
     type Error = Error;
     fn try_from(row: TenantRow) -> Result<Tenant> {
         let corrupt =
-            |what: &str| Error::Conflict(format!("catalog row {} has an invalid {what}", row.id));
+            |what: &str| Error::Internal(format!("catalog row {} has an invalid {what}", row.id));
         Ok(Tenant {
             id: TenantId::from_uuid(row.id),
             slug: Slug::parse(&row.slug).map_err(|_| corrupt("slug"))?,

@@ -2,13 +2,12 @@
 //! the tenants with a move in progress, and the jobs a process left before its move began.
 
 use sea_orm::ConnectionTrait;
-use uuid::Uuid;
 
 use super::tenants::get;
 use super::{COLUMNS, many, one};
 use crate::error::{Error, Result};
 use crate::sql::stmt;
-use crate::tenant::{Move, MoveStep, Tenant, TenantId};
+use crate::tenant::{JobId, Move, MoveStep, Tenant, TenantId};
 
 // ANCHOR: moves
 /// Starts a move: the tenant, which must be `ready`, becomes `moving` with `mv` recorded
@@ -39,7 +38,7 @@ pub async fn begin_move(conn: &impl ConnectionTrait, id: TenantId, mv: &Move) ->
 pub async fn set_move_step(
     conn: &impl ConnectionTrait,
     id: TenantId,
-    job: Uuid,
+    job: JobId,
     from: &[MoveStep],
     to: MoveStep,
 ) -> Result<bool> {
@@ -64,14 +63,19 @@ pub async fn set_move_step(
 /// reader of the catalog sees either the old placement or the new one; only from the step
 /// `fenced` of move `job` (a move being rolled back is never flipped). The commit announces it
 /// on [`CATALOG_CHANNEL`](super::CATALOG_CHANNEL).
-pub async fn flip_move(conn: &impl ConnectionTrait, id: TenantId, job: Uuid) -> Result<()> {
+pub async fn flip_move(conn: &impl ConnectionTrait, id: TenantId, job: JobId) -> Result<()> {
     let res = conn
         .execute_raw(stmt(
             "UPDATE tenancy.tenants SET placement = moving->'to', \
-             moving = jsonb_set(moving, '{step}', to_jsonb('flipped'::text)) \
+             moving = jsonb_set(moving, '{step}', to_jsonb($3::text)) \
              WHERE id = $1 AND state = 'moving' AND moving->>'job' = $2::text \
-             AND moving->>'step' = 'fenced'",
-            [id.as_uuid().into(), job.to_string().into()],
+             AND moving->>'step' = $4",
+            [
+                id.as_uuid().into(),
+                job.to_string().into(),
+                MoveStep::Flipped.as_str().into(),
+                MoveStep::Fenced.as_str().into(),
+            ],
         ))
         .await?;
     if res.rows_affected() == 0 {
@@ -83,7 +87,7 @@ pub async fn flip_move(conn: &impl ConnectionTrait, id: TenantId, job: Uuid) -> 
 }
 
 /// Ends move `job`, finished or rolled back: the tenant is `ready` where its placement says.
-pub async fn end_move(conn: &impl ConnectionTrait, id: TenantId, job: Uuid) -> Result<()> {
+pub async fn end_move(conn: &impl ConnectionTrait, id: TenantId, job: JobId) -> Result<()> {
     conn.execute_raw(stmt(
         "UPDATE tenancy.tenants SET state = 'ready', moving = NULL \
          WHERE id = $1 AND state = 'moving' AND moving->>'job' = $2::text",
@@ -98,11 +102,11 @@ pub async fn end_move(conn: &impl ConnectionTrait, id: TenantId, job: Uuid) -> R
 pub async fn abandon_orphan_jobs(conn: &impl ConnectionTrait) -> Result<u64> {
     let res = conn
         .execute_raw(stmt(
-            "UPDATE tenancy.jobs j SET step = 'failed', error = 'abandoned: the process that \
+            "UPDATE tenancy.jobs j SET step = $1, error = 'abandoned: the process that \
              started it stopped before the move began', finished_at = now(), updated_at = now() \
              WHERE j.finished_at IS NULL AND j.started_at < now() - interval '1 minute' \
              AND NOT EXISTS (SELECT 1 FROM tenancy.tenants t WHERE t.moving->>'job' = j.id::text)",
-            [],
+            [MoveStep::Failed.as_str().into()],
         ))
         .await?;
     Ok(res.rows_affected())

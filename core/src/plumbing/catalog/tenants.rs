@@ -9,7 +9,7 @@ use super::{COLUMNS, TenantRow, many, one, placement_json};
 use crate::error::{Error, Result};
 use crate::page::{Page, PageRequest};
 use crate::sql::stmt;
-use crate::store::Strategy;
+use crate::strategy::Strategy;
 use crate::tenant::{NewTenant, Placement, Slug, Tenant, TenantId, TenantState};
 
 /// Records `new` as `provisioning`, unless the slug is taken: returns the catalog row of the

@@ -80,7 +80,7 @@ impl TenantTables {
         let source = self.finish_read(result).await?;
         let copy = target.checksums_with(tenant.id, true).await?;
         if copy != source {
-            return Err(Error::Conflict(format!(
+            return Err(Error::Internal(format!(
                 "the copy of tenant {} does not match its source (source {:?}, copy {:?})",
                 tenant.slug, source, copy
             )));
@@ -152,7 +152,7 @@ impl TenantTables {
             if through_temp {
                 target.end_table_in(m, &into, tenant, rows).await?;
             } else if rows != m.rows {
-                return Err(Error::Conflict(format!(
+                return Err(Error::Internal(format!(
                     "table {}: {rows} rows copied of {}",
                     m.name, m.rows
                 )));

@@ -50,6 +50,16 @@ use crate::error::{Error, Result};
 use crate::tenant::{TenantId, quote_ident};
 use format::write_chunk;
 
+/// Whether a tenant's tables hold other tenants' rows too, as [`TenantTables`] is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableSharing {
+    /// The shared tables (shared-schema's `public`), with every tenant's rows: statements
+    /// filter by `tenant_id`, and a fence refuses only this tenant's rows.
+    Shared,
+    /// Tables of the tenant's own (its schema, or `public` in its database): every row is its.
+    Dedicated,
+}
+
 /// A direct connection to the database that holds a tenant's tables, lent by a strategy for an
 /// export, an import or a move, with the schema the tables are in.
 #[derive(Debug)]
@@ -102,21 +112,21 @@ impl DerefMut for Conn {
 
 impl TenantTables {
     /// For strategy crates: tables in `schema`, reached through a connection from a pool.
-    pub fn pooled(conn: PoolConnection<Postgres>, schema: &str, shared: bool) -> Self {
+    pub fn pooled(conn: PoolConnection<Postgres>, schema: &str, sharing: TableSharing) -> Self {
         TenantTables {
             conn: Conn::Pooled(conn),
             schema: schema.to_owned(),
-            shared,
+            shared: sharing == TableSharing::Shared,
             dirty: false,
         }
     }
 
     /// For strategy crates: tables in `schema`, reached through a connection of their own.
-    pub fn own(conn: PgConnection, schema: &str, shared: bool) -> Self {
+    pub fn own(conn: PgConnection, schema: &str, sharing: TableSharing) -> Self {
         TenantTables {
             conn: Conn::Own(conn),
             schema: schema.to_owned(),
-            shared,
+            shared: sharing == TableSharing::Shared,
             dirty: false,
         }
     }
@@ -199,7 +209,7 @@ async fn tables(conn: &mut PgConnection, schema: &str) -> Result<Vec<Table>> {
                 ordered.iter().any(|o| &o.name == p) || !pending.iter().any(|q| &q.name == p)
             })
         }) else {
-            return Err(Error::Conflict(format!(
+            return Err(Error::Unsupported(format!(
                 "the tenant tables of schema {schema} refer to each other in a cycle"
             )));
         };

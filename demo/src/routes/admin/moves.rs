@@ -4,8 +4,7 @@
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
-use tenancy_core::PlacementKind;
-use uuid::Uuid;
+use tenancy_core::{JobId, MoveStep, PlacementKind};
 
 use super::{find, known_server};
 use crate::identity::Admin;
@@ -156,7 +155,7 @@ async fn move_to_node(
     tokio::spawn(async move {
         let _permit = permit;
         match store.run_node_move(id).await {
-            Ok(job) if job.step == "done" => {}
+            Ok(job) if job.step == MoveStep::Done => {}
             Ok(job) => tracing::warn!(tenant = %id, error = ?job.error, "a node move failed"),
             Err(e) => tracing::warn!(tenant = %id, error = %e, "a node move failed"),
         }
@@ -175,6 +174,8 @@ pub async fn get_job(
     _: Admin,
     id: web::Path<String>,
 ) -> Result<web::Json<tenancy_core::Job>, ApiError> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("job not found".into()))?;
+    let id: JobId = id
+        .parse()
+        .map_err(|_| ApiError::NotFound("job not found".into()))?;
     Ok(web::Json(state.store.job(id).await?))
 }
