@@ -407,7 +407,7 @@ impl Placements for SeparateSchemaStore {
 }
 
 // ANCHOR: node_placement
-/// On Citus a tenant moves with its schema, a distributed schema, whole ([`crate::citus`]).
+/// On Citus a tenant moves with its schema, a distributed schema, whole (the `citus` module).
 #[async_trait]
 impl NodePlacement for SeparateSchemaStore {
     fn catalog(&self) -> &DatabaseConnection {
