@@ -25,8 +25,8 @@ use tenancy_core::PageRequest;
 use tenancy_core::entity::{ActiveModelInTenant, SelectInTenant};
 use tenancy_core::sea_orm::ActiveValue::Set;
 use tenancy_core::sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+use tenancy_core::sea_orm::{AccessMode, ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::{
     ScopeMode, Strategy, TableNamespace, Tenant, TenantId, TenantScope, TenantStore,
 };
@@ -60,6 +60,14 @@ impl Target {
                     TableNamespace::Unqualified,
                     conn.begin().await.expect("begin"),
                 ),
+                ScopeMode::ReadOnly => TenantScope::in_transaction(
+                    *id,
+                    TableNamespace::Unqualified,
+                    conn.begin_with_config(None, Some(AccessMode::ReadOnly))
+                        .await
+                        .expect("begin"),
+                )
+                .reading_only(),
             },
             Target::Store(store, t) => store.scope_with(t, mode).await.expect("scope"),
             Target::FourRoundTrips(conn, t) => {

@@ -102,6 +102,12 @@ pub enum Error {
     #[error("conflict: {0}")]
     Conflict(String),
 
+    /// A read-only scope ([`ScopeMode::ReadOnly`](crate::ScopeMode::ReadOnly)) was asked to
+    /// write: refused before anything was sent, so nothing was written. The message names the
+    /// statement's kind and table.
+    #[error("a read-only scope refused a write ({0})")]
+    ReadOnly(String),
+
     /// The library found its own state broken, which no caller can fix by asking again: a
     /// catalog row it cannot read, a copy that does not match its source, a record it wrote
     /// and cannot find. The message says what, for the log (an HTTP layer answers 500).

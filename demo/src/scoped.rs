@@ -1,5 +1,5 @@
 //! Binding the scope: a tenant route's handler takes a [`Scoped`] (a transaction it commits)
-//! or a [`ScopedRead`] (autocommit, for a single read), bound by the store to the tenant the
+//! or a [`ScopedRead`] (a read-only transaction, for the GET routes), bound by the store to the tenant the
 //! [`authorize`](crate::identity::authorize) middleware checked. A handler never names a
 //! tenant itself.
 
@@ -20,9 +20,10 @@ use crate::state::{AppState, app_data};
 /// other. Nothing is kept unless the handler calls [`Scoped::commit`]; dropped, it rolls back.
 pub type Scoped = BoundScope<Transaction>;
 
-/// An autocommit scope on the caller's tenant, for a handler that runs one read: no
-/// transaction to open and commit where the strategy needs none.
-pub type ScopedRead = BoundScope<Autocommit>;
+/// A read-only scope on the caller's tenant ([`ScopeMode::ReadOnly`]), for the GET routes: a
+/// write through it is refused before it is sent ([`tenancy_core::Error::ReadOnly`], a 500:
+/// a GET route that writes is a bug), and it is what a read replica could serve.
+pub type ScopedRead = BoundScope<ReadOnly>;
 
 /// A scope bound to the request's [`Member`]'s tenant in mode `M`; used through
 /// [`Scoped`] and [`ScopedRead`]. Derefs to the [`TenantScope`] the domain functions take.
@@ -35,7 +36,7 @@ pub enum Transaction {}
 
 /// The mode of a [`ScopedRead`].
 #[derive(Debug)]
-pub enum Autocommit {}
+pub enum ReadOnly {}
 
 /// What a [`BoundScope`]'s mode marker stands for.
 pub trait Mode {
@@ -46,8 +47,8 @@ impl Mode for Transaction {
     const MODE: ScopeMode = ScopeMode::Transaction;
 }
 
-impl Mode for Autocommit {
-    const MODE: ScopeMode = ScopeMode::Autocommit;
+impl Mode for ReadOnly {
+    const MODE: ScopeMode = ScopeMode::ReadOnly;
 }
 
 impl Scoped {

@@ -345,15 +345,15 @@ impl TenantStore for SeparateDbStore {
         // Through a transaction pooler every scope is a transaction: sqlx prepares a statement
         // and runs it in two exchanges, which the pooler may send to two server connections
         // when no transaction holds one.
-        if mode == ScopeMode::Transaction || srv.pooled(Via::Tenant) {
-            lent.begin().await?;
+        if mode != ScopeMode::Autocommit || srv.pooled(Via::Tenant) {
+            lent.begin_for(mode).await?;
         }
         // A database of its own: plain table names, and no session state to set or reset.
-        Ok(TenantScope::on_connection(
-            tenant.id,
-            TableNamespace::Unqualified,
-            lent,
-        ))
+        let scope = TenantScope::on_connection(tenant.id, TableNamespace::Unqualified, lent);
+        Ok(match mode {
+            ScopeMode::ReadOnly => scope.reading_only(),
+            ScopeMode::Transaction | ScopeMode::Autocommit => scope,
+        })
     }
 
     // ANCHOR_END: scope

@@ -8,7 +8,7 @@ use tenancy_core::plumbing::citus::{Node, NodePlacement};
 use tenancy_core::plumbing::pin::{pin_statement, pin_tenant_tables};
 use tenancy_core::plumbing::transfer::{TableSharing, TenantTables};
 use tenancy_core::plumbing::{Placements, StrategyDoor, catalog, citus, connect_pool, fault};
-use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use tenancy_core::sea_orm::{AccessMode, ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::{
     Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, PlacementKind,
     Result, ScopeMode, Slug, Strategy, TableNamespace, Tenant, TenantId, TenantMigration,
@@ -312,6 +312,14 @@ impl TenantStore for SeparateSchemaStore {
                 namespace,
                 self.tenants.clone(),
             )),
+            (ScopeMode::ReadOnly, _) => Ok(TenantScope::in_transaction(
+                tenant.id,
+                namespace,
+                self.tenants
+                    .begin_with_config(None, Some(AccessMode::ReadOnly))
+                    .await?,
+            )
+            .reading_only()),
             _ => Ok(TenantScope::in_transaction(
                 tenant.id,
                 namespace,

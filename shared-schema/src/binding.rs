@@ -192,13 +192,12 @@ impl TenantPool {
                     ))
                     .await?;
                 }
-                if mode == ScopeMode::Transaction {
-                    lent.begin().await?;
+                if mode != ScopeMode::Autocommit {
+                    lent.begin_for(mode).await?;
                 }
-                Ok(TenantScope::on_connection(
-                    id,
-                    TableNamespace::Unqualified,
-                    lent,
+                Ok(read_only_if(
+                    mode,
+                    TenantScope::on_connection(id, TableNamespace::Unqualified, lent),
                 ))
             }
             RlsBinding::Transaction => {
@@ -212,7 +211,8 @@ impl TenantPool {
                     // connects there as is the application role (which may log in there).
                     lent.begin_with_then(
                         format!(
-                            "BEGIN; {}; SET LOCAL citus.propagate_set_commands TO 'local'",
+                            "{}; {}; SET LOCAL citus.propagate_set_commands TO 'local'",
+                            mode.begin(),
                             self.set_local_role
                         ),
                         vec![format!("SET LOCAL tenancy.tenant_id TO '{}'", id.as_uuid())],
@@ -220,19 +220,27 @@ impl TenantPool {
                     .await?;
                 } else {
                     lent.begin_with(format!(
-                        "BEGIN; {}; SELECT set_config('tenancy.tenant_id', '{}', true)",
+                        "{}; {}; SELECT set_config('tenancy.tenant_id', '{}', true)",
+                        mode.begin(),
                         self.set_local_role,
                         id.as_uuid()
                     ))
                     .await?;
                 }
-                Ok(TenantScope::on_connection(
-                    id,
-                    TableNamespace::Unqualified,
-                    lent,
+                Ok(read_only_if(
+                    mode,
+                    TenantScope::on_connection(id, TableNamespace::Unqualified, lent),
                 ))
             }
         }
     }
     // ANCHOR_END: bind
+}
+
+/// `scope`, refusing writes when it was opened for [`ScopeMode::ReadOnly`].
+fn read_only_if(mode: ScopeMode, scope: TenantScope) -> TenantScope {
+    match mode {
+        ScopeMode::ReadOnly => scope.reading_only(),
+        ScopeMode::Transaction | ScopeMode::Autocommit => scope,
+    }
 }

@@ -5,7 +5,7 @@ use tenancy_core::plumbing::control;
 use tenancy_core::plumbing::sql::AdvisoryLock;
 use tenancy_core::plumbing::transfer::{TableSharing, TenantTables};
 use tenancy_core::plumbing::{Placements, StrategyDoor, catalog, citus, connect_pool, fault};
-use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use tenancy_core::sea_orm::{AccessMode, ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::sea_orm_migration::MigratorTrait;
 use tenancy_core::{
     Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, PlacementKind,
@@ -267,6 +267,13 @@ impl TenantStore for SharedSchemaStore {
                     pool.begin().await?,
                 ))
             }
+            (Traffic::PredicateOnly(pool), ScopeMode::ReadOnly) => Ok(TenantScope::in_transaction(
+                tenant.id,
+                TableNamespace::Unqualified,
+                pool.begin_with_config(None, Some(AccessMode::ReadOnly))
+                    .await?,
+            )
+            .reading_only()),
             (Traffic::Rls(pool), mode) => pool.scope(tenant, mode).await,
         }
     }

@@ -117,6 +117,11 @@ impl LentConnection {
         self.begin_with("BEGIN".into()).await
     }
 
+    /// Opens the transaction of a scope of `mode` (`BEGIN`, or `BEGIN READ ONLY`).
+    pub async fn begin_for(&self, mode: crate::ScopeMode) -> Result<()> {
+        self.begin_with(mode.begin().into()).await
+    }
+
     /// Opens a transaction with `sql`, a simple-protocol message that starts with `BEGIN` and
     /// may go on with statements of the strategy's own (`SET LOCAL ...`), all in one round
     /// trip. Never for user input: nothing in it is a parameter.

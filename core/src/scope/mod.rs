@@ -52,6 +52,22 @@ pub enum ScopeMode {
     /// single-statement reads. A strategy whose isolation needs transaction-local settings
     /// (shared-schema with row-level security) still uses a transaction.
     Autocommit,
+    /// One read-only transaction (`BEGIN READ ONLY`): the scope refuses every statement that
+    /// is not a read with [`Error::ReadOnly`](crate::Error::ReadOnly) before it is sent, and
+    /// PostgreSQL refuses what a read could still try (a function that writes). What a read
+    /// replica can serve.
+    ReadOnly,
+}
+
+impl ScopeMode {
+    /// The message that opens this mode's transaction (`BEGIN`, or `BEGIN READ ONLY`), for a
+    /// strategy that opens it itself.
+    pub fn begin(self) -> &'static str {
+        match self {
+            ScopeMode::ReadOnly => "BEGIN READ ONLY",
+            ScopeMode::Transaction | ScopeMode::Autocommit => "BEGIN",
+        }
+    }
 }
 
 /// Told every statement a scope sends, before it runs: what an application hangs on a scope
@@ -67,6 +83,8 @@ pub struct TenantScope {
     namespace: TableNamespace,
     executor: Executor,
     observer: Option<std::sync::Arc<dyn StatementObserver>>,
+    /// Set by [`TenantScope::reading_only`]: every statement but a read is refused.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for TenantScope {
@@ -99,6 +117,7 @@ impl TenantScope {
             namespace,
             executor: Executor::Transaction(txn),
             observer: None,
+            read_only: false,
         }
     }
 
@@ -115,6 +134,7 @@ impl TenantScope {
             namespace,
             executor: Executor::Autocommit(pool),
             observer: None,
+            read_only: false,
         }
     }
 
@@ -132,7 +152,21 @@ impl TenantScope {
             namespace,
             executor: Executor::Lent(conn),
             observer: None,
+            read_only: false,
         }
+    }
+
+    /// For strategy crates: the scope of a [`ScopeMode::ReadOnly`] request, whose transaction
+    /// the strategy opened read-only: from now on it refuses every statement that is not a
+    /// read ([`Error::ReadOnly`]), before sending it.
+    pub fn reading_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// Whether the scope refuses writes ([`ScopeMode::ReadOnly`]).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// The scope, telling `observer` every statement it sends from now on.

@@ -20,7 +20,32 @@ impl TenantScope {
     where
         S: sea_orm::sea_query::QueryStatementWriter + sea_query::audit::AuditTrait,
     {
+        self.refuse_writes(stmt)?;
         render(&self.namespace, stmt)
+    }
+
+    /// In a read-only scope, [`Error::ReadOnly`] for a statement that would write (or change
+    /// the schema): refused before anything is sent.
+    fn refuse_writes<S: AuditTrait>(&self, stmt: &S) -> Result<()> {
+        if !self.read_only {
+            return Ok(());
+        }
+        let audit = stmt.audit().map_err(|e| Error::Invalid {
+            field: "statement",
+            reason: format!("cannot list the tables it touches: {e}"),
+        })?;
+        match audit
+            .requests
+            .iter()
+            .find(|r| r.access_type != sea_query::audit::AccessType::Select)
+        {
+            Some(write) => Err(Error::ReadOnly(format!(
+                "{} on {}",
+                write.access_type.as_str(),
+                write.schema_table.1
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Renders a statement written with the scope's own builders ([`TenantScope::select`] and
@@ -31,6 +56,7 @@ impl TenantScope {
     where
         S: QueryStatementWriter + AuditTrait,
     {
+        self.refuse_writes(stmt)?;
         audit(&self.namespace, stmt, OwnSchema::Allowed)?;
         let (sql, values) = stmt.build(PostgresQueryBuilder);
         Ok(Statement::from_sql_and_values(

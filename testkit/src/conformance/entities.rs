@@ -10,7 +10,7 @@ use tenancy_core::sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, JoinType, QueryFilter, QueryOrder,
     QuerySelect, RelationTrait,
 };
-use tenancy_core::{Error, Tenant, TenantStore};
+use tenancy_core::{Error, ScopeMode, Tenant, TenantStore};
 use tenancy_example::{project, seed, task};
 use uuid::Uuid;
 
@@ -263,5 +263,69 @@ pub async fn entity_writes_of_another_tenant_are_refused(h: &Harness) -> Result<
         "a refused write wrote something"
     );
     ensure!(rows_where(h, b.id, "tasks", "title = 'changed by A'").await? == 0);
+    Ok(())
+}
+
+/// A read-only scope ([`ScopeMode::ReadOnly`], the demo's GET routes) reads like any other
+/// and refuses every write with [`Error::ReadOnly`] before sending it: an entity's insert,
+/// update, delete and bulk update, and the scope's own insert builder. It still reads after
+/// the refusals (nothing reached its transaction), and the tenant's rows are as they were.
+pub async fn read_only_scope_refuses_writes(h: &Harness) -> Result<()> {
+    let store = h.store(StoreConfig::default()).await?;
+    let (a, _) = two_tenants(&*store, 2, 1).await?;
+    let before = rows_anywhere(h, a.id).await?;
+    let scope = store.scope_with(&a, ScopeMode::ReadOnly).await?;
+    ensure!(
+        scope.is_read_only(),
+        "a ReadOnly scope says it is read-only"
+    );
+    let projects = project::Entity::find().all_in(&scope).await?;
+    ensure!(projects.len() == 2, "it reads: {} projects", projects.len());
+    let read_only = |e: &Error| matches!(e, Error::ReadOnly(_));
+    let new = project::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        name: Set("written".into()),
+        description: Set(String::new()),
+        ..Default::default()
+    };
+    expect_err(new.insert_in(&scope).await, "insert_in", read_only)?;
+    let mut renamed = projects[0].clone().into_active_model();
+    renamed.name = Set("renamed".into());
+    expect_err(renamed.update_in(&scope).await, "update_in", read_only)?;
+    expect_err(
+        projects[0]
+            .clone()
+            .into_active_model()
+            .delete_in(&scope)
+            .await,
+        "delete_in",
+        read_only,
+    )?;
+    expect_err(
+        project::Entity::update_many()
+            .col_expr(project::Column::Name, Expr::value("all"))
+            .exec_in(&scope)
+            .await,
+        "update_many",
+        read_only,
+    )?;
+    let insert = scope.insert(
+        "projects",
+        &["id", "name", "description"],
+        vec![Uuid::now_v7().into(), "built".into(), String::new().into()],
+    )?;
+    expect_err(
+        scope.execute(&insert).await,
+        "the insert builder",
+        read_only,
+    )?;
+    let still = project::Entity::find().count_in(&scope).await?;
+    ensure!(still == 2, "it still reads after the refusals: {still}");
+    drop(scope);
+    let after = rows_anywhere(h, a.id).await?;
+    ensure!(
+        after == before,
+        "nothing was written: {before} rows, then {after}"
+    );
     Ok(())
 }

@@ -212,7 +212,7 @@ macro_rules! conformance_tests {
             export_import_round_trips, corrupted_export_is_refused,
             // entities.rs
             entity_reads_stay_in_the_tenant, entity_bulk_writes_stay_in_the_tenant,
-            entity_writes_of_another_tenant_are_refused,
+            entity_writes_of_another_tenant_are_refused, read_only_scope_refuses_writes,
         );
     };
     (citus $factory:path; $($check:ident),+ $(,)?) => {
