@@ -75,6 +75,11 @@ pub enum Error {
         state: crate::TenantState,
     },
 
+    /// The tenant is suspended: its data is kept, but no scope is bound for it until it is
+    /// resumed ([`TenantStore::resume`](crate::TenantStore::resume)).
+    #[error("tenant {0:?} is suspended")]
+    TenantSuspended(String),
+
     /// A row with the same key exists already (SQLSTATE 23505): a duplicate slug, email or
     /// id. `constraint` names the unique constraint or index when the server reported it.
     #[error("unique violation ({}): {message}", constraint.as_deref().unwrap_or("unnamed"))]

@@ -213,6 +213,19 @@ pub trait TenantStore: Send + Sync + std::fmt::Debug {
         crate::catalog::list(self.placements(StrategyDoor).catalog(), page).await
     }
 
+    /// Suspends the tenant: its data stays (and can be exported), but no scope is bound for
+    /// it ([`crate::Error::TenantSuspended`]) until [`TenantStore::resume`]; every process that
+    /// heeds the catalog's notices stops serving it within a second. Returns it as it is now.
+    /// Only a `ready` tenant ([`crate::Error::TenantNotReady`] otherwise).
+    async fn suspend(&self, id: TenantId) -> Result<Tenant> {
+        crate::catalog::set_suspended(self.placements(StrategyDoor).catalog(), id, true).await
+    }
+
+    /// Resumes a suspended tenant (a tenant not suspended is returned as it is).
+    async fn resume(&self, id: TenantId) -> Result<Tenant> {
+        crate::catalog::set_suspended(self.placements(StrategyDoor).catalog(), id, false).await
+    }
+
     /// Deletes a tenant in two phases: marks it `deleting` (it stops being served), purges its
     /// data, then removes it from the catalog. An interrupted deletion is finished by calling
     /// this again. Never touches another tenant.

@@ -21,7 +21,8 @@ use crate::routes::{admin, ops, public, tenant};
         admin::tenants::create_tenant, admin::tenants::list_tenants, admin::tenants::get_tenant,
         admin::tenants::delete_tenant,
         admin::explorer::tenant_tables, admin::explorer::tenant_statements,
-        admin::moves::move_tenant, admin::moves::get_job,
+        admin::moves::move_tenant, admin::moves::get_job, admin::suspension::suspend_tenant,
+        admin::suspension::resume_tenant,
         admin::tenants::migrate, admin::users::create_user, admin::users::create_token,
         admin::users::list_tokens, admin::users::revoke_token, admin::users::put_member,
         admin::users::delete_member, public::signup, ops::healthz, ops::readyz, ops::metrics,
@@ -126,6 +127,7 @@ impl Modify for Conventions {
                     add("401", "no bearer token, or one that is not valid");
                 }
                 if tenant_route {
+                    add("403", "the tenant is suspended");
                     add("404", "not found, or not yours (never told apart)");
                     add("429", "over the tenant's or the token's request rate");
                 }

@@ -36,6 +36,10 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     Conflict(String),
+    /// The tenant is suspended: understood, and refused until it is resumed (RFC 9110's 403:
+    /// asking again will not help, and authorizing differently would not either).
+    #[error("{0}")]
+    Suspended(String),
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
     /// The route does not take the request's method; it takes these (the `Allow` header).
@@ -63,6 +67,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad-request",
             ApiError::Unprocessable(_) => "invalid-value",
             ApiError::Conflict(_) => "conflict",
+            ApiError::Suspended(_) => "suspended",
             ApiError::TooLarge(_) => "body-too-large",
             ApiError::MethodNotAllowed(_) => "method-not-allowed",
             ApiError::Unavailable => "unavailable",
@@ -86,6 +91,9 @@ impl From<Error> for ApiError {
             Error::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             Error::TenantAlreadyExists(slug) => {
                 ApiError::Conflict(format!("tenant {slug:?} already exists"))
+            }
+            Error::TenantSuspended(slug) => {
+                ApiError::Suspended(format!("tenant {slug:?} is suspended"))
             }
             Error::Conflict(_)
             | Error::UniqueViolation { .. }
@@ -126,6 +134,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Suspended(_) => StatusCode::FORBIDDEN,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable | ApiError::TooSlow => StatusCode::SERVICE_UNAVAILABLE,

@@ -321,7 +321,7 @@ impl TenantStore for SeparateDbStore {
 
     // ANCHOR: scope
     async fn scope_with(&self, tenant: &Tenant, mode: ScopeMode) -> Result<TenantScope> {
-        tenant.ensure_ready()?;
+        tenant.ensure_servable()?;
         // The database name comes from the validated slug and must match the catalog.
         let (server, database) = self.server_of(tenant)?;
         // The scope holds its slot's connection (no pool checkout per statement) and gives it

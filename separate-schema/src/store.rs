@@ -293,7 +293,7 @@ impl TenantStore for SeparateSchemaStore {
 
     // ANCHOR: scope
     async fn scope_with(&self, tenant: &Tenant, mode: ScopeMode) -> Result<TenantScope> {
-        tenant.ensure_ready()?;
+        tenant.ensure_servable()?;
         // The schema comes from the validated slug, never from elsewhere.
         let schema = self.schema_for(&tenant.slug);
         if tenant.placement

@@ -250,7 +250,7 @@ impl TenantStore for SharedSchemaStore {
 
     // ANCHOR: scope
     async fn scope_with(&self, tenant: &Tenant, mode: ScopeMode) -> Result<TenantScope> {
-        tenant.ensure_ready()?;
+        tenant.ensure_servable()?;
         if tenant.placement != Placement::Shared {
             return Err(Error::misplaced(tenant, "the shared tables of this store"));
         }

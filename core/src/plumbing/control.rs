@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0002CatalogNotifications),
             Box::new(M0003Moves),
             Box::new(M0004TenantMigrationNames),
+            Box::new(M0005Suspension),
         ]
     }
 
@@ -172,6 +173,29 @@ CREATE TABLE tenancy.tenant_migrations (
 );
 "#,
             )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Suspension: a tenant kept whole but served no scope, from `suspended_at` until it is
+/// resumed. The column's change is announced like any change of the row (the trigger of
+/// [`M0002CatalogNotifications`]), so every process stops serving the tenant within a second.
+#[derive(Debug)]
+pub struct M0005Suspension;
+
+impl MigrationName for M0005Suspension {
+    fn name(&self) -> &str {
+        "m0005_suspension"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0005Suspension {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("ALTER TABLE tenancy.tenants ADD COLUMN suspended_at timestamptz")
             .await?;
         Ok(())
     }

@@ -75,6 +75,10 @@ pub struct Tenant {
     /// The move in progress, when the tenant is [`TenantState::Moving`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moving: Option<Move>,
+    /// When the tenant was suspended, if it is: its data is kept (and can be exported) but no
+    /// scope is bound for it ([`Error::TenantSuspended`]) until it is resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_at: Option<DateTime<Utc>>,
 }
 
 impl Tenant {
@@ -89,6 +93,19 @@ impl Tenant {
         }
     }
     // ANCHOR_END: ensure_ready
+
+    // ANCHOR: ensure_servable
+    /// The guard every store runs before it binds a scope: [`Tenant::ensure_ready`], and not
+    /// suspended ([`Error::TenantSuspended`]). A store checks the tenant it is given: a caller
+    /// that keeps tenants (the demo's cache) forgets one when the catalog announces its change.
+    pub fn ensure_servable(&self) -> Result<(), Error> {
+        self.ensure_ready()?;
+        match self.suspended_at {
+            Some(_) => Err(Error::TenantSuspended(self.slug.to_string())),
+            None => Ok(()),
+        }
+    }
+    // ANCHOR_END: ensure_servable
 }
 
 /// What [`crate::TenantStore::create_tenant`] needs.

@@ -73,6 +73,14 @@ pub enum TenantsCommand {
     Delete {
         slug: String,
     },
+    /// Suspend a tenant: its data stays, it is served nothing until it is resumed.
+    Suspend {
+        slug: String,
+    },
+    /// Resume a suspended tenant.
+    Resume {
+        slug: String,
+    },
     /// Write one tenant's rows to a file (a per-tenant backup).
     Export {
         slug: String,

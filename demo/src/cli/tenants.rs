@@ -59,8 +59,13 @@ pub(super) async fn tenants(
                         .purpose(t.slug.as_str())
                         .map(|p| format!("\tpurpose {}", p.as_str()))
                         .unwrap_or_default();
+                    let suspended = if t.suspended_at.is_some() {
+                        "\tsuspended"
+                    } else {
+                        ""
+                    };
                     println!(
-                        "  {}\t{}\t{}\t{}{purpose}",
+                        "  {}\t{}\t{}\t{}{purpose}{suspended}",
                         t.slug,
                         t.state.as_str(),
                         t.name,
@@ -74,6 +79,17 @@ pub(super) async fn tenants(
             let t = backend.store.tenant_by_slug(&Slug::parse(&slug)?).await?;
             backend.store.delete_tenant(t.id).await?;
             println!("deleted {slug}");
+        }
+        TenantsCommand::Suspend { slug } => {
+            statics.refuse(&slug, "suspended")?;
+            let t = backend.store.tenant_by_slug(&Slug::parse(&slug)?).await?;
+            backend.store.suspend(t.id).await?;
+            println!("suspended {slug}: its data stays; `tenants resume {slug}` serves it again");
+        }
+        TenantsCommand::Resume { slug } => {
+            let t = backend.store.tenant_by_slug(&Slug::parse(&slug)?).await?;
+            backend.store.resume(t.id).await?;
+            println!("resumed {slug}");
         }
         TenantsCommand::Export { slug, out } => transfer::export(backend, &slug, &out).await?,
         TenantsCommand::Import {

@@ -15,3 +15,4 @@ mod neighbours;
 mod operations;
 mod security;
 mod statics;
+mod suspension;

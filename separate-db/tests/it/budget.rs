@@ -56,7 +56,11 @@ async fn three_hundred_tenants_never_exceed_twenty_connections() -> Result<()> {
                         [app.clone().into()],
                     ))
                     .await?;
-                anyhow::Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
+                anyhow::Ok(
+                    row.map(|r| r.try_get::<i64>("", "n"))
+                        .transpose()?
+                        .unwrap_or(0),
+                )
             };
             while !stop.load(Ordering::Relaxed) {
                 let mut n = count().await?;

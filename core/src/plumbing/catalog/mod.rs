@@ -22,7 +22,8 @@ pub use templates::{set_template_version, template_version};
 pub use tenants::{
     behind, by_id, by_slug, claim, count, count_ready, delete_in_two_phases, get, get_by_slug,
     insert_provisioning, list, lock, placement_kinds, remove, resume_creation,
-    set_all_schema_versions, set_ready, set_schema_version, set_state, tenants_per_server,
+    set_all_schema_versions, set_ready, set_schema_version, set_state, set_suspended,
+    tenants_per_server,
 };
 
 use chrono::{DateTime, Utc};
@@ -42,6 +43,7 @@ struct TenantRow {
     schema_version: i32,
     created_at: DateTime<Utc>,
     moving: Option<serde_json::Value>,
+    suspended_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<TenantRow> for Tenant {
@@ -64,11 +66,13 @@ impl TryFrom<TenantRow> for Tenant {
                 .map(serde_json::from_value)
                 .transpose()
                 .map_err(|_| corrupt("move record"))?,
+            suspended_at: row.suspended_at,
         })
     }
 }
 
-const COLUMNS: &str = "id, slug, name, placement, state, schema_version, created_at, moving";
+const COLUMNS: &str =
+    "id, slug, name, placement, state, schema_version, created_at, moving, suspended_at";
 
 async fn one(conn: &impl ConnectionTrait, s: Statement) -> Result<Option<Tenant>> {
     match conn.query_one_raw(s).await? {

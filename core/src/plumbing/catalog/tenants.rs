@@ -358,3 +358,31 @@ pub async fn remove(conn: &impl ConnectionTrait, id: TenantId) -> Result<()> {
     .await?;
     Ok(())
 }
+
+/// Suspends (`suspended`) or resumes tenant `id` and returns it as it is now: a `ready`
+/// tenant only (one being created, moved or deleted is [`Error::TenantNotReady`]). Suspending
+/// a suspended tenant keeps the time it was first suspended. The commit is announced on
+/// [`CATALOG_CHANNEL`](super::CATALOG_CHANNEL), so every process stops (or starts again)
+/// serving it within a second.
+pub async fn set_suspended(
+    conn: &impl ConnectionTrait,
+    id: TenantId,
+    suspended: bool,
+) -> Result<Tenant> {
+    let changed = one(
+        conn,
+        stmt(
+            &format!(
+                "UPDATE tenancy.tenants \
+                 SET suspended_at = CASE WHEN $2 THEN coalesce(suspended_at, now()) END \
+                 WHERE id = $1 AND state = 'ready' RETURNING {COLUMNS}"
+            ),
+            [id.as_uuid().into(), suspended.into()],
+        ),
+    )
+    .await?;
+    match changed {
+        Some(t) => Ok(t),
+        None => Err(Error::not_ready(&get(conn, id).await?)),
+    }
+}

@@ -2,12 +2,14 @@
 //! needs the admin token.
 //!
 //! One family of routes a file, each registering its own: [`tenants`] (create, list, read,
-//! delete, migrate every tenant), [`moves`] (a move and its job), [`explorer`] (what the
+//! delete, migrate every tenant), [`moves`] (a move and its job), [`suspension`] (suspend
+//! and resume a tenant), [`explorer`] (what the
 //! explorer page shows of a tenant) and [`users`] (users, their tokens, memberships). Here:
 //! the lookups they share.
 
 pub mod explorer;
 pub mod moves;
+pub mod suspension;
 pub mod tenants;
 pub mod users;
 
@@ -21,6 +23,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     tenants::routes(cfg);
     explorer::routes(cfg);
     moves::routes(cfg);
+    suspension::routes(cfg);
     users::routes(cfg);
 }
 

@@ -35,6 +35,9 @@ pub struct TenantView {
     /// A static tenant's purpose (`signup` or `none`); absent for a dynamic tenant.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purpose: Option<Purpose>,
+    /// When it was suspended, if it is (its routes answer 403 until it is resumed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspended_at: Option<DateTime<Utc>>,
 }
 
 impl TenantView {
@@ -51,6 +54,7 @@ impl TenantView {
             placement: serde_json::to_value(&t.placement).unwrap_or_default(),
             schema_version: t.schema_version,
             created_at: t.created_at,
+            suspended_at: t.suspended_at,
         }
     }
 }
