@@ -1,7 +1,9 @@
 //! `spawn_app`: the real app on port 0 against a fresh database, and a client with typed
 //! helpers.
 
-use anyhow::{Context, Result, ensure};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tenancy_core::Strategy;
@@ -377,4 +379,24 @@ macro_rules! per_strategy {
             )+
         }
     };
+}
+
+/// Polls `status` of a request until it is `want`; returns how long that took, or fails
+/// after two seconds.
+pub async fn until(
+    want: StatusCode,
+    what: &str,
+    request: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<Duration> {
+    let start = Instant::now();
+    loop {
+        let got = request().send().await?.status();
+        if got == want {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > Duration::from_secs(2) {
+            bail!("{what}: still {got} after two seconds, not {want}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

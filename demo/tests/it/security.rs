@@ -2,14 +2,14 @@
 //! listed, revoked and expired; and a revoked token, a removed membership or a deleted tenant
 //! refused by every process within a second.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tenancy_core::Strategy;
 
-use crate::helpers::{ADMIN, TestApp, problem, spawn_app, spawn_on};
+use crate::helpers::{ADMIN, TestApp, problem, spawn_app, spawn_on, until};
 
 crate::per_strategy!(
     one_slug_created_twice_at_once_gives_one_201_and_one_409,
@@ -130,26 +130,6 @@ fn no_content(what: &'static str) -> impl Fn(reqwest::Response) -> Result<()> {
             res.status()
         );
         Ok(())
-    }
-}
-
-/// Polls `status` of a request until it is `want`; returns how long that took, or fails
-/// after two seconds.
-async fn until(
-    want: StatusCode,
-    what: &str,
-    request: impl Fn() -> reqwest::RequestBuilder,
-) -> Result<Duration> {
-    let start = Instant::now();
-    loop {
-        let got = request().send().await?.status();
-        if got == want {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > Duration::from_secs(2) {
-            bail!("{what}: still {got} after two seconds, not {want}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

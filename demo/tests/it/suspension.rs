@@ -3,15 +3,15 @@
 //! be suspended, and resuming serves it again; a second process sees a suspension and a
 //! resumption within a second.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tenancy_core::{Slug, Strategy};
 use tenancy_demo::strategy::StoreSettings;
 
-use crate::helpers::{problem, spawn_app, spawn_app_with, spawn_on, with_statics};
+use crate::helpers::{problem, spawn_app, spawn_app_with, spawn_on, until, with_statics};
 
 crate::per_strategy!(
     a_suspended_tenant_is_served_nothing_and_keeps_its_data,
@@ -99,25 +99,6 @@ async fn a_suspended_tenant_is_served_nothing_and_keeps_its_data(strategy: Strat
         "served again, with its rows and only those: {names:?}"
     );
     app.finish().await
-}
-
-/// Waits (at most two seconds) for `want` from `request`; returns how long it took.
-async fn until(
-    want: StatusCode,
-    what: &str,
-    request: impl Fn() -> reqwest::RequestBuilder,
-) -> Result<Duration> {
-    let start = Instant::now();
-    loop {
-        let got = request().send().await?.status();
-        if got == want {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > Duration::from_secs(2) {
-            bail!("{what}: still {got} after two seconds, not {want}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Two processes on one database: B serves (and caches) the tenant, A suspends it, B refuses

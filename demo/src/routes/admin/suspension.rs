@@ -36,12 +36,7 @@ pub async fn suspend_tenant(
     _: Admin,
     slug: web::Path<String>,
 ) -> Result<web::Json<TenantView>, ApiError> {
-    let t = find(&state, &slug).await?;
-    state.statics.refuse(t.slug.as_str(), "suspended")?;
-    let t = state.store.suspend(t.id).await?;
-    // This process at once; the others when the catalog's notice reaches them.
-    identity.forget_tenant(t.slug.as_str()).await;
-    Ok(web::Json(TenantView::of(t, &state.statics)))
+    set_suspended(&state, &identity, &slug, true).await
 }
 
 /// Resume a suspended tenant (one not suspended is returned as it is).
@@ -54,8 +49,23 @@ pub async fn resume_tenant(
     _: Admin,
     slug: web::Path<String>,
 ) -> Result<web::Json<TenantView>, ApiError> {
-    let t = find(&state, &slug).await?;
-    let t = state.store.resume(t.id).await?;
+    set_suspended(&state, &identity, &slug, false).await
+}
+
+async fn set_suspended(
+    state: &AppState,
+    identity: &Identity,
+    slug: &str,
+    suspended: bool,
+) -> Result<web::Json<TenantView>, ApiError> {
+    let t = find(state, slug).await?;
+    let t = if suspended {
+        state.statics.refuse(t.slug.as_str(), "suspended")?;
+        state.store.suspend(t.id).await?
+    } else {
+        state.store.resume(t.id).await?
+    };
+    // This process at once; the others when the catalog's notice reaches them.
     identity.forget_tenant(t.slug.as_str()).await;
     Ok(web::Json(TenantView::of(t, &state.statics)))
 }
