@@ -155,6 +155,10 @@ if "--build" in sys.argv:
     if out.returncode != 0:
         errors.append(f"mdbook build failed:\n{log}")
     errors += [f"mdbook: {l}" for l in log.splitlines() if "[ERROR]" in l or "[WARN]" in l]
+    # What a reader would see raw: a results marker the preprocessor did not render.
+    for page in sorted((DOCS / "book").rglob("*.html")):
+        for m in re.finditer(r"\{\{#(?:results|value|target|ratio)\b[^}<]*", page.read_text()):
+            errors.append(f"{page.relative_to(DOCS)}: a marker reached the page: {m.group(0)!r}")
 
 for e in errors:
     print(f"docs: {e}", file=sys.stderr)

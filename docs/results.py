@@ -43,13 +43,13 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 RESULTS = DOCS / "src" / "results"
-MARKER = re.compile(r"\{\{#results ([\w/.-]+)(?::([\w,./ -]+))?\}\}")
+MARKER = re.compile(r"\{\{#results\s+([\w/.-]+)(?::([\w,./ -]+))?\}\}")
 # One number in prose: {{#value FILE:ROW:FIELD}}, FIELD one of median, ratio (to the
 # file's baseline row), per_second, latency.
-VALUE = re.compile(r"\{\{#value ([\w/.-]+):([\w./@-]+):([a-z0-9_]+)\}\}")
+VALUE = re.compile(r"\{\{#value\s+([\w/.-]+):([\w./@-]+):([a-z0-9_]+)\}\}")
 # A target: the value and its verdict, {{#target FILE:ROW:FIELD<=LIMIT}} (or >=).
-TARGET = re.compile(r"\{\{#target ([\w/.-]+):([\w./@-]+):([a-z0-9_]+)(<=|>=)([\d.]+)\}\}")
-RATIO = re.compile(r"\{\{#ratio ([\w/.-]+):([\w./@-]+):([a-z0-9_]+):([\w./@-]+)\}\}")
+TARGET = re.compile(r"\{\{#target\s+([\w/.-]+):([\w./@-]+):([a-z0-9_]+)(<=|>=)([\d.]+)\}\}")
+RATIO = re.compile(r"\{\{#ratio\s+([\w/.-]+):([\w./@-]+):([a-z0-9_]+):([\w./@-]+)\}\}")
 SCALE = DOCS / "src" / "scale"
 
 
@@ -570,13 +570,20 @@ def expand(text):
     return VALUE.sub(lambda mt: value(mt.group(1), mt.group(2), mt.group(3)), text)
 
 
+# A marker the expressions above do not take (a typo, a field with another character) would
+# reach the reader as it was written.
+LEFT = re.compile(r"\{\{#(?:results|value|target|ratio)\b[^}]*\}?\}?")
+
+
 def check():
     errors = []
     for md in (DOCS / "src").rglob("*.md"):
         try:
-            expand(md.read_text())
+            left = LEFT.findall(expand(md.read_text()))
         except (KeyError, ValueError) as e:
             errors.append(f"{md.relative_to(DOCS)}: {e.args[0]}")
+            continue
+        errors += [f"{md.relative_to(DOCS)}: a marker that does not render: {m!r}" for m in left]
     for e in errors:
         print(e, file=sys.stderr)
     return 1 if errors else 0
