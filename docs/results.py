@@ -550,7 +550,15 @@ def value(name, row, key):
 def target(name, row, key, op, limit):
     x, limit = raw(name, row, key), float(limit)
     met = x <= limit if op == "<=" else x >= limit
-    return f"{value(name, row, key)} **{'met' if met else 'missed'}**"
+    shown = value(name, row, key)
+    # A value that rounds onto its limit (0.496 shown as 0.50× against >= 0.5) would read as
+    # the limit itself beside "missed": shown with as many digits as tell them apart.
+    if x != limit and shown.endswith("×"):
+        digits = 2
+        while f"{x:.{digits}f}" == f"{limit:.{digits}f}" and digits < 6:
+            digits += 1
+        shown = f"{x:.{digits}f}×"
+    return f"{shown} **{'met' if met else 'missed'}**"
 
 
 def ratio(name, row, key, other):
