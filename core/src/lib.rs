@@ -57,6 +57,7 @@ mod error;
 pub mod migration;
 mod page;
 pub mod plumbing;
+pub mod runner;
 mod scope;
 mod store;
 mod strategy;
@@ -72,6 +73,7 @@ pub use page::{Page, PageRequest};
 pub use plumbing::PoolOptions;
 pub use plumbing::catalog::Job;
 pub use plumbing::transfer::{ExportFile, Manifest, OnProgress, Progress, TableLayout};
+pub use runner::{Outcome, RunOptions, RunReport, run_for_every_tenant};
 pub use scope::{ScopeMode, StatementObserver, TENANT_ID, TableNamespace, TenantScope};
 pub use store::{
     Connections, MigrateOptions, MigrationOutcome, MigrationReport, Strategy, TenantMigration,

@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0003Moves),
             Box::new(M0004TenantMigrationNames),
             Box::new(M0005Suspension),
+            Box::new(M0006TaskRuns),
         ]
     }
 
@@ -196,6 +197,40 @@ impl MigrationTrait for M0005Suspension {
         manager
             .get_connection()
             .execute_unprepared("ALTER TABLE tenancy.tenants ADD COLUMN suspended_at timestamptz")
+            .await?;
+        Ok(())
+    }
+}
+
+/// Runs of a task for every tenant ([`crate::runner`]): each tenant's outcome in a named run,
+/// so a run stopped part-way is finished by running it again, without doing a tenant's task
+/// twice once it is recorded done.
+#[derive(Debug)]
+pub struct M0006TaskRuns;
+
+impl MigrationName for M0006TaskRuns {
+    fn name(&self) -> &str {
+        "m0006_task_runs"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0006TaskRuns {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                r#"
+CREATE TABLE tenancy.task_runs (
+    run         text NOT NULL,
+    tenant_id   uuid NOT NULL,
+    outcome     text NOT NULL CHECK (outcome IN ('done', 'failed', 'skipped')),
+    error       text,
+    finished_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run, tenant_id)
+);
+"#,
+            )
             .await?;
         Ok(())
     }

@@ -21,8 +21,13 @@
 //! | `move:copied` | the rows are copied and checked, the catalog still points at the source |
 //! | `move:flipped` | the catalog points at the target, the source is not purged |
 //! | `move:purged` | the source is purged, the move is not yet ended in the catalog |
+//! | `run:recorded` | a run for every tenant recorded one tenant's outcome ([`crate::runner`]) |
+//!
+//! A point met many times (`run:recorded`) stops the process the `TENANCY_FAULT_AT`th time it
+//! is met (default: the first).
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The fault points of creating, migrating and deleting a tenant, for tests that walk
 /// through them ([`MOVE_POINTS`] are a move's).
@@ -46,12 +51,23 @@ pub const MOVE_POINTS: &[&str] = &[
     "move:purged",
 ];
 
-/// Stops the process here if `TENANCY_FAULT` names `point`. For strategy crates.
+/// Stops the process here if `TENANCY_FAULT` names `point` (the `TENANCY_FAULT_AT`th time it
+/// is met). For strategy crates.
 pub fn point(point: &'static str) {
     static ARMED: OnceLock<Option<String>> = OnceLock::new();
+    static AT: OnceLock<usize> = OnceLock::new();
+    static MET: AtomicUsize = AtomicUsize::new(0);
     let armed = ARMED.get_or_init(|| std::env::var("TENANCY_FAULT").ok());
     if armed.as_deref() == Some(point) {
-        eprintln!("tenancy: stopped at fault point {point} (TENANCY_FAULT)");
-        std::process::abort();
+        let at = *AT.get_or_init(|| {
+            std::env::var("TENANCY_FAULT_AT")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1)
+        });
+        if MET.fetch_add(1, Ordering::SeqCst) + 1 >= at {
+            eprintln!("tenancy: stopped at fault point {point} (TENANCY_FAULT)");
+            std::process::abort();
+        }
     }
 }

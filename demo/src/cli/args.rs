@@ -103,6 +103,24 @@ pub enum TenantsCommand {
         #[arg(long)]
         placement: Option<String>,
     },
+    /// Run a task for every tenant (or those of --only), a few at a time per server; a run
+    /// stopped part-way is finished by running it again with the same --run.
+    Run {
+        /// The task: purge-done-tasks (delete done tasks created more than --days ago).
+        task: String,
+        /// The run's name (default: the task and today's date).
+        #[arg(long)]
+        run: Option<String>,
+        /// Only these tenants, separated by commas.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Tenants at once on each server.
+        #[arg(long, default_value_t = 4)]
+        per_server: usize,
+        /// purge-done-tasks: how old a done task must be, in days.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
     /// Move a live tenant to another placement (hybrid), or to another worker of a Citus
     /// cluster (shared-schema and separate-schema on Citus, with --node).
     Move {

@@ -6,6 +6,7 @@ mod args;
 mod migrate;
 mod moves;
 mod progress;
+mod run;
 mod seed;
 mod serve;
 mod tenants;

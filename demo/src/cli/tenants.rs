@@ -80,6 +80,13 @@ pub(super) async fn tenants(
             backend.store.delete_tenant(t.id).await?;
             println!("deleted {slug}");
         }
+        TenantsCommand::Run {
+            task,
+            run,
+            only,
+            per_server,
+            days,
+        } => super::run::run(backend, &task, run, &only, per_server, days).await?,
         TenantsCommand::Suspend { slug } => {
             statics.refuse(&slug, "suspended")?;
             let t = backend.store.tenant_by_slug(&Slug::parse(&slug)?).await?;

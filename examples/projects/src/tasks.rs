@@ -146,3 +146,14 @@ pub async fn list(scope: &TenantScope, project_id: Uuid, page: PageRequest) -> R
         .await?;
     Ok(Page::from_overfetch(rows, limit, |t: &Task| t.id))
 }
+
+/// Deletes the tenant's done tasks created before `before`; returns how many went. The demo's
+/// task for every tenant (`tenancy-demo tenants run purge-done-tasks`): idempotent, as a task
+/// of a run must be.
+pub async fn purge_done(scope: &TenantScope, before: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+    task::Entity::delete_many()
+        .filter(task::Column::Done.eq(true))
+        .filter(task::Column::CreatedAt.lt(before))
+        .exec_in(scope)
+        .await
+}

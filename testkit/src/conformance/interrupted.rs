@@ -50,6 +50,11 @@ pub(crate) fn report(
 /// Runs this test again in a child process with `point` armed, on this test's database, and
 /// checks that the child was stopped there.
 pub(crate) async fn stop_at(h: &Harness, point: &str) -> Result<()> {
+    stop_at_nth(h, point, 1).await
+}
+
+/// [`stop_at`], the child stopped the `nth` time it meets `point`.
+pub(crate) async fn stop_at_nth(h: &Harness, point: &str, nth: usize) -> Result<()> {
     let exe = std::env::current_exe()?;
     let (test, database, armed) = (h.test.clone(), h.db.name().to_owned(), point.to_owned());
     let admin = h.db.admin_url().to_owned();
@@ -63,6 +68,7 @@ pub(crate) async fn stop_at(h: &Harness, point: &str) -> Result<()> {
                 "1",
             ])
             .env("TENANCY_FAULT", armed)
+            .env("TENANCY_FAULT_AT", nth.to_string())
             .env(PARENT_DATABASE, database)
             .env(crate::database::PARENT_ADMIN_URL, admin)
             .output()

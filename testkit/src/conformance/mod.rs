@@ -40,6 +40,7 @@ pub mod interrupted;
 mod isolation;
 mod lifecycle;
 mod node_moves;
+mod runs;
 mod support;
 mod transfer;
 
@@ -62,6 +63,7 @@ pub use interrupted::{
 pub use isolation::*;
 pub use lifecycle::*;
 pub use node_moves::{interrupted_node_move_resumes, node_move_refusals, node_move_under_load};
+pub use runs::every_tenant_run_finishes_after_a_crash;
 pub use support::{rows_anywhere, rows_in};
 pub use transfer::*;
 
@@ -183,6 +185,9 @@ where
 macro_rules! conformance_tests {
     ($factory:path) => {
         $crate::conformance_tests!(@on Plain, $factory);
+        // runs.rs: 100 tenants, on one server only (building them on the Citus cluster for
+        // every run of the suite would take minutes).
+        $crate::conformance_tests!(@on Plain, $factory; every_tenant_run_finishes_after_a_crash);
     };
     (citus $factory:path) => {
         $crate::conformance_tests!(@on Citus, $factory);

@@ -10,14 +10,16 @@
 // a `Tenant`, the columns they select and the channel changes are announced on. The queries
 // are grouped by what they work on, a file each: `tenants` (creating, finding, listing,
 // versions and states, deleting), `templates` (the templates' versions), `moves` (the steps of
-// a move on a tenant's row) and `jobs` (`tenancy.jobs`).
+// a move on a tenant's row), `jobs` (`tenancy.jobs`) and `runs` (`tenancy.task_runs`).
 mod jobs;
 mod moves;
+mod runs;
 mod templates;
 mod tenants;
 
 pub use jobs::{Job, end_job, insert_job, job, job_step};
 pub use moves::{abandon_orphan_jobs, begin_move, end_move, flip_move, moving, set_move_step};
+pub use runs::{record_outcome, run_outcomes};
 pub use templates::{set_template_version, template_version};
 pub use tenants::{
     behind, by_id, by_slug, claim, count, count_ready, delete_in_two_phases, get, get_by_slug,
