@@ -226,21 +226,17 @@ where
                     .acquire_owned()
                     .await
                     .map_err(|_| Error::Internal("a run's server permits were closed".into()))?;
-                let outcome = match tenant.ensure_servable() {
-                    Err(e) => Outcome::Skipped {
-                        reason: e.to_string(),
-                    },
-                    Ok(()) => match store.scope(&tenant).await {
-                        Err(e @ (Error::TenantSuspended(_) | Error::TenantNotReady { .. })) => {
-                            Outcome::Skipped {
-                                reason: e.to_string(),
-                            }
+                // The store's guard before a scope (`Tenant::ensure_servable`) says who is skipped.
+                let outcome = match store.scope(&tenant).await {
+                    Err(e @ (Error::TenantSuspended(_) | Error::TenantNotReady { .. })) => {
+                        Outcome::Skipped {
+                            reason: e.to_string(),
                         }
+                    }
+                    Err(e) => Outcome::Failed { error: e.chain() },
+                    Ok(scope) => match task(tenant.clone(), scope).await {
+                        Ok(()) => Outcome::Done,
                         Err(e) => Outcome::Failed { error: e.chain() },
-                        Ok(scope) => match task(tenant.clone(), scope).await {
-                            Ok(()) => Outcome::Done,
-                            Err(e) => Outcome::Failed { error: e.chain() },
-                        },
                     },
                 };
                 drop(permit);

@@ -77,7 +77,7 @@ impl Backend {
             strategy,
             url,
             &StoreSettings::from(settings),
-            &notices,
+            Some(&notices),
         )
         .await?;
         let pool = PoolSettings {

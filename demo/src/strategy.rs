@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use tenancy_core::migration::TenantMigrations;
-use tenancy_core::plumbing::catalog;
 use tenancy_core::plumbing::notices::Notices;
 use tenancy_core::{
     Job, PlacementKind, PoolOptions, Progress, Strategy, Tenant, TenantId, TenantStore,
@@ -143,13 +142,7 @@ pub async fn open(
     url: &str,
     settings: &StoreSettings,
 ) -> Result<Arc<dyn TenantStore>> {
-    let notices = Notices::start(
-        &tenancy_core::plumbing::loopback_without_tls(url),
-        &[catalog::CATALOG_CHANNEL],
-    );
-    Ok(open_with_mover(strategy, url, settings, &notices)
-        .await?
-        .store)
+    Ok(open_with_mover(strategy, url, settings, None).await?.store)
 }
 
 #[cfg(feature = "shared-schema")]
@@ -223,7 +216,8 @@ impl Mover for tenancy_hybrid::HybridStore {
 }
 
 /// [`open`], with the mover when the strategy is hybrid, whose caches hear the catalog's
-/// notices through `notices` (the process's one `LISTEN` loop, on the catalog's channel).
+/// notices through `notices` (the process's one `LISTEN` loop, on the catalog's channel), or,
+/// given none, through a loop of its own.
 #[cfg_attr(
     not(any(
         feature = "shared-schema",
@@ -236,7 +230,7 @@ pub async fn open_with_mover(
     strategy: Strategy,
     url: &str,
     settings: &StoreSettings,
-    notices: &Notices,
+    notices: Option<&Notices>,
 ) -> Result<Opened> {
     let alone = |store: Arc<dyn TenantStore>| Opened { store, mover: None };
     match strategy {
@@ -266,8 +260,12 @@ pub async fn open_with_mover(
                 ),
                 ..HybridOptions::default()
             };
-            let store =
-                Arc::new(HybridStore::connect_with_notices(url, options, notices.clone()).await?);
+            let store = Arc::new(match notices {
+                Some(notices) => {
+                    HybridStore::connect_with_notices(url, options, notices.clone()).await?
+                }
+                None => HybridStore::connect(url, options).await?,
+            });
             Ok(Opened {
                 store: store.clone(),
                 mover: Some(store),

@@ -20,32 +20,7 @@ impl TenantScope {
     where
         S: sea_orm::sea_query::QueryStatementWriter + sea_query::audit::AuditTrait,
     {
-        self.refuse_writes(stmt)?;
-        render(&self.namespace, stmt)
-    }
-
-    /// In a read-only scope, [`Error::ReadOnly`] for a statement that would write (or change
-    /// the schema): refused before anything is sent.
-    fn refuse_writes<S: AuditTrait>(&self, stmt: &S) -> Result<()> {
-        if !self.read_only {
-            return Ok(());
-        }
-        let audit = stmt.audit().map_err(|e| Error::Invalid {
-            field: "statement",
-            reason: format!("cannot list the tables it touches: {e}"),
-        })?;
-        match audit
-            .requests
-            .iter()
-            .find(|r| r.access_type != sea_query::audit::AccessType::Select)
-        {
-            Some(write) => Err(Error::ReadOnly(format!(
-                "{} on {}",
-                write.access_type.as_str(),
-                write.schema_table.1
-            ))),
-            None => Ok(()),
-        }
+        render(&self.namespace, stmt, self.writes())
     }
 
     /// Renders a statement written with the scope's own builders ([`TenantScope::select`] and
@@ -56,8 +31,7 @@ impl TenantScope {
     where
         S: QueryStatementWriter + AuditTrait,
     {
-        self.refuse_writes(stmt)?;
-        audit(&self.namespace, stmt, OwnSchema::Allowed)?;
+        audit(&self.namespace, stmt, OwnSchema::Allowed, self.writes())?;
         let (sql, values) = stmt.build(PostgresQueryBuilder);
         Ok(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -65,6 +39,22 @@ impl TenantScope {
             values,
         ))
     }
+
+    fn writes(&self) -> Writes {
+        if self.read_only {
+            Writes::Refused
+        } else {
+            Writes::Allowed
+        }
+    }
+}
+
+/// Whether a statement may write: not through a read-only scope, which refuses a write (or a
+/// change of the schema) with [`Error::ReadOnly`] before anything is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writes {
+    Allowed,
+    Refused,
 }
 
 /// Whether a statement may name the scope's own schema on a table (the scope's builders
@@ -75,17 +65,31 @@ enum OwnSchema {
     Refused,
 }
 
-/// The tables `stmt` touches, refused when one is a control table or in a schema other than
-/// the scope's own (allowed only with [`OwnSchema::Allowed`]).
+/// The tables `stmt` touches, listed once and refused when the statement writes and `writes`
+/// refuses it, when one is a control table, or when one is in a schema other than the scope's
+/// own (allowed only with [`OwnSchema::Allowed`]).
 fn audit<S: AuditTrait>(
     namespace: &TableNamespace,
     stmt: &S,
     own: OwnSchema,
+    writes: Writes,
 ) -> Result<sea_query::audit::QueryAccessAudit> {
     let audit = stmt.audit().map_err(|e| Error::Invalid {
         field: "statement",
         reason: format!("cannot list the tables it touches: {e}"),
     })?;
+    if writes == Writes::Refused
+        && let Some(write) = audit
+            .requests
+            .iter()
+            .find(|r| r.access_type != sea_query::audit::AccessType::Select)
+    {
+        return Err(Error::ReadOnly(format!(
+            "{} on {}",
+            write.access_type.as_str(),
+            write.schema_table.1
+        )));
+    }
     for request in &audit.requests {
         let TableName(schema, table) = &request.schema_table;
         let table = table.to_string();
@@ -119,11 +123,11 @@ fn audit<S: AuditTrait>(
 // ANCHOR: render
 /// A statement an entity method built, rendered for the scope: checked against its tables,
 /// then written with the tenant's schema on every table when the namespace has one.
-pub(crate) fn render<S>(namespace: &TableNamespace, stmt: &S) -> Result<Statement>
+pub(crate) fn render<S>(namespace: &TableNamespace, stmt: &S, writes: Writes) -> Result<Statement>
 where
     S: QueryStatementWriter + AuditTrait,
 {
-    let audit = audit(namespace, stmt, OwnSchema::Refused)?;
+    let audit = audit(namespace, stmt, OwnSchema::Refused, writes)?;
     let (sql, values) = match namespace {
         TableNamespace::Unqualified => stmt.build(PostgresQueryBuilder),
         TableNamespace::Schema(schema) => {
@@ -353,7 +357,7 @@ mod tests {
     }
 
     fn rendered(namespace: &TableNamespace, q: &SelectStatement) -> String {
-        render(namespace, q)
+        render(namespace, q, Writes::Allowed)
             .map(|s| s.sql)
             .unwrap_or_else(|e| e.to_string())
     }
@@ -390,12 +394,16 @@ mod tests {
             Some(SchemaName(None, Alias::new("public").into_iden())),
             Alias::new("orders").into_iden(),
         ));
-        let refused = render(&TableNamespace::Unqualified, &q);
+        let refused = render(&TableNamespace::Unqualified, &q, Writes::Allowed);
         assert!(matches!(refused, Err(Error::Invalid { .. })), "{refused:?}");
         let mut q = Query::select();
         q.column(sea_query::Asterisk)
             .from(Alias::new("tenancy_catalog"));
-        let refused = render(&TableNamespace::Schema("t_acme".into()), &q);
+        let refused = render(
+            &TableNamespace::Schema("t_acme".into()),
+            &q,
+            Writes::Allowed,
+        );
         assert!(matches!(refused, Err(Error::Invalid { .. })), "{refused:?}");
     }
 }

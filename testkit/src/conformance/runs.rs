@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use tenancy_core::runner::Outcome;
 use tenancy_core::{Error, RunOptions, Tenant, TenantScope, run_for_every_tenant};
 use tenancy_example::projects::{self, NewProject};
@@ -51,11 +51,10 @@ pub async fn every_tenant_run_finishes_after_a_crash(h: &Harness) -> Result<()> 
     }
     stop_at_nth(h, POINT, 50).await?;
 
-    let before = store
+    let catalog = store
         .placements(tenancy_core::plumbing::StrategyDoor)
-        .catalog()
-        .clone();
-    let recorded = tenancy_core::plumbing::catalog::run_outcomes(&before, RUN).await?;
+        .catalog();
+    let recorded = tenancy_core::plumbing::catalog::run_outcomes(catalog, RUN).await?;
     ensure!(
         (50..TENANTS).contains(&recorded.len()),
         "the stopped run recorded {} outcomes",
@@ -118,6 +117,5 @@ pub async fn every_tenant_run_finishes_after_a_crash(h: &Harness) -> Result<()> 
         let want = usize::from(!FAILING.contains(&t.slug.as_str()));
         ensure!(named == want, "{}: {named} projects of the run", t.slug);
     }
-    let _ = report.tenants.first().context("a report line")?;
     Ok(())
 }
