@@ -4,8 +4,9 @@
 //! cache subscribes to: the hybrid store's placements, the demo's tenants, tokens and roles.
 //!
 //! While the connection is down, notices are lost; a subscriber hears [`Notice::Lost`] when
-//! it drops and again when it is back (and when the subscriber fell too far behind to be
-//! told everything), and treats everything it cached as changed.
+//! it drops, at each attempt to connect that fails, and again when it is back (and when the
+//! subscriber fell too far behind to be told everything), and treats everything it cached as
+//! changed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,7 +134,12 @@ async fn listen(url: String, channels: Vec<String>, sender: broadcast::Sender<No
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot listen for notices"),
+            Err(e) => {
+                // Down: whatever is announced meanwhile is missed (the hybrid store's loop
+                // before this one counted every tenant as changed here too).
+                tracing::warn!(error = %e, "cannot listen for notices");
+                sender.send(Notice::Lost).ok();
+            }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
