@@ -6,9 +6,11 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use anyhow::{Result, bail, ensure};
+use tenancy_core::entity::ActiveModelInTenant;
 use tenancy_core::runner::Outcome;
+use tenancy_core::sea_orm::ActiveValue::Set;
 use tenancy_core::{Error, RunOptions, Tenant, TenantScope, run_for_every_tenant};
-use tenancy_example::projects::{self, NewProject};
+use tenancy_example::project;
 
 use super::interrupted::{child_point, stop_at_nth};
 use super::support::{all_projects, tenant};
@@ -19,9 +21,12 @@ const FAILING: [&str; 3] = ["t007", "t042", "t099"];
 const RUN: &str = "one-project-each";
 const POINT: &str = "run:recorded";
 
-/// The task: refused for the three failing tenants; for the others, a project named `run`
-/// unless one is there (idempotent, as a task of a run must be: one stopped after its commit
-/// and before its outcome was recorded runs again).
+/// The task: refused for the three failing tenants; for the others, the run's project, under
+/// a key of the tenant's own (its id). Idempotent by that key, as a task of a run must be: one
+/// stopped after its commit and before its outcome was recorded runs again, and the stopped
+/// process's transaction may still commit while the next run works (a full CI run met it:
+/// looking for the project first and then inserting it made two). A second insert meets the
+/// first one's key and waits for it, so it finds the project there.
 async fn one_project(tenant: Tenant, scope: TenantScope) -> tenancy_core::Result<()> {
     if FAILING.contains(&tenant.slug.as_str()) {
         return Err(Error::invalid(
@@ -29,11 +34,19 @@ async fn one_project(tenant: Tenant, scope: TenantScope) -> tenancy_core::Result
             format!("{} refuses the task", tenant.slug),
         ));
     }
-    let page = projects::list(&scope, tenancy_core::PageRequest::first(10)).await?;
-    if !page.items.iter().any(|p| p.name == RUN) {
-        projects::create(&scope, NewProject::named(RUN)).await?;
+    let made = project::ActiveModel {
+        id: Set(tenant.id.as_uuid()),
+        name: Set(RUN.into()),
+        description: Set(String::new()),
+        ..Default::default()
     }
-    scope.commit().await
+    .insert_in(&scope)
+    .await;
+    match made {
+        Ok(_) => scope.commit().await,
+        Err(Error::UniqueViolation { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// 100 tenants; a child process runs the task for every tenant and is stopped after the 50th
