@@ -113,6 +113,22 @@ pub enum Error {
     #[error("a read-only scope refused a write ({0})")]
     ReadOnly(String),
 
+    /// A write would take the tenant past a limit of its plan
+    /// ([`Plan::ensure_room`](crate::quota::Plan::ensure_room),
+    /// [`Plan::ensure_storage`](crate::quota::Plan::ensure_storage)): refused before anything
+    /// was written. The tenant's other requests are served as before.
+    #[error("the {plan:?} plan allows {limit} {what}; the tenant has {used}")]
+    QuotaExceeded {
+        /// The plan's name.
+        plan: String,
+        /// What is limited: a table's name, or `storage bytes`.
+        what: String,
+        /// The plan's limit.
+        limit: u64,
+        /// What the tenant has now.
+        used: u64,
+    },
+
     /// The library found its own state broken, which no caller can fix by asking again: a
     /// catalog row it cannot read, a copy that does not match its source, a record it wrote
     /// and cannot find. The message says what, for the log (an HTTP layer answers 500).

@@ -57,12 +57,14 @@ mod error;
 pub mod migration;
 mod page;
 pub mod plumbing;
+pub mod quota;
 pub mod runner;
 mod scope;
 mod store;
 mod strategy;
 mod tenant;
 mod text;
+pub mod usage;
 
 // Inside core, the strategy door's modules by their short names.
 pub(crate) use plumbing::{catalog, sql, transfer};
@@ -73,6 +75,7 @@ pub use page::{Page, PageRequest};
 pub use plumbing::PoolOptions;
 pub use plumbing::catalog::Job;
 pub use plumbing::transfer::{ExportFile, Manifest, OnProgress, Progress, TableLayout};
+pub use quota::{Limits, Plan, Plans};
 pub use runner::{Outcome, RunOptions, RunReport, run_for_every_tenant};
 pub use scope::{ScopeMode, StatementObserver, TENANT_ID, TableNamespace, TenantScope};
 pub use store::{
@@ -84,6 +87,7 @@ pub use tenant::{
     TenantState, check_identifier, quote_ident, storable,
 };
 pub use text::{BLANK, TextRule};
+pub use usage::{Storage, TenantUsage};
 
 pub use sea_orm;
 pub use sea_orm_migration;

@@ -226,6 +226,35 @@ pub trait TenantStore: Send + Sync + std::fmt::Debug {
         crate::catalog::set_suspended(self.placements(StrategyDoor).catalog(), id, false).await
     }
 
+    /// Puts the tenant on plan `plan` by name (`None`: the application's default plan) and
+    /// returns it as it is now; every process that heeds the catalog's notices applies the new
+    /// plan within a second. The store does not know the application's plans: check the name
+    /// against [`crate::quota::Plans`] first.
+    async fn set_plan(&self, id: TenantId, plan: Option<&str>) -> Result<Tenant> {
+        if let Some(name) = plan {
+            crate::TextRule::required(63).check("plan", name)?;
+        }
+        crate::catalog::set_plan(self.placements(StrategyDoor).catalog(), id, plan).await
+    }
+
+    /// The tenant's usage: what its scopes sent in this process, the room its tables take
+    /// (read now, from one snapshot) and, where the store runs on Citus and tracks tenants
+    /// (`citus.stat_tenants_track = 'all'`), Citus' own statistics of it. A suspended tenant's
+    /// usage is read too.
+    async fn usage(&self, tenant: &Tenant) -> Result<crate::usage::TenantUsage> {
+        let mut tables = self
+            .placements(StrategyDoor)
+            .tables_at(tenant, &tenant.placement)
+            .await?;
+        let storage = tables.storage(tenant.id).await?;
+        let citus = tables.citus_stats(tenant.id).await?;
+        Ok(crate::usage::TenantUsage {
+            statements: crate::usage::statements_of(tenant.id),
+            storage,
+            citus,
+        })
+    }
+
     /// Deletes a tenant in two phases: marks it `deleting` (it stops being served), purges its
     /// data, then removes it from the catalog. An interrupted deletion is finished by calling
     /// this again. Never touches another tenant.

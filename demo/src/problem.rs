@@ -40,6 +40,11 @@ pub enum ApiError {
     /// asking again will not help, and authorizing differently would not either).
     #[error("{0}")]
     Suspended(String),
+    /// A write would take the tenant past its plan: 409 (RFC 9110: the request conflicts
+    /// with the current state of the tenant's data, and the caller can resolve it, by deleting
+    /// rows or by a plan that allows more, and send it again).
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
     /// The route does not take the request's method; it takes these (the `Allow` header).
@@ -68,6 +73,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => "invalid-value",
             ApiError::Conflict(_) => "conflict",
             ApiError::Suspended(_) => "suspended",
+            ApiError::QuotaExceeded(_) => "quota-exceeded",
             ApiError::TooLarge(_) => "body-too-large",
             ApiError::MethodNotAllowed(_) => "method-not-allowed",
             ApiError::Unavailable => "unavailable",
@@ -95,6 +101,7 @@ impl From<Error> for ApiError {
             Error::TenantSuspended(slug) => {
                 ApiError::Suspended(format!("tenant {slug:?} is suspended"))
             }
+            Error::QuotaExceeded { .. } => ApiError::QuotaExceeded(e.to_string()),
             Error::Conflict(_)
             | Error::UniqueViolation { .. }
             | Error::ForeignKeyViolation { .. } => {
@@ -135,6 +142,7 @@ impl ResponseError for ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Suspended(_) => StatusCode::FORBIDDEN,
+            ApiError::QuotaExceeded(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable | ApiError::TooSlow => StatusCode::SERVICE_UNAVAILABLE,

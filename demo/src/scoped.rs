@@ -9,8 +9,8 @@ use std::ops::Deref;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest};
-use tenancy_core::{ScopeMode, TenantScope};
+use actix_web::{FromRequest, HttpRequest, web};
+use tenancy_core::{ScopeMode, Tenant, TenantScope};
 
 use crate::identity::Member;
 use crate::problem::ApiError;
@@ -28,7 +28,13 @@ pub type ScopedRead = BoundScope<ReadOnly>;
 /// A scope bound to the request's [`Member`]'s tenant in mode `M`; used through
 /// [`Scoped`] and [`ScopedRead`]. Derefs to the [`TenantScope`] the domain functions take.
 #[derive(Debug)]
-pub struct BoundScope<M>(TenantScope, PhantomData<M>);
+pub struct BoundScope<M> {
+    scope: TenantScope,
+    /// The tenant the scope is bound to, as the request's member found it (with its plan).
+    tenant: Tenant,
+    state: web::Data<AppState>,
+    mode: PhantomData<M>,
+}
 
 /// The mode of a [`Scoped`].
 #[derive(Debug)]
@@ -54,15 +60,32 @@ impl Mode for ReadOnly {
 impl Scoped {
     /// Commits the scope's transaction.
     pub async fn commit(self) -> tenancy_core::Result<()> {
-        self.0.commit().await
+        self.scope.commit().await
     }
+
+    // ANCHOR: ensure_room
+    /// Before adding `adding` rows to `table`: refuses (409, `/problems/quota-exceeded`)
+    /// when the tenant's plan would be passed, by rows ([`Plan::ensure_room`], exact under
+    /// concurrent writers: its lock is held until this scope commits) or by storage (a figure
+    /// at most [`STORAGE_FRESH`](crate::state::STORAGE_FRESH) old).
+    ///
+    /// [`Plan::ensure_room`]: tenancy_core::Plan::ensure_room
+    pub async fn ensure_room(&self, table: &str, adding: u64) -> Result<(), ApiError> {
+        let plan = self.state.plans.of(&self.tenant);
+        if plan.limits.storage_bytes.is_some() {
+            plan.ensure_storage(&self.state.storage_of(&self.tenant).await?)?;
+        }
+        plan.ensure_room(&self.scope, table, adding).await?;
+        Ok(())
+    }
+    // ANCHOR_END: ensure_room
 }
 
 impl<M> Deref for BoundScope<M> {
     type Target = TenantScope;
 
     fn deref(&self) -> &TenantScope {
-        &self.0
+        &self.scope
     }
 }
 
@@ -80,13 +103,19 @@ impl<M: Mode + 'static> FromRequest for BoundScope<M> {
             // task of its own, which finishes (and a scope nobody takes is then dropped,
             // rolled back and given back) whatever becomes of this request.
             let journal = state.journal.clone();
-            let bind =
-                tokio::spawn(async move { state.store.scope_with(&member.tenant, M::MODE).await });
+            let store = state.store.clone();
+            let tenant = member.tenant.clone();
+            let bind = tokio::spawn(async move { store.scope_with(&tenant, M::MODE).await });
             let scope = bind
                 .await
                 .map_err(|e| ApiError::Internal(anyhow::anyhow!("binding a scope: {e}")))??;
             // Every statement the handler sends is shown on the explorer page.
-            Ok(BoundScope(scope.observed(journal), PhantomData))
+            Ok(BoundScope {
+                scope: scope.observed(journal),
+                tenant: member.tenant,
+                state,
+                mode: PhantomData,
+            })
         })
     }
 }

@@ -4,6 +4,7 @@
 //! Secrets (the database URL's password, the admin token) are [`SecretString`]s: their
 //! `Debug` prints a placeholder, so logging the settings never leaks them.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
@@ -45,6 +46,12 @@ pub struct Settings {
     pub sample_data: bool,
     /// Requests per second allowed per tenant and per token.
     pub rate_limit: RateLimitSettings,
+    /// The plan a tenant the catalog puts on none is on (one of `plans`).
+    pub default_plan: String,
+    /// What each plan allows a tenant: rows per table (`projects`, `tasks`) and storage bytes.
+    pub plans: BTreeMap<String, tenancy_core::Limits>,
+    /// How many of the busiest tenants `/metrics` names; the rest are summed under `other`.
+    pub metrics_tenants: usize,
 }
 
 /// Request rates, checked after the token, tenant and membership: over the rate a request
@@ -135,6 +142,21 @@ acquire_timeout_secs = 5
 statement_timeout_ms = 5000
 servers = []
 sample_data = true
+metrics_tenants = 10
+
+# ANCHOR: plans
+# What a tenant may add, by its plan: rows per tenant table and bytes over all its tables.
+# A sign-up's tenant is on the default plan; PUT /admin/tenants/{slug}/plan moves it.
+default_plan = "free"
+
+[plans.free]
+rows = { projects = 100, tasks = 1000 }
+storage_bytes = 52428800      # 50 MiB
+
+[plans.pro]
+rows = { projects = 100000, tasks = 10000000 }
+storage_bytes = 21474836480   # 20 GiB
+# ANCHOR_END: plans
 
 # ANCHOR: static_tenants
 [[tenants]]
@@ -161,6 +183,14 @@ header = "X-Tenant"
 // ANCHOR_END: defaults
 
 impl Settings {
+    /// The configured plans, checked: the default must be one of them.
+    pub fn plans(&self) -> anyhow::Result<tenancy_core::Plans> {
+        Ok(tenancy_core::Plans::new(
+            &self.default_plan,
+            self.plans.clone(),
+        )?)
+    }
+
     /// Loads the layers. `file` is required when given; otherwise `tenancy-demo.toml` is read
     /// when it exists.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {

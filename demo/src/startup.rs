@@ -251,6 +251,8 @@ impl Application {
         let mut state = AppState::new(backend.store.clone(), backend.control.clone(), metrics);
         state.mover = backend.mover.clone();
         state.statics = Arc::new(crate::statics::StaticTenants::new(&settings.tenants));
+        state.plans = Arc::new(settings.plans()?);
+        state.metrics_tenants = settings.metrics_tenants;
         state.servers = Arc::new(
             std::iter::once("main".to_owned())
                 .chain(settings.servers.iter().map(|s| s.name.clone()))

@@ -9,6 +9,9 @@ use tenancy_core::{Strategy, TenantStore};
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
 
+/// How old a tenant's storage figure may be when a write is checked against its plan.
+pub const STORAGE_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Shared by all workers.
 #[derive(Clone)]
 pub struct AppState {
@@ -26,6 +29,13 @@ pub struct AppState {
     /// The servers a tenant database may be placed on (separate-db and hybrid): the control
     /// server, `main`, and the configured ones. The OpenAPI document lists them.
     pub servers: Arc<Vec<String>>,
+    /// What each plan allows a tenant (the configured plans).
+    pub plans: Arc<tenancy_core::Plans>,
+    /// Each tenant's storage, as a plan's storage limit is checked against it: read from the
+    /// database at most once per [`STORAGE_FRESH`] per tenant and process.
+    pub storage: moka::future::Cache<tenancy_core::TenantId, tenancy_core::Storage>,
+    /// How many of the busiest tenants `/metrics` names.
+    pub metrics_tenants: usize,
     /// One move at a time in this process (`POST /admin/tenants/{slug}/move` answers 429
     /// while one runs).
     pub moves: Arc<tokio::sync::Semaphore>,
@@ -40,6 +50,19 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// `tenant`'s storage, at most [`STORAGE_FRESH`] old.
+    pub async fn storage_of(
+        &self,
+        tenant: &tenancy_core::Tenant,
+    ) -> Result<tenancy_core::Storage, ApiError> {
+        if let Some(known) = self.storage.get(&tenant.id).await {
+            return Ok(known);
+        }
+        let storage = self.store.usage(tenant).await?.storage;
+        self.storage.insert(tenant.id, storage.clone()).await;
+        Ok(storage)
+    }
+
     /// The servers a tenant may be placed on, where this strategy places tenants on servers
     /// (separate-db, hybrid); `None` where `server` is ignored. What the document lists and
     /// what `POST /admin/tenants` and a move accept.
@@ -59,6 +82,12 @@ impl AppState {
             journal: Arc::default(),
             servers: Arc::new(vec!["main".to_owned()]),
             moves: Arc::new(tokio::sync::Semaphore::new(1)),
+            plans: Arc::new(tenancy_core::Plans::unlimited()),
+            storage: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(STORAGE_FRESH)
+                .build(),
+            metrics_tenants: 10,
         }
     }
 }

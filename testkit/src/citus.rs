@@ -60,11 +60,12 @@ fn start_cluster() -> Result<CitusNodes> {
     // 15.20 only lets a replication connection use when output_plugin_libraries names it.
     // The logical replication launcher starts a new subscription's worker at once only if it
     // started none within wal_retrieve_retry_interval (5 s by default): every other move
-    // waited about five seconds for it.
+    // waited about five seconds for it. Tenants are tracked (`citus_stat_tenants`), as the
+    // usage figures read them.
     let settings = "-c shared_preload_libraries=citus -c wal_level=logical \
                     -c max_worker_processes=16 -c citus.log_remote_commands=off \
                     -c output_plugin_libraries=pgoutput,test_decoding,citus \
-                    -c wal_retrieve_retry_interval=200ms";
+                    -c wal_retrieve_retry_interval=200ms -c citus.stat_tenants_track=all";
     let start = || {
         TestServer::start_with(settings).context(
             "the Citus suites start a cluster of their own and need the Citus extension in \

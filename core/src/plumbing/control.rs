@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0004TenantMigrationNames),
             Box::new(M0005Suspension),
             Box::new(M0006TaskRuns),
+            Box::new(M0007Plans),
         ]
     }
 
@@ -231,6 +232,29 @@ CREATE TABLE tenancy.task_runs (
 );
 "#,
             )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Plans: the name of the plan each tenant is on (`NULL`: the application's default plan).
+/// What a plan allows is the application's to configure ([`crate::quota::Plans`]); the
+/// catalog records only which one a tenant is on, so a change is announced like any other.
+#[derive(Debug)]
+pub struct M0007Plans;
+
+impl MigrationName for M0007Plans {
+    fn name(&self) -> &str {
+        "m0007_plans"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0007Plans {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("ALTER TABLE tenancy.tenants ADD COLUMN plan text")
             .await?;
         Ok(())
     }

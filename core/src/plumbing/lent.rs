@@ -112,6 +112,12 @@ impl LentConnection {
         self
     }
 
+    /// Whether a transaction is open on the connection (from [`LentConnection::begin`] until
+    /// it is finished).
+    pub fn in_transaction(&self) -> bool {
+        self.in_transaction.load(Ordering::Acquire)
+    }
+
     /// Opens a transaction (one round trip); the scope's commit or rollback ends it.
     pub async fn begin(&self) -> Result<()> {
         self.begin_with("BEGIN".into()).await

@@ -18,6 +18,8 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, FromQueryResult, Value};
 
+use std::time::Instant;
+
 use crate::error::{Error, Result};
 use crate::plumbing::LentConnection;
 use crate::tenant::TenantId;
@@ -323,11 +325,14 @@ impl TenantScope {
         stmt: sea_orm::Statement,
     ) -> Result<Option<sea_orm::QueryResult>> {
         self.observe(&stmt);
-        Ok(match &self.executor {
+        let started = Instant::now();
+        let row = match &self.executor {
             Executor::Transaction(t) => t.query_one_raw(stmt).await?,
             Executor::Autocommit(c) => c.query_one_raw(stmt).await?,
             Executor::Lent(c) => c.query_all(stmt).await?.into_iter().next(),
-        })
+        };
+        crate::usage::record(self.tenant_id, started.elapsed(), u64::from(row.is_some()));
+        Ok(row)
     }
     // ANCHOR_END: fetch_optional
 
@@ -337,11 +342,14 @@ impl TenantScope {
         stmt: sea_orm::Statement,
     ) -> Result<Vec<sea_orm::QueryResult>> {
         self.observe(&stmt);
-        Ok(match &self.executor {
+        let started = Instant::now();
+        let rows = match &self.executor {
             Executor::Transaction(t) => t.query_all_raw(stmt).await?,
             Executor::Autocommit(c) => c.query_all_raw(stmt).await?,
             Executor::Lent(c) => c.query_all(stmt).await?,
-        })
+        };
+        crate::usage::record(self.tenant_id, started.elapsed(), rows.len() as u64);
+        Ok(rows)
     }
 
     /// Runs a query already rendered for this scope and maps every row.
@@ -359,12 +367,45 @@ impl TenantScope {
     /// Runs a statement already rendered for this scope; returns how many rows it touched.
     pub(crate) async fn execute_rendered(&self, stmt: sea_orm::Statement) -> Result<u64> {
         self.observe(&stmt);
+        let started = Instant::now();
         let res = match &self.executor {
             Executor::Transaction(t) => t.execute_raw(stmt).await?,
             Executor::Autocommit(c) => c.execute_raw(stmt).await?,
             Executor::Lent(c) => c.execute(stmt).await?,
         };
+        crate::usage::record(self.tenant_id, started.elapsed(), res.rows_affected());
         Ok(res.rows_affected())
+    }
+
+    /// For [`Plan::ensure_room`](crate::quota::Plan::ensure_room): takes this tenant's quota
+    /// lock on `table` until the scope's transaction ends. Refused on a read-only scope and
+    /// on a scope with no transaction to hold the lock.
+    pub(crate) async fn lock_for_quota(&self, table: &str) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly(format!(
+                "a quota check before adding to {table}"
+            )));
+        }
+        let in_transaction = match &self.executor {
+            Executor::Transaction(_) => true,
+            Executor::Autocommit(_) => false,
+            Executor::Lent(c) => c.in_transaction(),
+        };
+        if !in_transaction {
+            return Err(Error::invalid(
+                "scope",
+                "a quota check needs a transaction to hold its lock until the rows are in: \
+                 use ScopeMode::Transaction",
+            ));
+        }
+        let lock = format!("tenancy:quota:{}:{table}", self.tenant_id);
+        self.execute_rendered(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            [lock.into()],
+        ))
+        .await?;
+        Ok(())
     }
 
     // ANCHOR: commit

@@ -79,6 +79,10 @@ pub struct Tenant {
     /// scope is bound for it ([`Error::TenantSuspended`]) until it is resumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspended_at: Option<DateTime<Utc>>,
+    /// The plan the tenant is on, by name (`None`: the application's default plan). What a plan
+    /// allows is the application's to say ([`crate::quota::Plans`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 impl Tenant {

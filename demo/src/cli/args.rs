@@ -81,6 +81,15 @@ pub enum TenantsCommand {
     Resume {
         slug: String,
     },
+    /// Put a tenant on a plan (one of the configured `plans`; `default` for the default plan).
+    Plan {
+        slug: String,
+        plan: String,
+    },
+    /// What a tenant uses: its rows against its plan, its storage (as JSON).
+    Usage {
+        slug: String,
+    },
     /// Write one tenant's rows to a file (a per-tenant backup).
     Export {
         slug: String,

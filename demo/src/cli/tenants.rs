@@ -98,6 +98,31 @@ pub(super) async fn tenants(
             backend.store.resume(t.id).await?;
             println!("resumed {slug}");
         }
+        TenantsCommand::Plan { slug, plan } => {
+            let plans = settings.plans()?;
+            let plan = (plan != "default").then_some(plan);
+            if let Some(name) = &plan {
+                plans.get(name)?;
+            }
+            let t = backend.store.tenant_by_slug(&Slug::parse(&slug)?).await?;
+            backend.store.set_plan(t.id, plan.as_deref()).await?;
+            let on = plan.unwrap_or_else(|| format!("{} (the default)", plans.default_plan().name));
+            println!("{slug} is on plan {on}");
+        }
+        TenantsCommand::Usage { slug } => {
+            let t = backend.store.tenant_by_slug(&Slug::parse(&slug)?).await?;
+            let usage = backend.store.usage(&t).await?;
+            let plan = settings.plans()?.of(&t).clone();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "slug": t.slug,
+                    "plan": plan,
+                    "storage": usage.storage,
+                    "citus": usage.citus,
+                }))?
+            );
+        }
         TenantsCommand::Export { slug, out } => transfer::export(backend, &slug, &out).await?,
         TenantsCommand::Import {
             file,

@@ -66,7 +66,27 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     gauge
         .with_label_values(&["idle"])
         .set(i64::from(store.idle));
+    tenant_metrics(&state).await;
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())
+}
+
+/// The per-tenant series: the busiest tenants of this process by slug (looked up in the
+/// catalog, one query for all of them), the rest as `other`. A tenant deleted since it was
+/// counted is counted under `other`.
+async fn tenant_metrics(state: &AppState) {
+    let (busiest, mut other) = tenancy_core::usage::busiest(state.metrics_tenants);
+    let mut named = Vec::with_capacity(busiest.len());
+    for (id, usage) in busiest {
+        match state.store.tenant(id).await {
+            Ok(t) => named.push((t.slug.to_string(), usage)),
+            Err(_) => {
+                other.statements += usage.statements;
+                other.micros += usage.micros;
+                other.rows += usage.rows;
+            }
+        }
+    }
+    state.metrics.tenants(&named, other);
 }

@@ -101,12 +101,14 @@ pub async fn list_projects(
 
 /// Create a project.
 #[utoipa::path(post, path = "/api/projects", tag = "tenant", request_body = NewProject,
-    responses((status = 201, body = Project), (status = 422, body = crate::problem::Problem)),
+    responses((status = 201, body = Project), (status = 409, body = crate::problem::Problem),
+               (status = 422, body = crate::problem::Problem)),
     security(("bearer" = [])))]
 pub async fn create_project(
     body: crate::body::Body<NewProject>,
     scope: Scoped,
 ) -> Result<HttpResponse, ApiError> {
+    scope.ensure_room(tenancy_example::PROJECTS, 1).await?;
     let p = projects::create(&scope, body.into_inner()).await?;
     scope.commit().await?;
     Ok(HttpResponse::Created().json(p))
@@ -163,14 +165,17 @@ pub async fn list_tasks(
 
 /// Add a task to a project.
 #[utoipa::path(post, path = "/api/projects/{id}/tasks", tag = "tenant", request_body = NewTask,
-    responses((status = 201, body = Task), (status = 404, body = crate::problem::Problem)),
+    responses((status = 201, body = Task), (status = 404, body = crate::problem::Problem),
+              (status = 409, body = crate::problem::Problem)),
     security(("bearer" = [])))]
 pub async fn create_task(
     path: PathId,
     body: crate::body::Body<NewTask>,
     scope: Scoped,
 ) -> Result<HttpResponse, ApiError> {
-    let t = tasks::create(&scope, id(&path, "project")?, body.into_inner()).await?;
+    let project = id(&path, "project")?;
+    scope.ensure_room(tenancy_example::TASKS, 1).await?;
+    let t = tasks::create(&scope, project, body.into_inner()).await?;
     scope.commit().await?;
     Ok(HttpResponse::Created().json(t))
 }

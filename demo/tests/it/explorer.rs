@@ -207,6 +207,12 @@ async fn explorer_shows_where_the_rows_went_and_no_other_tenants(strategy: Strat
             sent.contains("INSERT") && sent.contains("SELECT") && sent.contains("projects"),
             "{sent}"
         );
+        // Its usage: its plan (the tests' default, pro), its rows against it.
+        let usage = browser.text("#usage").await?;
+        ensure!(
+            usage.contains("pro") && usage.contains("projects 1 of 100000"),
+            "alpha's usage: {usage}"
+        );
         let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
         std::fs::create_dir_all(&shots)?;
         std::fs::write(

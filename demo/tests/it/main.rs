@@ -13,6 +13,7 @@ mod journal;
 mod moves;
 mod neighbours;
 mod operations;
+mod quota;
 mod security;
 mod statics;
 mod suspension;

@@ -43,10 +43,10 @@ pub mod tasks;
 use tenancy_core::TextRule;
 use tenancy_core::migration::TenantMigrations;
 
-/// The table of [`projects`].
-pub(crate) const PROJECTS: &str = "projects";
-/// The table of [`tasks`].
-pub(crate) const TASKS: &str = "tasks";
+/// The table of [`projects`] (a plan limits its rows by this name).
+pub const PROJECTS: &str = "projects";
+/// The table of [`tasks`] (a plan limits its rows by this name).
+pub const TASKS: &str = "tasks";
 
 /// The domain's tenant tables, in creation order (parents first). Every one has a
 /// `tenant_id` column.

@@ -43,6 +43,7 @@ mod node_moves;
 mod runs;
 mod support;
 mod transfer;
+mod usage;
 
 use std::sync::Arc;
 
@@ -66,6 +67,7 @@ pub use node_moves::{interrupted_node_move_resumes, node_move_refusals, node_mov
 pub use runs::every_tenant_run_finishes_after_a_crash;
 pub use support::{rows_anywhere, rows_in};
 pub use transfer::*;
+pub use usage::usage_and_quota_per_tenant;
 
 /// What a test asks of the store it gets.
 #[derive(Debug, Clone)]
@@ -218,6 +220,8 @@ macro_rules! conformance_tests {
             // entities.rs
             entity_reads_stay_in_the_tenant, entity_bulk_writes_stay_in_the_tenant,
             entity_writes_of_another_tenant_are_refused, read_only_scope_refuses_writes,
+            // usage.rs
+            usage_and_quota_per_tenant,
         );
     };
     (citus $factory:path; $($check:ident),+ $(,)?) => {

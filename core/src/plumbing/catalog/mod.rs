@@ -24,7 +24,7 @@ pub use templates::{set_template_version, template_version};
 pub use tenants::{
     behind, by_id, by_slug, claim, count, count_ready, delete_in_two_phases, get, get_by_slug,
     insert_provisioning, list, lock, placement_kinds, remove, resume_creation,
-    set_all_schema_versions, set_ready, set_schema_version, set_state, set_suspended,
+    set_all_schema_versions, set_plan, set_ready, set_schema_version, set_state, set_suspended,
     tenants_per_server,
 };
 
@@ -46,6 +46,7 @@ struct TenantRow {
     created_at: DateTime<Utc>,
     moving: Option<serde_json::Value>,
     suspended_at: Option<DateTime<Utc>>,
+    plan: Option<String>,
 }
 
 impl TryFrom<TenantRow> for Tenant {
@@ -69,12 +70,13 @@ impl TryFrom<TenantRow> for Tenant {
                 .transpose()
                 .map_err(|_| corrupt("move record"))?,
             suspended_at: row.suspended_at,
+            plan: row.plan.clone(),
         })
     }
 }
 
 const COLUMNS: &str =
-    "id, slug, name, placement, state, schema_version, created_at, moving, suspended_at";
+    "id, slug, name, placement, state, schema_version, created_at, moving, suspended_at, plan";
 
 async fn one(conn: &impl ConnectionTrait, s: Statement) -> Result<Option<Tenant>> {
     match conn.query_one_raw(s).await? {

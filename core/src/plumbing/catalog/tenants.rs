@@ -386,3 +386,23 @@ pub async fn set_suspended(
         None => Err(Error::not_ready(&get(conn, id).await?)),
     }
 }
+
+/// Puts tenant `id` on plan `plan` (`None`: the application's default plan) and returns it as
+/// it is now. Any tenant the catalog holds: a plan says what a tenant may add, whatever its
+/// state. The commit is announced on [`CATALOG_CHANNEL`](super::CATALOG_CHANNEL), so every
+/// process applies the new plan within a second.
+pub async fn set_plan(
+    conn: &impl ConnectionTrait,
+    id: TenantId,
+    plan: Option<&str>,
+) -> Result<Tenant> {
+    one(
+        conn,
+        stmt(
+            &format!("UPDATE tenancy.tenants SET plan = $2 WHERE id = $1 RETURNING {COLUMNS}"),
+            [id.as_uuid().into(), plan.map(str::to_owned).into()],
+        ),
+    )
+    .await?
+    .ok_or(Error::TenantNotFound)
+}

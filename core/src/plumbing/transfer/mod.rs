@@ -27,13 +27,14 @@
 // both do). Each job is a file: `format` (the export file and its checks), `backup` (export and
 // import), `layout` (where a tenant's rows are, for the explorer), `copy` (a move's copy and
 // its verification), `fence` (the triggers that refuse a moving tenant's writes) and `purge`
-// (batch deletes).
+// (batch deletes) and `storage` (the room a tenant's tables take).
 mod backup;
 mod copy;
 mod fence;
 mod format;
 mod layout;
 mod purge;
+mod storage;
 
 pub use backup::{export_tenant, import_tenant};
 pub use format::{ExportFile, FORMAT, Manifest, TableManifest, check_file};

@@ -3,12 +3,13 @@
 //!
 //! One family of routes a file, each registering its own: [`tenants`] (create, list, read,
 //! delete, migrate every tenant), [`moves`] (a move and its job), [`suspension`] (suspend
-//! and resume a tenant), [`explorer`] (what the
+//! and resume a tenant), [`plans`] (plans, a tenant's plan and its usage), [`explorer`] (what the
 //! explorer page shows of a tenant) and [`users`] (users, their tokens, memberships). Here:
 //! the lookups they share.
 
 pub mod explorer;
 pub mod moves;
+pub mod plans;
 pub mod suspension;
 pub mod tenants;
 pub mod users;
@@ -24,6 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     explorer::routes(cfg);
     moves::routes(cfg);
     suspension::routes(cfg);
+    plans::routes(cfg);
     users::routes(cfg);
 }
 

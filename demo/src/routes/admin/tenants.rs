@@ -38,6 +38,10 @@ pub struct TenantView {
     /// When it was suspended, if it is (its routes answer 403 until it is resumed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suspended_at: Option<DateTime<Utc>>,
+    /// The plan it is on; absent: the default plan (`GET /admin/plans`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 63)]
+    pub plan: Option<String>,
 }
 
 impl TenantView {
@@ -55,6 +59,7 @@ impl TenantView {
             schema_version: t.schema_version,
             created_at: t.created_at,
             suspended_at: t.suspended_at,
+            plan: t.plan,
         }
     }
 }
