@@ -4,7 +4,9 @@
 //! same work without them (the `bare` row of its group):
 //! - `saas/quota`: creating one project in a transaction scope and committing (`bare`), and the
 //!   same after `Plan::ensure_room` (`quota`: the tenant's quota lock and a count of its
-//!   projects, 50 of them, under a limit of 1,000,000): a quota check's cost per write;
+//!   projects, under a limit of 1,000,000), with 50 projects in the tenant and with 10,000 (the
+//!   count reads every one: its cost grows with the tenant's rows); each row written is
+//!   deleted again outside the timed part, so the tenant's size stays as stated;
 //! - `saas/usage`: one tenant's usage (`usage`: `TenantStore::usage`, its storage read from the
 //!   database and this process's statement counts; what `GET /admin/tenants/{slug}/usage`
 //!   costs), beside one scoped page of its projects (`bare`: a request's read); and `meter`:
@@ -27,8 +29,10 @@ use tenancy_core::{
 use tenancy_example::projects::{self, NewProject};
 use tenancy_testkit::TestDatabase;
 
-/// Projects each tenant holds when its quota or usage is measured.
+/// Projects the measured tenant holds (the free plan allows 100).
 const PROJECTS: usize = 50;
+/// Projects the large tenant holds: what a quota's count costs on a big table.
+const LARGE: usize = 10_000;
 
 fn plan() -> Plan {
     Plan {
@@ -40,22 +44,24 @@ fn plan() -> Plan {
     }
 }
 
-fn new_project(n: usize) -> NewProject {
+fn new_project() -> NewProject {
     NewProject {
-        name: format!("bench {n}"),
+        name: "bench".into(),
         description: String::new(),
     }
 }
 
-async fn create(store: &dyn TenantStore, t: &Tenant, n: usize, plan: Option<&Plan>) {
+/// Creates a project (after `plan`'s check) and commits; returns its id.
+async fn create(store: &dyn TenantStore, t: &Tenant, plan: Option<&Plan>) -> uuid::Uuid {
     let scope = store.scope(t).await.expect("scope");
     if let Some(plan) = plan {
         plan.ensure_room(&scope, "projects", 1).await.expect("room");
     }
-    projects::create(&scope, new_project(n))
+    let made = projects::create(&scope, new_project())
         .await
         .expect("create");
     scope.commit().await.expect("commit");
+    made.id
 }
 
 async fn read_page(store: &dyn TenantStore, t: &Tenant) -> tenancy_core::Result<()> {
@@ -75,29 +81,48 @@ fn saas(c: &mut Criterion) {
                 tenancy_benches::open_store(strategy, &db, tenancy_example::migrations()).await?;
             let tenants = tenancy_benches::tenants(store.as_ref(), "t", many, 8).await?;
             tenancy_benches::seed_projects(store.scope(&tenants[0]).await?, PROJECTS).await?;
-            anyhow::Ok((db, store, tenants))
+            let large = tenancy_benches::tenant(store.as_ref(), "large").await?;
+            let rows = if test { 3 } else { LARGE };
+            tenancy_benches::seed_projects(store.scope(&large).await?, rows).await?;
+            anyhow::Ok((db, store, tenants, large))
         });
-        let (db, store, tenants) =
+        let (db, store, tenants, large) =
             setup.unwrap_or_else(|e| panic!("bench set-up failed (is DATABASE_URL set?): {e:#}"));
         let one = tenants[0].clone();
         let plan = plan();
-        let made = AtomicUsize::new(0);
 
+        // A write's cost with and without the check, at two sizes of the table checked: the
+        // row written is deleted again outside the timed part, so the size stays as set.
         let mut group = c.benchmark_group("saas/quota");
         group
             .sample_size(50)
             .measurement_time(Duration::from_secs(5));
-        for (variant, plan) in [("bare", None), ("quota", Some(&plan))] {
-            group.bench_function(
-                BenchmarkId::new(format!("{strategy}/{variant}"), "insert"),
-                |b| {
-                    b.to_async(&rt).iter(|| {
-                        let n = made.fetch_add(1, Ordering::Relaxed);
-                        let (store, one) = (store.clone(), one.clone());
-                        async move { create(store.as_ref(), &one, n, plan).await }
+        for (at, tenant) in [(PROJECTS, &one), (LARGE, &large)] {
+            let variants: &[(&str, Option<&Plan>)] = if at == PROJECTS {
+                &[("bare", None), ("quota", Some(&plan))]
+            } else {
+                &[("quota", Some(&plan))]
+            };
+            for &(variant, plan) in variants {
+                let id = BenchmarkId::new(format!("{strategy}/{variant}"), format!("{at} rows"));
+                group.bench_function(id, |b| {
+                    b.to_async(&rt).iter_custom(|iters| {
+                        let (store, tenant) = (store.clone(), tenant.clone());
+                        async move {
+                            let mut timed = Duration::ZERO;
+                            for _ in 0..iters {
+                                let started = std::time::Instant::now();
+                                let made = create(store.as_ref(), &tenant, plan).await;
+                                timed += started.elapsed();
+                                let scope = store.scope(&tenant).await.expect("scope");
+                                projects::delete(&scope, made).await.expect("delete");
+                                scope.commit().await.expect("commit");
+                            }
+                            timed
+                        }
                     })
-                },
-            );
+                });
+            }
         }
         group.finish();
 
@@ -118,6 +143,9 @@ fn saas(c: &mut Criterion) {
         );
         group.finish();
 
+        // The runner runs for every tenant of the catalog: the large one goes first.
+        rt.block_on(store.delete_tenant(large.id))
+            .unwrap_or_else(|e| panic!("deleting the large tenant: {e:#}"));
         let mut group = c.benchmark_group("saas/every_tenant");
         group
             .sample_size(10)

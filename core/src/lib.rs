@@ -74,6 +74,7 @@ pub use migration::TenantMigrations;
 pub use page::{Page, PageRequest};
 pub use plumbing::PoolOptions;
 pub use plumbing::catalog::Job;
+pub use plumbing::replica::{Lsn, ReplicaOptions};
 pub use plumbing::transfer::{ExportFile, Manifest, OnProgress, Progress, TableLayout};
 pub use quota::{Limits, Plan, Plans};
 pub use runner::{Outcome, RunOptions, RunReport, run_for_every_tenant};

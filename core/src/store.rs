@@ -273,6 +273,25 @@ pub trait TenantStore: Send + Sync + std::fmt::Debug {
         self.scope_with(tenant, ScopeMode::Transaction).await
     }
 
+    /// A read-only scope ([`ScopeMode::ReadOnly`]) that sees at least everything written up
+    /// to `after`, a position a write's [`TenantStore::write_lsn`] gave: served by the
+    /// tenant's read replica when the store has one and the replica may serve it (up, within
+    /// its lag bound, replayed past `after` within its wait; see [`crate::plumbing::replica`]),
+    /// else by the primary. A store without replicas (the default) always uses the primary.
+    async fn scope_read(&self, tenant: &Tenant, after: Option<crate::Lsn>) -> Result<TenantScope> {
+        let _ = after;
+        self.scope_with(tenant, ScopeMode::ReadOnly).await
+    }
+
+    /// Where the primary that holds `tenant`'s rows has written up to now, when the store
+    /// reads from a replica for it: called after a write commits, it is a position a read
+    /// must wait for to see that write ([`TenantStore::scope_read`]). `None` when the store
+    /// has no replica for the tenant (every read sees every write then).
+    async fn write_lsn(&self, tenant: &Tenant) -> Result<Option<crate::Lsn>> {
+        let _ = tenant;
+        Ok(None)
+    }
+
     /// Counts the rows of tenant table `table` as seen by the store's connections when no
     /// tenant is bound: the path code would take if it forgot to bind one. Must never see a
     /// tenant's rows. `table` is a table name of the application's tenant tables (a plain

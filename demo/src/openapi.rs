@@ -55,6 +55,7 @@ impl Modify for Security {
 ///   the tenant is not the token's, and 429 over a rate limit;
 /// - a body is 400 when it is not JSON, 413 when too large, 422 when a value is refused;
 ///   a query is 422 when a value is refused;
+/// - a tenant read takes an optional `X-Tenancy-Lsn` header (400 when it is not a position);
 /// - any route that reaches the database answers 503 while it is unavailable.
 struct Conventions;
 
@@ -80,6 +81,25 @@ impl Modify for Conventions {
                 .filter_map(|s| s.split_once('}').map(|(n, _)| n.to_owned()))
                 .collect();
             let tenant_route = path.starts_with("/api/");
+            // A tenant read takes back a write's position (see `crate::scoped::LSN_HEADER`).
+            if tenant_route && let Some(get) = &mut item.get {
+                get.parameters.get_or_insert_with(Vec::new).push(
+                    ParameterBuilder::new()
+                        .name("X-Tenancy-Lsn")
+                        .parameter_in(ParameterIn::Header)
+                        .required(Required::False)
+                        .description(Some(
+                            "The X-Tenancy-Lsn a write answered: the read then sees that write \
+                             (with a read replica)",
+                        ))
+                        .schema(Some(
+                            utoipa::openapi::ObjectBuilder::new()
+                                .schema_type(utoipa::openapi::schema::Type::String)
+                                .pattern(Some("^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")),
+                        ))
+                        .build(),
+                );
+            }
             for op in [
                 &mut item.get,
                 &mut item.put,
@@ -110,6 +130,7 @@ impl Modify for Conventions {
                     }
                 }
                 let has_query = params.iter().any(|p| p.parameter_in == ParameterIn::Query);
+                let has_header = params.iter().any(|p| p.parameter_in == ParameterIn::Header);
                 let responses = &mut op.responses.responses;
                 for (status, response) in responses.iter_mut() {
                     if let (true, utoipa::openapi::RefOr::T(r)) =
@@ -139,6 +160,9 @@ impl Modify for Conventions {
                 }
                 if has_query {
                     add("422", "a query value is refused");
+                }
+                if has_header {
+                    add("400", "X-Tenancy-Lsn is not a WAL position");
                 }
                 if path.ends_with("/signup") {
                     add("429", "over the serving tenant's request rate");

@@ -8,9 +8,13 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::pin::Pin;
 
-use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
-use tenancy_core::{ScopeMode, Tenant, TenantScope};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use tenancy_core::{Lsn, ScopeMode, Tenant, TenantScope};
 
 use crate::identity::Member;
 use crate::problem::ApiError;
@@ -89,14 +93,76 @@ impl<M> Deref for BoundScope<M> {
     }
 }
 
+// ANCHOR: lsn_header
+/// The header that carries a write's position in the primary's WAL: a write route answers with
+/// it (when the store reads from a replica), and a client that sends it back on a read is
+/// served by a replica only once that replica has replayed past it (else by the primary), so
+/// it reads its own writes whichever process serves it. It lives with the client because it
+/// costs nothing to keep there and travels to any process; a client that drops it may read a
+/// replica up to its lag bound behind.
+pub const LSN_HEADER: &str = "x-tenancy-lsn";
+
+/// The position a read must see, from [`LSN_HEADER`]; a value that is not one is a 400.
+fn read_after(req: &HttpRequest) -> Result<Option<Lsn>, ApiError> {
+    req.headers()
+        .get(LSN_HEADER)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.parse::<Lsn>().ok())
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "{LSN_HEADER} must be a WAL position as a write answered it (X/Y)"
+                    ))
+                })
+        })
+        .transpose()
+}
+
+/// Middleware of the tenant routes: a successful write answers with [`LSN_HEADER`] when the
+/// store reads the tenant from a replica.
+pub async fn write_position(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD);
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let mut res = next.call(req).await?;
+    if !writes || !res.status().is_success() {
+        return Ok(res);
+    }
+    let member = res.request().extensions().get::<Member>().cloned();
+    if let (Some(state), Some(member)) = (state, member) {
+        match state.store.write_lsn(&member.tenant).await {
+            Ok(Some(lsn)) => {
+                if let Ok(value) = HeaderValue::from_str(&lsn.to_string()) {
+                    res.headers_mut()
+                        .insert(HeaderName::from_static(LSN_HEADER), value);
+                }
+            }
+            Ok(None) => {}
+            // The write is in; only a read that follows it may come from a replica behind it.
+            Err(e) => tracing::warn!(error = %e, "no write position for the response"),
+        }
+    }
+    Ok(res)
+}
+// ANCHOR_END: lsn_header
+
 impl<M: Mode + 'static> FromRequest for BoundScope<M> {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let found = Member::of(req).and_then(|m| Ok((m, app_data::<AppState>(req)?)));
+        let found = Member::of(req).and_then(|m| {
+            let after = match M::MODE {
+                ScopeMode::ReadOnly => read_after(req)?,
+                ScopeMode::Transaction | ScopeMode::Autocommit => None,
+            };
+            Ok((m, app_data::<AppState>(req)?, after))
+        });
         Box::pin(async move {
-            let (member, state) = found?;
+            let (member, state, after) = found?;
             // actix-web extracts a handler's arguments together and drops the others when
             // one fails (a bad JSON body, say). Binding a scope sends statements; dropped
             // halfway, it would leave a connection whose state nobody knows. So it runs as a
@@ -105,7 +171,12 @@ impl<M: Mode + 'static> FromRequest for BoundScope<M> {
             let journal = state.journal.clone();
             let store = state.store.clone();
             let tenant = member.tenant.clone();
-            let bind = tokio::spawn(async move { store.scope_with(&tenant, M::MODE).await });
+            let bind = tokio::spawn(async move {
+                match M::MODE {
+                    ScopeMode::ReadOnly => store.scope_read(&tenant, after).await,
+                    mode => store.scope_with(&tenant, mode).await,
+                }
+            });
             let scope = bind
                 .await
                 .map_err(|e| ApiError::Internal(anyhow::anyhow!("binding a scope: {e}")))??;

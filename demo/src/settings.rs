@@ -21,6 +21,11 @@ pub struct Settings {
     pub default_placement: Option<tenancy_core::PlacementKind>,
     /// A running PostgreSQL; `None` starts an embedded one in `data_dir`.
     pub database_url: Option<SecretString>,
+    /// A read replica of that server (a streaming standby): the GET routes' reads go there
+    /// when it may serve them, and a client that sends back a write's `X-Tenancy-Lsn` reads
+    /// what it wrote. Every strategy; for separate-db, of the main server (the others' are in
+    /// `servers`).
+    pub replica_url: Option<SecretString>,
     /// Where the embedded server keeps its data and the demo its admin token.
     pub data_dir: PathBuf,
     /// The database the demo uses on the embedded server.
@@ -131,6 +136,9 @@ impl Purpose {
 pub struct ServerSettings {
     pub name: String,
     pub url: SecretString,
+    /// A read replica of this server (separate-db and hybrid's database placement).
+    #[serde(default)]
+    pub replica_url: Option<SecretString>,
 }
 
 // ANCHOR: defaults

@@ -305,11 +305,13 @@ impl Application {
                 // ANCHOR: routes
                 .service(
                     web::scope("/t/{tenant}/api")
+                        .wrap(from_fn(crate::scoped::write_position))
                         .wrap(from_fn(authorize))
                         .configure(tenant::routes),
                 )
                 .service(
                     web::scope("/api")
+                        .wrap(from_fn(crate::scoped::write_position))
                         .wrap(from_fn(authorize))
                         .configure(tenant::routes),
                 )

@@ -8,7 +8,8 @@ use anyhow::{Result, bail};
 use tenancy_core::migration::TenantMigrations;
 use tenancy_core::plumbing::notices::Notices;
 use tenancy_core::{
-    Job, PlacementKind, PoolOptions, Progress, Strategy, Tenant, TenantId, TenantStore,
+    Job, PlacementKind, PoolOptions, Progress, ReplicaOptions, Strategy, Tenant, TenantId,
+    TenantStore,
 };
 
 use crate::settings::{ServerSettings, Settings};
@@ -64,6 +65,9 @@ pub struct StoreSettings {
     pub migrations: TenantMigrations,
     /// hybrid: where a new tenant goes when its creation does not say.
     pub default_placement: Option<PlacementKind>,
+    /// A read replica of the main server (shared-schema, separate-schema, and hybrid's shared
+    /// and schema placements).
+    pub replica: Option<ReplicaOptions>,
 }
 
 impl Default for StoreSettings {
@@ -76,6 +80,7 @@ impl Default for StoreSettings {
             servers: Vec::new(),
             migrations: tenancy_example::migrations(),
             default_placement: None,
+            replica: None,
         }
     }
 }
@@ -93,6 +98,10 @@ impl From<&Settings> for StoreSettings {
             servers: settings.servers.clone(),
             migrations: tenancy_example::migrations(),
             default_placement: settings.default_placement,
+            replica: settings.replica_url.as_ref().map(|url| {
+                use secrecy::ExposeSecret;
+                ReplicaOptions::new(url.expose_secret())
+            }),
         }
     }
 }
@@ -152,6 +161,7 @@ fn shared_options(settings: &StoreSettings) -> tenancy_shared_schema::SharedSche
         max_connections: settings.max_connections.unwrap_or(d.max_connections),
         pool: settings.pool(&d.pool),
         migrations: settings.migrations.clone(),
+        replica: settings.replica.clone(),
         ..d
     }
 }
@@ -163,6 +173,7 @@ fn schema_options(settings: &StoreSettings) -> tenancy_separate_schema::Separate
         max_connections: settings.max_connections.unwrap_or(d.max_connections),
         pool: settings.pool(&d.pool),
         migrations: settings.migrations.clone(),
+        replica: settings.replica.clone(),
         ..d
     }
 }
@@ -176,6 +187,10 @@ fn database_options(settings: &StoreSettings) -> tenancy_separate_db::SeparateDb
         name: s.name.clone(),
         url: s.url.expose_secret().to_owned(),
         tenant_url: None,
+        replica: s
+            .replica_url
+            .as_ref()
+            .map(|u| tenancy_core::ReplicaOptions::new(u.expose_secret())),
     });
     SeparateDbOptions {
         connections_per_server: settings
@@ -185,6 +200,7 @@ fn database_options(settings: &StoreSettings) -> tenancy_separate_db::SeparateDb
         // A request waits at most the acquire timeout in all, budget included.
         budget_timeout: settings.acquire_timeout.unwrap_or(d.budget_timeout),
         servers: servers.collect(),
+        replica: settings.replica.clone(),
         migrations: settings.migrations.clone(),
         ..d
     }

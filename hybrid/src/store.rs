@@ -332,6 +332,24 @@ impl TenantStore for HybridStore {
             .await
     }
 
+    async fn scope_read(
+        &self,
+        tenant: &Tenant,
+        after: Option<tenancy_core::Lsn>,
+    ) -> Result<TenantScope> {
+        let tenant = self.current(tenant).await?;
+        self.store_of(tenant.placement.kind())
+            .scope_read(&tenant, after)
+            .await
+    }
+
+    async fn write_lsn(&self, tenant: &Tenant) -> Result<Option<tenancy_core::Lsn>> {
+        let tenant = self.current(tenant).await?;
+        self.store_of(tenant.placement.kind())
+            .write_lsn(&tenant)
+            .await
+    }
+
     // ANCHOR_END: scope
 
     async fn unscoped_view(&self, table: &str) -> Result<UnscopedView> {

@@ -41,6 +41,7 @@
 //!             name: "second".into(),
 //!             url: "postgres://postgres@127.0.0.1:5433/postgres".into(),
 //!             tenant_url: None,
+//!             replica: None,
 //!         }],
 //!         ..SeparateDbOptions::default()
 //!     },

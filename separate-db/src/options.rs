@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tenancy_core::migration::TenantMigrations;
 use tenancy_core::plumbing::PoolSettings;
-use tenancy_core::{Error, PoolOptions, Result, Slug, check_identifier};
+use tenancy_core::{Error, PoolOptions, ReplicaOptions, Result, Slug, check_identifier};
 
 use crate::router::RouterSettings;
 
@@ -23,6 +23,11 @@ pub struct ServerConfig {
     /// template and its migrations stay on [`Self::url`]. Through a pooler statements are
     /// not cached (PgBouncer before 1.21 cannot keep a named statement across transactions).
     pub tenant_url: Option<String>,
+    /// A read replica of the server (a streaming standby, with the same databases): tenants'
+    /// read-only scopes go there when it may serve them ([`tenancy_core::plumbing::replica`]).
+    /// Its connections have a budget of [`SeparateDbOptions::connections_per_server`] of their
+    /// own.
+    pub replica: Option<ReplicaOptions>,
 }
 
 // ANCHOR: options
@@ -34,6 +39,8 @@ pub struct SeparateDbOptions {
     /// Tenant traffic to the control server's databases goes to this URL, as
     /// [`ServerConfig::tenant_url`] does for the other servers.
     pub tenant_url: Option<String>,
+    /// A read replica of the control server, as [`ServerConfig::replica`] is of the others.
+    pub replica: Option<ReplicaOptions>,
     /// More servers to place tenants on.
     pub servers: Vec<ServerConfig>,
     /// The budget: the most connections to tenant databases the store holds to each server.
@@ -77,6 +84,7 @@ impl Default for SeparateDbOptions {
         SeparateDbOptions {
             control_server: "main".into(),
             tenant_url: None,
+            replica: None,
             servers: Vec::new(),
             connections_per_server: 20,
             connections_per_database: 10,

@@ -6,15 +6,18 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tenancy_core::plumbing::PoolSettings;
+use tenancy_core::plumbing::replica::ReplicaRoute;
 use tenancy_core::plumbing::sql::AdvisoryLock;
 use tenancy_core::plumbing::{LentConnection, catalog, connect_pool, fault, loopback_without_tls};
 use tenancy_core::plumbing::{Placements, StrategyDoor, control, pin::pin_tenant_tables};
 use tenancy_core::sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::sea_orm_migration::MigratorTrait;
 use tenancy_core::{
-    Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, PlacementKind,
-    Result, ScopeMode, Strategy, TableNamespace, Tenant, TenantId, TenantMigration, TenantScope,
-    TenantState, TenantStore, UnscopedView, check_identifier, quote_ident,
+    Error, Lsn, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement,
+    PlacementKind, ReplicaOptions, Result, ScopeMode, Strategy, TableNamespace, Tenant, TenantId,
+    TenantMigration, TenantScope, TenantState, TenantStore, UnscopedView, check_identifier,
+    quote_ident,
 };
 
 use tenancy_core::plumbing::transfer::{TableSharing, TenantTables};
@@ -39,6 +42,16 @@ pub(crate) struct Inner {
     pub(crate) router: Arc<Router>,
     pub(crate) options: SeparateDbOptions,
     pub(crate) prefix: String,
+    /// The read replicas: their own router (a budget of their own on each), and for each
+    /// server of `router`, its replica's index there and its route, if it has one.
+    pub(crate) replicas: Option<Replicas>,
+}
+
+/// The read replicas of a store's servers.
+#[derive(Debug)]
+pub(crate) struct Replicas {
+    router: Arc<Router>,
+    of: Vec<Option<(usize, Arc<ReplicaRoute>)>>,
 }
 
 /// A pooler URL of a server's tenant traffic, parsed.
@@ -92,6 +105,7 @@ impl SeparateDbStore {
              or separate-schema",
         )
         .await?;
+        let replicas = replicas_of(&servers, &options, &control).await?;
         let router = Arc::new(Router::new(servers, options.router()));
         let txn = control.begin().await?;
         AdvisoryLock::new("tenancy:separate-db:install")
@@ -104,6 +118,7 @@ impl SeparateDbStore {
             inner: Arc::new(Inner {
                 control,
                 router,
+                replicas,
                 options,
                 prefix,
             }),
@@ -321,45 +336,68 @@ impl TenantStore for SeparateDbStore {
 
     // ANCHOR: scope
     async fn scope_with(&self, tenant: &Tenant, mode: ScopeMode) -> Result<TenantScope> {
+        if mode == ScopeMode::ReadOnly {
+            return self.scope_read(tenant, None).await;
+        }
         tenant.ensure_servable()?;
         // The database name comes from the validated slug and must match the catalog.
         let (server, database) = self.server_of(tenant)?;
-        // The scope holds its slot's connection (no pool checkout per statement) and gives it
-        // back to the slot; the lease, and so the slot, is kept until then. Room in the budget
-        // and the connection together are waited for at most the longer of the two timeouts.
-        let srv = &self.inner.router.servers[server];
-        let wait = async {
-            let lease = self.lease(server, &database).await?;
-            match lease.take_connection().await {
-                Ok(taken) => Ok((lease, taken)),
-                Err(e) => Err(srv.explain(e).await),
-            }
-        };
-        let (lease, (conn, home)) =
-            match tokio::time::timeout(self.inner.options.scope_wait(), wait).await {
-                Ok(got) => got?,
-                Err(_) => return Err(srv.explain(Error::PoolTimeout).await),
-            };
-        let lent =
-            LentConnection::new(tenant.id, conn, Arc::new(home)).keep_until_given_back(lease);
-        // Through a transaction pooler every scope is a transaction: sqlx prepares a statement
-        // and runs it in two exchanges, which the pooler may send to two server connections
-        // when no transaction holds one.
-        if mode != ScopeMode::Autocommit || srv.pooled(Via::Tenant) {
-            lent.begin_for(mode).await?;
+        self.bind_on(&self.inner.router, server, &database, tenant, mode)
+            .await
+    }
+
+    async fn scope_read(&self, tenant: &Tenant, after: Option<Lsn>) -> Result<TenantScope> {
+        tenant.ensure_servable()?;
+        let (server, database) = self.server_of(tenant)?;
+        if let Some(replicas) = &self.inner.replicas
+            && let Some((at, route)) = &replicas.of[server]
+            && let Some(scope) = route
+                .read(tenant, after, || {
+                    self.bind_on(
+                        &replicas.router,
+                        *at,
+                        &database,
+                        tenant,
+                        ScopeMode::ReadOnly,
+                    )
+                })
+                .await
+        {
+            return Ok(scope);
         }
-        // A database of its own: plain table names, and no session state to set or reset.
-        let scope = TenantScope::on_connection(tenant.id, TableNamespace::Unqualified, lent);
-        Ok(match mode {
-            ScopeMode::ReadOnly => scope.reading_only(),
-            ScopeMode::Transaction | ScopeMode::Autocommit => scope,
-        })
+        self.bind_on(
+            &self.inner.router,
+            server,
+            &database,
+            tenant,
+            ScopeMode::ReadOnly,
+        )
+        .await
+    }
+
+    async fn write_lsn(&self, tenant: &Tenant) -> Result<Option<Lsn>> {
+        let (server, _) = self.server_of(tenant)?;
+        match self
+            .inner
+            .replicas
+            .as_ref()
+            .and_then(|r| r.of[server].as_ref())
+        {
+            Some((_, route)) => Ok(Some(route.write_lsn().await?)),
+            None => Ok(None),
+        }
     }
 
     // ANCHOR_END: scope
 
     fn connections(&self) -> tenancy_core::Connections {
-        tenancy_core::Connections::of(&self.inner.control) + self.inner.router.connections()
+        let replicas = match &self.inner.replicas {
+            Some(r) => r.router.connections(),
+            None => tenancy_core::Connections::default(),
+        };
+        tenancy_core::Connections::of(&self.inner.control)
+            + self.inner.router.connections()
+            + replicas
     }
 
     async fn unscoped_view(&self, table: &str) -> Result<UnscopedView> {
@@ -425,4 +463,110 @@ impl Placements for SeparateDbStore {
             .map_err(Error::from)?;
         Ok(TenantTables::own(conn, "public", TableSharing::Dedicated))
     }
+}
+
+impl SeparateDbStore {
+    /// A scope bound to `tenant`'s `database` on server `server` of `router` (the primaries'
+    /// or the replicas') in `mode`.
+    async fn bind_on(
+        &self,
+        router: &Arc<Router>,
+        server: usize,
+        database: &str,
+        tenant: &Tenant,
+        mode: ScopeMode,
+    ) -> Result<TenantScope> {
+        // The scope holds its slot's connection (no pool checkout per statement) and gives it
+        // back to the slot; the lease, and so the slot, is kept until then. Room in the budget
+        // and the connection together are waited for at most the longer of the two timeouts.
+        let srv = &router.servers[server];
+        let wait = async {
+            let lease = router.lease(server, database, Via::Tenant).await?;
+            match lease.take_connection().await {
+                Ok(taken) => Ok((lease, taken)),
+                Err(e) => Err(srv.explain(e).await),
+            }
+        };
+        let (lease, (conn, home)) =
+            match tokio::time::timeout(self.inner.options.scope_wait(), wait).await {
+                Ok(got) => got?,
+                Err(_) => return Err(srv.explain(Error::PoolTimeout).await),
+            };
+        let lent =
+            LentConnection::new(tenant.id, conn, Arc::new(home)).keep_until_given_back(lease);
+        // Through a transaction pooler every scope is a transaction: sqlx prepares a statement
+        // and runs it in two exchanges, which the pooler may send to two server connections
+        // when no transaction holds one.
+        if mode != ScopeMode::Autocommit || srv.pooled(Via::Tenant) {
+            lent.begin_for(mode).await?;
+        }
+        // A database of its own: plain table names, and no session state to set or reset.
+        let scope = TenantScope::on_connection(tenant.id, TableNamespace::Unqualified, lent);
+        Ok(match mode {
+            ScopeMode::ReadOnly => scope.reading_only(),
+            ScopeMode::Transaction | ScopeMode::Autocommit => scope,
+        })
+    }
+}
+
+/// The replicas the options give the servers (`servers`, in the router's order: the control
+/// server first), each a server of a router of their own with the same budget, and a route
+/// whose probe of the primary is a pool of one connection to its maintenance database (the
+/// catalog's pool on the control server).
+async fn replicas_of(
+    servers: &[Arc<Server>],
+    options: &SeparateDbOptions,
+    control: &DatabaseConnection,
+) -> Result<Option<Replicas>> {
+    let configured: Vec<Option<&ReplicaOptions>> = std::iter::once(options.replica.as_ref())
+        .chain(options.servers.iter().map(|s| s.replica.as_ref()))
+        .collect();
+    if configured.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let mut on_replicas = Vec::new();
+    let mut of = Vec::with_capacity(servers.len());
+    for (i, (server, replica)) in servers.iter().zip(&configured).enumerate() {
+        let Some(replica) = replica else {
+            of.push(None);
+            continue;
+        };
+        let url = url::Url::parse(&loopback_without_tls(&replica.url))
+            .map_err(|e| Error::invalid("replica", e.to_string()))?;
+        let probe = if i == 0 {
+            control.get_postgres_connection_pool().clone()
+        } else {
+            let settings = PoolSettings {
+                lazy: true,
+                ..PoolSettings::new(&options.pool, 1)
+            };
+            connect_pool(server.url.as_str(), &settings)
+                .await?
+                .get_postgres_connection_pool()
+                .clone()
+        };
+        of.push(Some((
+            on_replicas.len(),
+            Arc::new(ReplicaRoute::new(probe, (*replica).clone())?),
+        )));
+        on_replicas.push(Arc::new(Server::new(
+            format!("{} (replica)", server.name),
+            url,
+            None,
+            options.connections_per_server,
+        )));
+    }
+    let mut settings = options.router();
+    settings.retry_after = settings.retry_after.max(
+        configured
+            .iter()
+            .flatten()
+            .map(|r| r.retry_after)
+            .min()
+            .unwrap_or_default(),
+    );
+    Ok(Some(Replicas {
+        router: Arc::new(Router::new(on_replicas, settings)),
+        of,
+    }))
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tenancy_core::migration::TenantMigrations;
 use tenancy_core::plumbing::PoolSettings;
-use tenancy_core::{PoolOptions, Result, Slug, check_identifier};
+use tenancy_core::{PoolOptions, ReplicaOptions, Result, Slug, check_identifier};
 
 // ANCHOR: options
 /// How a [`SeparateSchemaStore`](crate::SeparateSchemaStore) connects and behaves.
@@ -34,6 +34,10 @@ pub struct SeparateSchemaOptions {
     /// The application's tenant migrations (required: the default, none, is refused at
     /// connect with [`Error::MigrationsMismatch`](tenancy_core::Error::MigrationsMismatch)).
     pub migrations: TenantMigrations,
+    /// A read replica of the server (a streaming standby): read-only scopes go there when it
+    /// may serve them ([`tenancy_core::plumbing::replica`]), everything else to the primary.
+    /// Its pool has `max_connections` of its own. Not on Citus.
+    pub replica: Option<ReplicaOptions>,
 }
 // ANCHOR_END: options
 
@@ -50,6 +54,7 @@ impl Default for SeparateSchemaOptions {
             template_schema: "tenant_template".into(),
             tenant_url: None,
             migrations: TenantMigrations::default(),
+            replica: None,
         }
     }
 }
@@ -75,6 +80,10 @@ pub(crate) enum PoolFor {
     /// Tenant traffic through a transaction pooler ([`SeparateSchemaOptions::tenant_url`]),
     /// which must not cache named statements.
     TenantsThroughPooler,
+    /// Reads on the replica ([`SeparateSchemaOptions::replica`]): lazy (a replica down when
+    /// the store starts is found out by a read), waiting for a connection no longer than the
+    /// replica is left alone after it fails.
+    Replica,
 }
 
 impl SeparateSchemaOptions {
@@ -90,6 +99,15 @@ impl SeparateSchemaOptions {
             PoolFor::Tenants => settings,
             PoolFor::TenantsThroughPooler => PoolSettings {
                 statement_cache: 0,
+                ..settings
+            },
+            PoolFor::Replica => PoolSettings {
+                lazy: true,
+                acquire_timeout: self.pool.acquire_timeout.min(
+                    self.replica
+                        .as_ref()
+                        .map_or(self.pool.acquire_timeout, |r| r.retry_after),
+                ),
                 ..settings
             },
         }

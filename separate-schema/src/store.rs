@@ -6,13 +6,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tenancy_core::plumbing::citus::{Node, NodePlacement};
 use tenancy_core::plumbing::pin::{pin_statement, pin_tenant_tables};
+use tenancy_core::plumbing::replica::ReplicaRoute;
 use tenancy_core::plumbing::transfer::{TableSharing, TenantTables};
 use tenancy_core::plumbing::{Placements, StrategyDoor, catalog, citus, connect_pool, fault};
 use tenancy_core::sea_orm::{AccessMode, ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::{
-    Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, PlacementKind,
-    Result, ScopeMode, Slug, Strategy, TableNamespace, Tenant, TenantId, TenantMigration,
-    TenantScope, TenantState, TenantStore, UnscopedView, quote_ident,
+    Error, Lsn, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement,
+    PlacementKind, Result, ScopeMode, Slug, Strategy, TableNamespace, Tenant, TenantId,
+    TenantMigration, TenantScope, TenantState, TenantStore, UnscopedView, quote_ident,
 };
 use tokio::sync::RwLock;
 
@@ -33,6 +34,8 @@ pub struct SeparateSchemaStore {
     /// The database is a Citus coordinator: tenant schemas are distributed schemas
     /// ([`crate::citus`]).
     citus: bool,
+    /// The read replica, when the options name one: its pool and its route.
+    replica: Option<(DatabaseConnection, Arc<ReplicaRoute>)>,
 }
 
 impl SeparateSchemaStore {
@@ -52,12 +55,28 @@ impl SeparateSchemaStore {
             }
             (None, None) => control.clone(),
         };
+        let replica = match &options.replica {
+            Some(_) if citus => {
+                return Err(Error::Unsupported(
+                    "a read replica of a Citus coordinator (each node would need its own)".into(),
+                ));
+            }
+            Some(r) => {
+                // Tenant traffic only: the catalog, notices and DDL stay on the primary.
+                let pool = connect_pool(&r.url, &options.pool_for(PoolFor::Replica)).await?;
+                let route =
+                    ReplicaRoute::new(control.get_postgres_connection_pool().clone(), r.clone())?;
+                Some((pool, Arc::new(route)))
+            }
+            None => None,
+        };
         let store = SeparateSchemaStore {
             control,
             tenants,
             options,
             clone_script: Arc::new(RwLock::new(None)),
             citus,
+            replica,
         };
         store.template().install().await?;
         Ok(store)
@@ -293,17 +312,10 @@ impl TenantStore for SeparateSchemaStore {
 
     // ANCHOR: scope
     async fn scope_with(&self, tenant: &Tenant, mode: ScopeMode) -> Result<TenantScope> {
-        tenant.ensure_servable()?;
-        // The schema comes from the validated slug, never from elsewhere.
-        let schema = self.schema_for(&tenant.slug);
-        if tenant.placement
-            != (Placement::Schema {
-                schema: schema.clone(),
-            })
-        {
-            return Err(Error::misplaced(tenant, "a schema of this store"));
+        if mode == ScopeMode::ReadOnly {
+            return self.scope_read(tenant, None).await;
         }
-        let namespace = TableNamespace::Schema(schema);
+        let namespace = self.namespace_of(tenant)?;
         // Schema-qualified statements need no session state, so a single read can skip the
         // transaction. Through a pooler, statements must stay inside one (see the options).
         match (mode, self.options.tenant_url.is_some()) {
@@ -312,19 +324,40 @@ impl TenantStore for SeparateSchemaStore {
                 namespace,
                 self.tenants.clone(),
             )),
-            (ScopeMode::ReadOnly, _) => Ok(TenantScope::in_transaction(
-                tenant.id,
-                namespace,
-                self.tenants
-                    .begin_with_config(None, Some(AccessMode::ReadOnly))
-                    .await?,
-            )
-            .reading_only()),
             _ => Ok(TenantScope::in_transaction(
                 tenant.id,
                 namespace,
                 self.tenants.begin().await?,
             )),
+        }
+    }
+
+    async fn scope_read(&self, tenant: &Tenant, after: Option<Lsn>) -> Result<TenantScope> {
+        let namespace = self.namespace_of(tenant)?;
+        let read_only = |pool: &DatabaseConnection| {
+            let (pool, namespace) = (pool.clone(), namespace.clone());
+            async move {
+                Ok(TenantScope::in_transaction(
+                    tenant.id,
+                    namespace,
+                    pool.begin_with_config(None, Some(AccessMode::ReadOnly))
+                        .await?,
+                )
+                .reading_only())
+            }
+        };
+        if let Some((pool, route)) = &self.replica
+            && let Some(scope) = route.read(tenant, after, || read_only(pool)).await
+        {
+            return Ok(scope);
+        }
+        read_only(&self.tenants).await
+    }
+
+    async fn write_lsn(&self, _tenant: &Tenant) -> Result<Option<Lsn>> {
+        match &self.replica {
+            Some((_, route)) => Ok(Some(route.write_lsn().await?)),
+            None => Ok(None),
         }
     }
 
@@ -436,3 +469,21 @@ impl NodePlacement for SeparateSchemaStore {
     }
 }
 // ANCHOR_END: node_placement
+
+impl SeparateSchemaStore {
+    /// The guard before every scope: a servable tenant in its schema of this store; its
+    /// namespace.
+    fn namespace_of(&self, tenant: &Tenant) -> Result<TableNamespace> {
+        tenant.ensure_servable()?;
+        // The schema comes from the validated slug, never from elsewhere.
+        let schema = self.schema_for(&tenant.slug);
+        if tenant.placement
+            != (Placement::Schema {
+                schema: schema.clone(),
+            })
+        {
+            return Err(Error::misplaced(tenant, "a schema of this store"));
+        }
+        Ok(TableNamespace::Schema(schema))
+    }
+}

@@ -104,6 +104,16 @@ impl TenantPool {
         options: &SharedSchemaOptions,
         citus: bool,
     ) -> Result<Self> {
+        Self::open_with(url, options, options.tenant_pool(), citus).await
+    }
+
+    /// The same, with these pool settings (a replica's).
+    pub(crate) async fn open_with(
+        url: &str,
+        options: &SharedSchemaOptions,
+        settings: tenancy_core::plumbing::PoolSettings,
+        citus: bool,
+    ) -> Result<Self> {
         let binding = if citus {
             RlsBinding::Transaction
         } else {
@@ -120,7 +130,7 @@ impl TenantPool {
             // Through a pooler a session setting means nothing: everything is per transaction.
             RlsBinding::Transaction => ConnectionHooks::default(),
         };
-        let pool = connect_sqlx_pool(url, &options.tenant_pool(), hooks).await?;
+        let pool = connect_sqlx_pool(url, &settings, hooks).await?;
         Ok(TenantPool {
             pool,
             binding,
@@ -128,7 +138,7 @@ impl TenantPool {
                 usize::try_from(options.max_connections.max(1)).unwrap_or(1),
             )),
             warm: Arc::default(),
-            acquire_timeout: options.pool.acquire_timeout,
+            acquire_timeout: settings.acquire_timeout,
             set_local_role: format!("SET LOCAL ROLE {role}"),
             citus,
         })
@@ -140,6 +150,12 @@ impl TenantPool {
     pub(crate) fn unbound(&self) -> DatabaseConnection {
         self.warm.idle().clear();
         SqlxPostgresConnector::from_sqlx_postgres_pool(self.pool.clone())
+    }
+
+    /// Closes the warm connections (each keeps its tenant bound, outside the pool): after
+    /// the server behind them failed, they are dead, and the pool's own are checked before use.
+    pub(crate) fn forget_warm(&self) {
+        self.warm.idle().clear();
     }
 
     /// `SET LOCAL ROLE ...` when the pool's connections do not already run as the role.

@@ -2,7 +2,7 @@
 
 use tenancy_core::migration::TenantMigrations;
 use tenancy_core::plumbing::PoolSettings;
-use tenancy_core::{Error, PoolOptions, Result, check_identifier};
+use tenancy_core::{Error, PoolOptions, ReplicaOptions, Result, check_identifier};
 
 // ANCHOR: isolation
 /// Which layers isolate tenant traffic.
@@ -69,6 +69,10 @@ pub struct SharedSchemaOptions {
     /// The application's tenant migrations (required: the default, none, is refused at
     /// connect with [`Error::MigrationsMismatch`](tenancy_core::Error::MigrationsMismatch)).
     pub migrations: TenantMigrations,
+    /// A read replica of the server (a streaming standby): read-only scopes go there when it
+    /// may serve them ([`tenancy_core::plumbing::replica`]), everything else to the primary.
+    /// Its pool has as many connections as the tenant pool. Not on Citus.
+    pub replica: Option<ReplicaOptions>,
 }
 
 impl Default for SharedSchemaOptions {
@@ -82,6 +86,7 @@ impl Default for SharedSchemaOptions {
             app_role: "tenancy_app".into(),
             purge_batch: 5_000,
             migrations: TenantMigrations::default(),
+            replica: None,
         }
     }
 }
@@ -113,6 +118,11 @@ impl SharedSchemaOptions {
                  row-level security runs: use RlsBinding::Transaction (the default there)",
             ));
         }
+        if self.replica.is_some() {
+            return Err(Error::Unsupported(
+                "a read replica of a Citus coordinator (each node would need its own)".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -130,6 +140,15 @@ impl SharedSchemaOptions {
         PoolSettings {
             statement_timeout: None,
             ..PoolSettings::new(&self.pool, self.max_connections.min(2))
+        }
+    }
+
+    /// The pool of reads on the replica: the tenant pool's, waiting for a connection no longer
+    /// than the replica is left alone after it fails (a replica down is soon passed over).
+    pub(crate) fn replica_pool(&self, replica: &ReplicaOptions) -> PoolSettings {
+        PoolSettings {
+            acquire_timeout: self.pool.acquire_timeout.min(replica.retry_after),
+            ..self.tenant_pool()
         }
     }
 

@@ -1,16 +1,19 @@
 //! The shared-schema store: install, the tenant life cycle, migrations, and binding a scope.
 
 use async_trait::async_trait;
+use std::sync::Arc;
 use tenancy_core::plumbing::control;
 use tenancy_core::plumbing::sql::AdvisoryLock;
 use tenancy_core::plumbing::transfer::{TableSharing, TenantTables};
 use tenancy_core::plumbing::{Placements, StrategyDoor, catalog, citus, connect_pool, fault};
 use tenancy_core::sea_orm::{AccessMode, ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tenancy_core::sea_orm_migration::MigratorTrait;
+
+use tenancy_core::plumbing::replica::ReplicaRoute;
 use tenancy_core::{
-    Error, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement, PlacementKind,
-    Result, ScopeMode, Strategy, TableNamespace, Tenant, TenantId, TenantMigration, TenantScope,
-    TenantStore, UnscopedView,
+    Error, Lsn, MigrateOptions, MigrationOutcome, MigrationReport, NewTenant, Placement,
+    PlacementKind, Result, ScopeMode, Strategy, TableNamespace, Tenant, TenantId, TenantMigration,
+    TenantScope, TenantStore, UnscopedView,
 };
 
 use crate::binding::TenantPool;
@@ -35,6 +38,15 @@ pub struct SharedSchemaStore {
     options: SharedSchemaOptions,
     /// The database is a Citus coordinator: the tables are distributed ([`crate::citus`]).
     citus: bool,
+    /// The read replica, when the options name one: its tenant traffic and its route.
+    replica: Option<Replica>,
+}
+
+/// Reads on a replica: a pool of the same kind as the primary's, and what decides when.
+#[derive(Debug, Clone)]
+struct Replica {
+    traffic: Traffic,
+    route: Arc<ReplicaRoute>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,11 +77,34 @@ impl SharedSchemaStore {
                 Traffic::PredicateOnly(connect_pool(tenant_url, &options.tenant_pool()).await?)
             }
         };
+        let replica = match &options.replica {
+            None => None,
+            Some(r) => {
+                // The standby gets tenant traffic only: the set-up at connect, the catalog,
+                // notices and DDL stay on the primary.
+                let traffic = match options.isolation {
+                    Isolation::PredicateAndRls => Traffic::Rls(
+                        TenantPool::open_with(&r.url, &options, options.replica_pool(r), citus)
+                            .await?,
+                    ),
+                    Isolation::PredicateOnly => Traffic::PredicateOnly(
+                        connect_pool(&r.url, &options.replica_pool(r)).await?,
+                    ),
+                };
+                let route =
+                    ReplicaRoute::new(db.get_postgres_connection_pool().clone(), r.clone())?;
+                Some(Replica {
+                    traffic,
+                    route: Arc::new(route),
+                })
+            }
+        };
         let store = SharedSchemaStore {
             db,
             traffic,
             options,
             citus,
+            replica,
         };
         store.install().await?;
         Ok(store)
@@ -250,31 +285,37 @@ impl TenantStore for SharedSchemaStore {
 
     // ANCHOR: scope
     async fn scope_with(&self, tenant: &Tenant, mode: ScopeMode) -> Result<TenantScope> {
-        tenant.ensure_servable()?;
-        if tenant.placement != Placement::Shared {
-            return Err(Error::misplaced(tenant, "the shared tables of this store"));
+        if mode == ScopeMode::ReadOnly {
+            return self.scope_read(tenant, None).await;
         }
-        match (&self.traffic, mode) {
-            (Traffic::PredicateOnly(pool), ScopeMode::Autocommit) => Ok(TenantScope::autocommit(
-                tenant.id,
-                TableNamespace::Unqualified,
-                pool.clone(),
-            )),
-            (Traffic::PredicateOnly(pool), ScopeMode::Transaction) => {
-                Ok(TenantScope::in_transaction(
-                    tenant.id,
-                    TableNamespace::Unqualified,
-                    pool.begin().await?,
-                ))
-            }
-            (Traffic::PredicateOnly(pool), ScopeMode::ReadOnly) => Ok(TenantScope::in_transaction(
-                tenant.id,
-                TableNamespace::Unqualified,
-                pool.begin_with_config(None, Some(AccessMode::ReadOnly))
-                    .await?,
-            )
-            .reading_only()),
-            (Traffic::Rls(pool), mode) => pool.scope(tenant, mode).await,
+        self.check_servable(tenant)?;
+        bind(&self.traffic, tenant, mode).await
+    }
+
+    async fn scope_read(&self, tenant: &Tenant, after: Option<Lsn>) -> Result<TenantScope> {
+        self.check_servable(tenant)?;
+        if let Some(r) = &self.replica
+            && let Some(scope) = r
+                .route
+                .read(tenant, after, || async {
+                    let bound = bind(&r.traffic, tenant, ScopeMode::ReadOnly).await;
+                    if let (Err(_), Traffic::Rls(pool)) = (&bound, &r.traffic) {
+                        // The replica failed: its warm connections may all be dead.
+                        pool.forget_warm();
+                    }
+                    bound
+                })
+                .await
+        {
+            return Ok(scope);
+        }
+        bind(&self.traffic, tenant, ScopeMode::ReadOnly).await
+    }
+
+    async fn write_lsn(&self, _tenant: &Tenant) -> Result<Option<Lsn>> {
+        match &self.replica {
+            Some(r) => Ok(Some(r.route.write_lsn().await?)),
+            None => Ok(None),
         }
     }
 
@@ -381,5 +422,40 @@ impl Placements for SharedSchemaStore {
             .await
             .map_err(Error::from)?;
         Ok(TenantTables::pooled(conn, "public", TableSharing::Shared))
+    }
+}
+
+impl SharedSchemaStore {
+    /// The guard before every scope: a servable tenant in the shared tables.
+    fn check_servable(&self, tenant: &Tenant) -> Result<()> {
+        tenant.ensure_servable()?;
+        if tenant.placement != Placement::Shared {
+            return Err(Error::misplaced(tenant, "the shared tables of this store"));
+        }
+        Ok(())
+    }
+}
+
+/// A scope bound to `tenant` in `mode` on `traffic` (the primary's or the replica's).
+async fn bind(traffic: &Traffic, tenant: &Tenant, mode: ScopeMode) -> Result<TenantScope> {
+    match (traffic, mode) {
+        (Traffic::PredicateOnly(pool), ScopeMode::Autocommit) => Ok(TenantScope::autocommit(
+            tenant.id,
+            TableNamespace::Unqualified,
+            pool.clone(),
+        )),
+        (Traffic::PredicateOnly(pool), ScopeMode::Transaction) => Ok(TenantScope::in_transaction(
+            tenant.id,
+            TableNamespace::Unqualified,
+            pool.begin().await?,
+        )),
+        (Traffic::PredicateOnly(pool), ScopeMode::ReadOnly) => Ok(TenantScope::in_transaction(
+            tenant.id,
+            TableNamespace::Unqualified,
+            pool.begin_with_config(None, Some(AccessMode::ReadOnly))
+                .await?,
+        )
+        .reading_only()),
+        (Traffic::Rls(pool), mode) => pool.scope(tenant, mode).await,
     }
 }

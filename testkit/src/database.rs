@@ -86,7 +86,13 @@ impl TestDatabase {
                 workers: nodes.workers.iter().map(|w| w.admin_url.clone()).collect(),
             });
         }
-        let admin_url = admin_url().await?;
+        Self::create_at(&admin_url().await?).await
+    }
+
+    /// Creates a database with a unique name on the server `admin_url` reaches (a test's own
+    /// server, such as the primary of [`crate::Replicated`]).
+    pub async fn create_at(admin_url: &str) -> Result<Self> {
+        let admin_url = admin_url.to_owned();
         let name = fresh_name();
         let admin = connect(&admin_url).await?;
         admin

@@ -5,6 +5,8 @@
 //!   Dropped after a passing test, kept (and named on stderr) after a failing one.
 //! - [`TestServer`]: a PostgreSQL cluster of a test's own on a free port (the second server of
 //!   the multi-server tests), which the test may stop and start.
+//! - [`Replicated`]: a primary of a test's own and a streaming replica made from it with
+//!   `pg_basebackup -R`, whose replay the test can pause, and which it can stop and start.
 //! - [`DatabaseOn::Citus`]: the same on a Citus cluster (a coordinator and two workers of the
 //!   test process's own, stopped when it ends, or `CITUS_URL`).
 //! - [`fault_report`]: where the fault tests write what they counted.
@@ -17,10 +19,12 @@ mod citus;
 pub mod conformance;
 mod database;
 mod pgbouncer;
+mod replica;
 mod server;
 
 pub use database::{DatabaseOn, TestDatabase, admin_url, assert_no_schema};
 pub use pgbouncer::pgbouncer_url;
+pub use replica::Replicated;
 pub use server::TestServer;
 
 /// Writes a fault test's counts to `target/fault-reports/<name>.json` (which `.ci/run`

@@ -134,6 +134,35 @@ impl Cluster {
         done
     }
 
+    /// Creates the folder and fills the data folder with a base backup of the server on
+    /// 127.0.0.1:`primary` (`pg_basebackup -R`, WAL streamed): a standby of that server, which
+    /// follows it once started.
+    pub fn base_backup(&self, primary: u16) -> Result<(), EmbeddedError> {
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        if running_as_root() {
+            self.chown()?;
+        }
+        let data = self.data();
+        let port = primary.to_string();
+        self.run(
+            &self.bin.join("pg_basebackup"),
+            &[
+                "-h".as_ref(),
+                "127.0.0.1".as_ref(),
+                "-p".as_ref(),
+                port.as_ref(),
+                "-U".as_ref(),
+                "postgres".as_ref(),
+                "-X".as_ref(),
+                "stream".as_ref(),
+                "-R".as_ref(),
+                "--no-sync".as_ref(),
+                "-D".as_ref(),
+                data.as_os_str(),
+            ],
+        )
+    }
+
     /// Gives the folder to the server's user (as root).
     fn chown(&self) -> Result<(), EmbeddedError> {
         let out = Command::new("chown")

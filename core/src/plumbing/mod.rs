@@ -30,6 +30,7 @@ pub mod fault;
 mod lent;
 pub mod notices;
 pub mod pin;
+pub mod replica;
 pub mod sql;
 pub mod sync;
 pub mod transfer;

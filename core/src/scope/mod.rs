@@ -87,6 +87,8 @@ pub struct TenantScope {
     observer: Option<std::sync::Arc<dyn StatementObserver>>,
     /// Set by [`TenantScope::reading_only`]: every statement but a read is refused.
     read_only: bool,
+    /// Set by [`TenantScope::from_replica`]: the scope's connection is to a read replica.
+    on_replica: bool,
 }
 
 impl std::fmt::Debug for TenantScope {
@@ -120,6 +122,7 @@ impl TenantScope {
             executor: Executor::Transaction(txn),
             observer: None,
             read_only: false,
+            on_replica: false,
         }
     }
 
@@ -137,6 +140,7 @@ impl TenantScope {
             executor: Executor::Autocommit(pool),
             observer: None,
             read_only: false,
+            on_replica: false,
         }
     }
 
@@ -155,6 +159,7 @@ impl TenantScope {
             executor: Executor::Lent(conn),
             observer: None,
             read_only: false,
+            on_replica: false,
         }
     }
 
@@ -164,6 +169,17 @@ impl TenantScope {
     pub fn reading_only(mut self) -> Self {
         self.read_only = true;
         self
+    }
+
+    /// For strategy crates: the scope is on a read replica (and read-only).
+    pub fn from_replica(mut self) -> Self {
+        self.on_replica = true;
+        self.reading_only()
+    }
+
+    /// Whether a read replica serves the scope ([`crate::TenantStore::scope_read`]).
+    pub fn is_on_replica(&self) -> bool {
+        self.on_replica
     }
 
     /// Whether the scope refuses writes ([`ScopeMode::ReadOnly`]).

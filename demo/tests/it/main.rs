@@ -14,6 +14,7 @@ mod moves;
 mod neighbours;
 mod operations;
 mod quota;
+mod replicas;
 mod security;
 mod statics;
 mod suspension;

@@ -56,6 +56,7 @@ async fn tenants_spread_over_two_servers_survive_an_outage() -> Result<()> {
                 name: "second".into(),
                 url: second.url("postgres"),
                 tenant_url: None,
+                replica: None,
             }],
             pool: PoolOptions {
                 acquire_timeout: Duration::from_secs(2),
