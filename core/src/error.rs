@@ -309,6 +309,15 @@ fn constraint_name(err: &DbErr) -> Option<String> {
     }
 }
 
+impl Error {
+    /// Whether the server cancelled the statement as a serialization failure (SQLSTATE
+    /// 40001): on a read replica, a recovery conflict (the standby needed to replay what the
+    /// statement was reading).
+    pub(crate) fn is_serialization_failure(&self) -> bool {
+        matches!(self, Error::Backend(e) if sqlstate(e).as_deref() == Some("40001"))
+    }
+}
+
 /// Whether the database refused a statement because a relation it names does not exist
 /// (SQLSTATE 42P01, `undefined_table`).
 pub fn is_undefined_table(err: &DbErr) -> bool {

@@ -363,7 +363,16 @@ impl TenantStore for SeparateDbStore {
                 })
                 .await
         {
-            return Ok(scope);
+            // A read the standby cancels (a recovery conflict) runs again on the primary.
+            let (me, tenant) = (self.clone(), tenant.clone());
+            return Ok(scope.falling_back(Arc::new(move || {
+                let (me, tenant, database) = (me.clone(), tenant.clone(), database.clone());
+                Box::pin(async move {
+                    let router = me.inner.router.clone();
+                    me.bind_on(&router, server, &database, &tenant, ScopeMode::ReadOnly)
+                        .await
+                })
+            })));
         }
         self.bind_on(
             &self.inner.router,

@@ -349,7 +349,17 @@ impl TenantStore for SeparateSchemaStore {
         if let Some((pool, route)) = &self.replica
             && let Some(scope) = route.read(tenant, after, || read_only(pool)).await
         {
-            return Ok(scope);
+            // A read the standby cancels (a recovery conflict) runs again on the primary.
+            let (primary, id) = (self.tenants.clone(), tenant.id);
+            return Ok(scope.falling_back(Arc::new(move || {
+                let (primary, namespace) = (primary.clone(), namespace.clone());
+                Box::pin(async move {
+                    let txn = primary
+                        .begin_with_config(None, Some(AccessMode::ReadOnly))
+                        .await?;
+                    Ok(TenantScope::in_transaction(id, namespace, txn).reading_only())
+                })
+            })));
         }
         read_only(&self.tenants).await
     }

@@ -307,7 +307,12 @@ impl TenantStore for SharedSchemaStore {
                 })
                 .await
         {
-            return Ok(scope);
+            // A read the standby cancels (a recovery conflict) runs again on the primary.
+            let (traffic, tenant) = (self.traffic.clone(), tenant.clone());
+            return Ok(scope.falling_back(Arc::new(move || {
+                let (traffic, tenant) = (traffic.clone(), tenant.clone());
+                Box::pin(async move { bind(&traffic, &tenant, ScopeMode::ReadOnly).await })
+            })));
         }
         bind(&self.traffic, tenant, ScopeMode::ReadOnly).await
     }

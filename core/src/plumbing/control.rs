@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0005Suspension),
             Box::new(M0006TaskRuns),
             Box::new(M0007Plans),
+            Box::new(M0008PlacedAt),
         ]
     }
 
@@ -255,6 +256,34 @@ impl MigrationTrait for M0007Plans {
         manager
             .get_connection()
             .execute_unprepared("ALTER TABLE tenancy.tenants ADD COLUMN plan text")
+            .await?;
+        Ok(())
+    }
+}
+
+/// When each tenant was last placed (created, or flipped by a move): a read replica serves a
+/// tenant only once it has surely replayed its placement (see
+/// [`crate::plumbing::replica::ReplicaRoute::read`]). Existing tenants take their creation time.
+#[derive(Debug)]
+pub struct M0008PlacedAt;
+
+impl MigrationName for M0008PlacedAt {
+    fn name(&self) -> &str {
+        "m0008_placed_at"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0008PlacedAt {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "ALTER TABLE tenancy.tenants ADD COLUMN placed_at timestamptz; \
+                 UPDATE tenancy.tenants SET placed_at = created_at; \
+                 ALTER TABLE tenancy.tenants ALTER COLUMN placed_at SET DEFAULT now(), \
+                 ALTER COLUMN placed_at SET NOT NULL",
+            )
             .await?;
         Ok(())
     }

@@ -8,9 +8,10 @@
 //!   left alone for [`ReplicaOptions::retry_after`]; reads go to the primary meanwhile, then
 //!   the replica is tried again.
 //! - **Lagging**: the primary's WAL position is sampled (at most every 100 ms, by the reads
-//!   themselves) and the replica's replay position beside it; the replica's lag is how long
-//!   ago the primary first wrote past what the replica has replayed. Past
-//!   [`ReplicaOptions::max_lag`], reads go to the primary.
+//!   themselves) and the replica's replay position beside it; when the replica is behind, its
+//!   lag is how long ago the samples first saw the primary past what it replayed, or how old
+//!   its last replayed transaction is, whichever is longer. Past [`ReplicaOptions::max_lag`],
+//!   reads go to the primary.
 //! - **Read-your-writes**: a read that must see a write carries the write's position ([`Lsn`],
 //!   from [`crate::TenantStore::write_lsn`] after the commit) and waits, at most
 //!   [`ReplicaOptions::wait`], for the replica to replay past it; then it goes to the primary.
@@ -104,15 +105,30 @@ struct Known {
     replayed: Lsn,
     /// The primary's positions as sampled, oldest first.
     samples: VecDeque<(Instant, Lsn)>,
+    /// When last probed: how long before that the replica replayed its last transaction
+    /// (`pg_last_xact_replay_timestamp()`, by the replica's clock).
+    replay_age: Duration,
 }
 
 impl Known {
-    /// How long ago the primary first wrote past what the replica has replayed.
+    /// How far behind the replica is: nothing when it has replayed what the primary had
+    /// written at the last sample; else the longer of how long ago the samples first saw the
+    /// primary past it and how old its last replayed transaction was when probed (the samples
+    /// are taken by reads, so after a quiet spell the first one cannot tell how long the
+    /// primary has been ahead).
     fn lag(&self, now: Instant) -> Duration {
-        self.samples
+        let Some((_, latest)) = self.samples.back() else {
+            return Duration::ZERO;
+        };
+        if *latest <= self.replayed {
+            return Duration::ZERO;
+        }
+        let sampled = self
+            .samples
             .iter()
             .find(|(_, lsn)| *lsn > self.replayed)
-            .map_or(Duration::ZERO, |(at, _)| now.saturating_duration_since(*at))
+            .map_or(Duration::ZERO, |(at, _)| now.saturating_duration_since(*at));
+        sampled.max(self.replay_age)
     }
 }
 
@@ -202,9 +218,10 @@ impl ReplicaRoute {
     /// marks it down; another, such as a database the replica does not have yet, only sends
     /// this read away).
     ///
-    /// A tenant created less than twice `max_lag` (and a second) ago is read from the
-    /// primary: the replica may not have replayed its creation yet (a schema or a database it
-    /// does not have). Within its lag bound it has replayed everything older.
+    /// A tenant placed less than twice `max_lag` (and a second) ago, created or moved, is read
+    /// from the primary: the replica may not have replayed its placement yet (a schema or a
+    /// database it does not have, rows a move copied). Within its lag bound it has replayed
+    /// everything older.
     pub async fn read<F, Fut>(
         &self,
         tenant: &Tenant,
@@ -216,7 +233,7 @@ impl ReplicaRoute {
         Fut: Future<Output = Result<TenantScope>>,
     {
         let settled = self.options.max_lag * 2 + Duration::from_secs(1);
-        let age = chrono::Utc::now() - tenant.created_at;
+        let age = chrono::Utc::now() - tenant.placed_at;
         if age.to_std().map_or(true, |age| age < settled) {
             return None;
         }
@@ -242,11 +259,12 @@ impl ReplicaRoute {
             return Ok(());
         };
         let primary = self.write_lsn().await?;
-        let replayed = self.replayed().await?;
+        let (replayed, replay_age) = self.replay().await?;
         let now = Instant::now();
         let mut known = lock(&self.known, "a replica's state");
         known.probed_at = Some(now);
         known.replayed = replayed;
+        known.replay_age = replay_age;
         known.down_until = None;
         if known
             .samples
@@ -270,18 +288,27 @@ impl ReplicaRoute {
 
     /// The replica's replay position; a server that is not in recovery is no replica.
     async fn replayed(&self) -> Result<Lsn> {
-        let found: Option<String> = sqlx::query_scalar("SELECT pg_last_wal_replay_lsn()::text")
-            .fetch_one(&self.replica)
-            .await
-            .map_err(Error::from)?;
-        found
+        Ok(self.replay().await?.0)
+    }
+
+    /// The replica's replay position, and how old its last replayed transaction is.
+    async fn replay(&self) -> Result<(Lsn, Duration)> {
+        let (found, age): (Option<String>, Option<f64>) = sqlx::query_as(
+            "SELECT pg_last_wal_replay_lsn()::text, \
+             extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8",
+        )
+        .fetch_one(&self.replica)
+        .await
+        .map_err(Error::from)?;
+        let lsn = found
             .ok_or_else(|| {
                 Error::Unavailable(format!(
                     "{} is not in recovery: not a replica",
                     redacted(&self.options.url)
                 ))
             })?
-            .parse()
+            .parse()?;
+        Ok((lsn, Duration::from_secs_f64(age.unwrap_or(0.0).max(0.0))))
     }
 
     /// Waits at most `wait` for the replica to replay past `wanted`.
@@ -353,10 +380,19 @@ mod tests {
         known
             .samples
             .push_back((start + Duration::from_millis(200), Lsn(150)));
+        known.replay_age = Duration::from_millis(300);
         assert_eq!(
             known.lag(start + Duration::from_millis(700)),
             Duration::from_millis(500)
         );
+        // After a quiet spell the only sample is already ahead: the replay's age tells.
+        let mut quiet = Known {
+            replayed: Lsn(100),
+            replay_age: Duration::from_secs(2),
+            ..Known::default()
+        };
+        quiet.samples.push_back((start, Lsn(150)));
+        assert_eq!(quiet.lag(start), Duration::from_secs(2));
         known.replayed = Lsn(150);
         assert_eq!(
             known.lag(start + Duration::from_millis(700)),

@@ -89,7 +89,18 @@ pub struct TenantScope {
     read_only: bool,
     /// Set by [`TenantScope::from_replica`]: the scope's connection is to a read replica.
     on_replica: bool,
+    /// For a scope on a replica: binds the same read-only scope on the primary, for a
+    /// statement the standby cancels (a recovery conflict), which then runs there once.
+    fallback: Option<Fallback>,
+    /// The primary's scope, once a statement went there: the rest of the scope's statements
+    /// follow it.
+    on_primary: tokio::sync::OnceCell<Box<TenantScope>>,
 }
+
+/// Binds a read-only scope on the primary (see [`TenantScope::falling_back`]).
+pub type Fallback = std::sync::Arc<
+    dyn Fn() -> futures::future::BoxFuture<'static, Result<TenantScope>> + Send + Sync,
+>;
 
 impl std::fmt::Debug for TenantScope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -123,6 +134,8 @@ impl TenantScope {
             observer: None,
             read_only: false,
             on_replica: false,
+            fallback: None,
+            on_primary: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -141,6 +154,8 @@ impl TenantScope {
             observer: None,
             read_only: false,
             on_replica: false,
+            fallback: None,
+            on_primary: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -160,6 +175,8 @@ impl TenantScope {
             observer: None,
             read_only: false,
             on_replica: false,
+            fallback: None,
+            on_primary: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -175,6 +192,33 @@ impl TenantScope {
     pub fn from_replica(mut self) -> Self {
         self.on_replica = true;
         self.reading_only()
+    }
+
+    /// For strategy crates: a scope on a replica sends a statement the standby cancels for a
+    /// recovery conflict (SQLSTATE 40001) to the primary once, through a read-only scope
+    /// `fallback` binds there; the scope's later statements go there too.
+    pub fn falling_back(mut self, fallback: Fallback) -> Self {
+        self.fallback = Some(fallback);
+        self
+    }
+
+    /// The primary's scope a conflict moved this scope to, binding it on the first call.
+    async fn primary(&self) -> Result<&TenantScope> {
+        let fallback = self.fallback.as_ref().ok_or_else(|| {
+            Error::Internal("a scope without a fallback asked for the primary".into())
+        })?;
+        tracing::info!(tenant = %self.tenant_id,
+            "the replica cancelled a read (a recovery conflict): it runs on the primary");
+        Ok(self
+            .on_primary
+            .get_or_try_init(|| async { fallback().await.map(Box::new) })
+            .await?
+            .as_ref())
+    }
+
+    /// Whether a failed statement goes to the primary.
+    fn retries_on_primary(&self, e: &Error) -> bool {
+        self.on_replica && self.fallback.is_some() && e.is_serialization_failure()
     }
 
     /// Whether a read replica serves the scope ([`crate::TenantStore::scope_read`]).
@@ -340,12 +384,26 @@ impl TenantScope {
         &self,
         stmt: sea_orm::Statement,
     ) -> Result<Option<sea_orm::QueryResult>> {
+        if let Some(primary) = self.on_primary.get() {
+            return Box::pin(primary.query_one_rendered(stmt)).await;
+        }
         self.observe(&stmt);
+        let again = self.fallback.is_some().then(|| stmt.clone());
         let started = Instant::now();
         let row = match &self.executor {
-            Executor::Transaction(t) => t.query_one_raw(stmt).await?,
-            Executor::Autocommit(c) => c.query_one_raw(stmt).await?,
-            Executor::Lent(c) => c.query_all(stmt).await?.into_iter().next(),
+            Executor::Transaction(t) => t.query_one_raw(stmt).await.map_err(Error::from),
+            Executor::Autocommit(c) => c.query_one_raw(stmt).await.map_err(Error::from),
+            Executor::Lent(c) => c
+                .query_all(stmt)
+                .await
+                .map(|r| r.into_iter().next())
+                .map_err(Error::from),
+        };
+        let row = match (row, again) {
+            (Err(e), Some(stmt)) if self.retries_on_primary(&e) => {
+                return Box::pin(self.primary().await?.query_one_rendered(stmt)).await;
+            }
+            (row, _) => row?,
         };
         crate::usage::record(self.tenant_id, started.elapsed(), u64::from(row.is_some()));
         Ok(row)
@@ -357,12 +415,22 @@ impl TenantScope {
         &self,
         stmt: sea_orm::Statement,
     ) -> Result<Vec<sea_orm::QueryResult>> {
+        if let Some(primary) = self.on_primary.get() {
+            return Box::pin(primary.query_rendered(stmt)).await;
+        }
         self.observe(&stmt);
+        let again = self.fallback.is_some().then(|| stmt.clone());
         let started = Instant::now();
         let rows = match &self.executor {
-            Executor::Transaction(t) => t.query_all_raw(stmt).await?,
-            Executor::Autocommit(c) => c.query_all_raw(stmt).await?,
-            Executor::Lent(c) => c.query_all(stmt).await?,
+            Executor::Transaction(t) => t.query_all_raw(stmt).await.map_err(Error::from),
+            Executor::Autocommit(c) => c.query_all_raw(stmt).await.map_err(Error::from),
+            Executor::Lent(c) => c.query_all(stmt).await.map_err(Error::from),
+        };
+        let rows = match (rows, again) {
+            (Err(e), Some(stmt)) if self.retries_on_primary(&e) => {
+                return Box::pin(self.primary().await?.query_rendered(stmt)).await;
+            }
+            (rows, _) => rows?,
         };
         crate::usage::record(self.tenant_id, started.elapsed(), rows.len() as u64);
         Ok(rows)
@@ -427,6 +495,9 @@ impl TenantScope {
     // ANCHOR: commit
     /// Makes the scope's writes durable. In autocommit mode every statement already was.
     pub async fn commit(self) -> Result<()> {
+        if let Some(primary) = self.on_primary.into_inner() {
+            Box::pin(primary.commit()).await?;
+        }
         match self.executor {
             Executor::Transaction(t) => t.commit().await?,
             Executor::Lent(c) => c.finish(true).await?,
@@ -438,6 +509,9 @@ impl TenantScope {
 
     /// Discards the scope's writes (dropping the scope does the same).
     pub async fn rollback(self) -> Result<()> {
+        if let Some(primary) = self.on_primary.into_inner() {
+            Box::pin(primary.rollback()).await?;
+        }
         match self.executor {
             Executor::Transaction(t) => t.rollback().await?,
             Executor::Lent(c) => c.finish(false).await?,

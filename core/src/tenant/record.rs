@@ -83,6 +83,10 @@ pub struct Tenant {
     /// allows is the application's to say ([`crate::quota::Plans`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
+    /// When its rows were last placed: its creation, or the flip of its last move. A read
+    /// replica serves it only once it has surely replayed that.
+    #[serde(default)]
+    pub placed_at: DateTime<Utc>,
 }
 
 impl Tenant {

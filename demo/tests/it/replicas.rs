@@ -2,8 +2,10 @@
 //! from it (`pg_basebackup -R`). The GET routes' reads reach the standby (its own statistics
 //! count them) and show each tenant only its rows there; a write through a read-only scope
 //! on the replica is refused and writes nothing; a caller who wrote through one process reads
-//! its write through another while the standby's replay is paused; a standby stopped and
-//! started is passed over, with no failed request, and used again.
+//! its write through another while the standby's replay is paused, and once the standby lags
+//! past its bound every read goes to the primary; a standby stopped and started is passed
+//! over, with no failed request, and used again; a read the standby cancels for a recovery
+//! conflict runs again on the primary.
 
 use std::time::{Duration, Instant};
 
@@ -60,6 +62,7 @@ macro_rules! on_replicas {
 }
 
 on_replicas!(
+    a_read_the_standby_cancels_runs_again_on_the_primary,
     reads_reach_the_replica_and_stay_in_the_tenant,
     a_writer_reads_its_write_through_another_process,
     a_replica_stopped_then_started_is_passed_over_then_used_again
@@ -232,7 +235,8 @@ async fn reads_reach_the_replica_and_stay_in_the_tenant(strategy: Strategy) -> R
 }
 
 /// Two processes on the pair; the standby's replay paused. A writes a project through A and
-/// keeps the response's position; its read through B with that position shows the project.
+/// keeps the response's position; its read through B with that position shows the project;
+/// a second later, past the lag bound, so does a read without it.
 async fn a_writer_reads_its_write_through_another_process(strategy: Strategy) -> Result<()> {
     let pair = Pair::start().await?;
     let a = pair.app(strategy).await?;
@@ -263,6 +267,14 @@ async fn a_writer_reads_its_write_through_another_process(strategy: Strategy) ->
     ensure!(
         seen == ["before", "after"],
         "B, given the write's position, reads it while the standby is paused: {seen:?}"
+    );
+    // Without the position, past the lag bound (a second) the standby, still paused, is
+    // passed over for the primary.
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let seen = names(&b, "writer", &token, None).await?;
+    ensure!(
+        seen == ["before", "after"],
+        "a standby lagging past its bound serves no read: {seen:?}"
     );
     let res = b
         .tenant(Method::GET, "writer", "/projects", &token)
@@ -314,6 +326,62 @@ async fn a_replica_stopped_then_started_is_passed_over_then_used_again(
     let before = pair.standby_transactions().await?;
     reads(200).await?;
     pair.standby_counted(before, 10).await?;
+    app.finish().await?;
+    pair.remove().await
+}
+
+/// A read of two seconds on the replica; meanwhile the primary takes an exclusive lock on the
+/// table it reads, which the standby must replay: after a second it cancels the read (a
+/// recovery conflict, SQLSTATE 40001), and the scope runs it again on the primary.
+async fn a_read_the_standby_cancels_runs_again_on_the_primary(strategy: Strategy) -> Result<()> {
+    use tenancy_core::sea_orm::sea_query::{Alias, Asterisk, Expr};
+    let pair = Pair::start().await?;
+    let app = pair.app(strategy).await?;
+    let token = app.tenant_with_owner("busy").await?;
+    for name in ["one", "two"] {
+        app.project("busy", &token, name).await?;
+    }
+    pair.settle().await?;
+    let settings = StoreSettings {
+        replica: Some(tenancy_core::ReplicaOptions::new(pair.standby_url())),
+        ..StoreSettings::default()
+    };
+    let store = tenancy_demo::strategy::open(strategy, pair.db.url(), &settings).await?;
+    let t = store.tenant_by_slug(&Slug::parse("busy")?).await?;
+    // Where the tenant's projects are on the primary.
+    let (url, table) = match &t.placement {
+        tenancy_core::Placement::Schema { schema } => {
+            (pair.db.url().to_owned(), format!("\"{schema}\".projects"))
+        }
+        tenancy_core::Placement::Database { database, .. } => {
+            let mut u = url::Url::parse(pair.db.url())?;
+            u.set_path(database);
+            (u.to_string(), "projects".to_owned())
+        }
+        _ => (pair.db.url().to_owned(), "public.projects".to_owned()),
+    };
+    let scope = store.scope_read(&t, None).await?;
+    ensure!(scope.is_on_replica(), "the read starts on the replica");
+    let lock = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let primary = Database::connect(url).await?;
+        primary
+            .execute_unprepared(&format!(
+                "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; COMMIT"
+            ))
+            .await?;
+        primary.close().await.ok();
+        anyhow::Ok(())
+    });
+    let mut slow = scope.select("projects", "p");
+    slow.column((Alias::new("p"), Asterisk))
+        .expr(Expr::cust("pg_sleep(2)"));
+    let read: Result<Vec<tenancy_example::project::Model>, Error> = scope.fetch_all(&slow).await;
+    lock.await??;
+    let read = read.context("the read cancelled on the standby, run again on the primary")?;
+    ensure!(read.len() == 2, "the tenant's two projects: {read:?}");
+    scope.commit().await?;
+    drop(store);
     app.finish().await?;
     pair.remove().await
 }

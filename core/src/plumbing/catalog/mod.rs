@@ -47,6 +47,7 @@ struct TenantRow {
     moving: Option<serde_json::Value>,
     suspended_at: Option<DateTime<Utc>>,
     plan: Option<String>,
+    placed_at: DateTime<Utc>,
 }
 
 impl TryFrom<TenantRow> for Tenant {
@@ -71,12 +72,13 @@ impl TryFrom<TenantRow> for Tenant {
                 .map_err(|_| corrupt("move record"))?,
             suspended_at: row.suspended_at,
             plan: row.plan.clone(),
+            placed_at: row.placed_at,
         })
     }
 }
 
-const COLUMNS: &str =
-    "id, slug, name, placement, state, schema_version, created_at, moving, suspended_at, plan";
+const COLUMNS: &str = "id, slug, name, placement, state, schema_version, created_at, moving, suspended_at, plan, \
+     placed_at";
 
 async fn one(conn: &impl ConnectionTrait, s: Statement) -> Result<Option<Tenant>> {
     match conn.query_one_raw(s).await? {

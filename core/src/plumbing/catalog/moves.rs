@@ -66,7 +66,7 @@ pub async fn set_move_step(
 pub async fn flip_move(conn: &impl ConnectionTrait, id: TenantId, job: JobId) -> Result<()> {
     let res = conn
         .execute_raw(stmt(
-            "UPDATE tenancy.tenants SET placement = moving->'to', \
+            "UPDATE tenancy.tenants SET placement = moving->'to', placed_at = now(), \
              moving = jsonb_set(moving, '{step}', to_jsonb($3::text)) \
              WHERE id = $1 AND state = 'moving' AND moving->>'job' = $2::text \
              AND moving->>'step' = $4",
