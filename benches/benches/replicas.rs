@@ -2,7 +2,7 @@
 //!
 //! Reads from a streaming replica beside the same reads from the primary, on one machine (a
 //! primary of the bench's own and a standby made from it with `pg_basebackup -R`), per
-//! strategy that reads from replicas:
+//! strategy:
 //! - `replica/read`: one page of a tenant's projects through a read-only scope, on the primary
 //!   (`bare`: the store has no replica) and on the replica (`replica`);
 //! - `replica/after_write`: a project written and committed, then a page read that must see
@@ -41,10 +41,7 @@ async fn write(store: &dyn TenantStore, t: &Tenant, n: usize) -> Option<tenancy_
 
 fn replicas(c: &mut Criterion) {
     let rt = tenancy_benches::runtime();
-    let strategies: Vec<Strategy> = tenancy_benches::strategies()
-        .into_iter()
-        .filter(|s| matches!(s, Strategy::SharedSchema | Strategy::SeparateSchema))
-        .collect();
+    let strategies: Vec<Strategy> = tenancy_benches::strategies().into_iter().collect();
     if strategies.is_empty() {
         return;
     }
