@@ -168,6 +168,29 @@ impl TestApp {
             .await?)
     }
 
+    /// An admin GET: its status and its JSON body.
+    pub async fn admin_get(&self, path: &str) -> Result<(StatusCode, Value)> {
+        let res = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(ADMIN)
+            .send()
+            .await?;
+        let status = res.status();
+        Ok((status, res.json().await?))
+    }
+
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> Result<String> {
+        Ok(self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+
     pub async fn admin_delete(&self, path: &str) -> Result<Response> {
         Ok(self
             .client

@@ -29,13 +29,7 @@ async fn operations_endpoints(strategy: Strategy) -> Result<()> {
     }
     ensure!(app.client.get(app.url("/healthz")).send().await?.status() == StatusCode::OK);
     ensure!(app.client.get(app.url("/readyz")).send().await?.status() == StatusCode::OK);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = app.metrics().await?;
     let wanted = format!(
         "http_requests_total{{route=\"/t/{{tenant}}/api/projects\",status=\"200\",strategy=\"{strategy}\"}} 3"
     );

@@ -38,14 +38,9 @@ fn tight(projects: u64) -> impl FnOnce(&mut Settings) {
 }
 
 async fn admin_get(app: &TestApp, path: &str) -> Result<Value> {
-    let res = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(ADMIN)
-        .send()
-        .await?;
-    ensure!(res.status() == StatusCode::OK, "{path}: {}", res.status());
-    Ok(res.json().await?)
+    let (status, body) = app.admin_get(path).await?;
+    ensure!(status == StatusCode::OK, "{path}: {status}");
+    Ok(body)
 }
 
 async fn put_plan(app: &TestApp, slug: &str, plan: Value) -> Result<reqwest::Response> {
@@ -116,13 +111,7 @@ async fn usage_is_counted_per_tenant_and_shown(strategy: Strategy) -> Result<()>
         .context("bravo's projects")?;
     ensure!(bravo_projects["rows"] == 0, "none of alpha's rows: {bravo}");
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = app.metrics().await?;
     let line = metrics
         .lines()
         .find(|l| l.starts_with("tenant_statements_total{tenant=\"alpha\"}"))
@@ -140,13 +129,7 @@ async fn usage_is_counted_per_tenant_and_shown(strategy: Strategy) -> Result<()>
         let token = small.tenant_with_owner(slug).await?;
         small.project_names(slug, &token).await?;
     }
-    let metrics = small
-        .client
-        .get(small.url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = small.metrics().await?;
     let series: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("tenant_statements_total{"))

@@ -7,24 +7,13 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tenancy_core::Strategy;
 
-use crate::helpers::{ADMIN, TestApp, problem, spawn_app_with, with_statics};
+use crate::helpers::{TestApp, problem, spawn_app_with, with_statics};
 
 crate::per_strategy!(
     signup_through_www_creates_a_dynamic_tenant_to_work_in,
     static_tenants_cannot_be_deleted_moved_or_claimed,
     a_sign_up_that_fails_after_its_tenant_keeps_nothing,
 );
-
-async fn admin_get(app: &TestApp, path: &str) -> Result<(StatusCode, Value)> {
-    let res = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(ADMIN)
-        .send()
-        .await?;
-    let status = res.status();
-    Ok((status, res.json().await?))
-}
 
 fn signup_body(slug: &str, email: &str) -> Value {
     json!({"slug": slug, "name": format!("{slug} Ltd"), "email": email, "owner": "Peter Gibbons"})
@@ -51,7 +40,7 @@ async fn users_named(app: &TestApp, email: &str) -> Result<i64> {
 async fn signup_through_www_creates_a_dynamic_tenant_to_work_in(strategy: Strategy) -> Result<()> {
     let app = spawn_app_with(strategy, with_statics).await?;
     // www is there from the start, static, with its purpose.
-    let (status, www) = admin_get(&app, "/admin/tenants/www").await?;
+    let (status, www) = app.admin_get("/admin/tenants/www").await?;
     ensure!(status == StatusCode::OK, "{status} {www}");
     ensure!(
         www["kind"] == "static" && www["purpose"] == "signup",
@@ -93,7 +82,7 @@ async fn signup_through_www_creates_a_dynamic_tenant_to_work_in(strategy: Strate
         problem(res, StatusCode::NOT_FOUND).await?;
     }
     // The list tells static from dynamic.
-    let (_, list) = admin_get(&app, "/admin/tenants?limit=500").await?;
+    let (_, list) = app.admin_get("/admin/tenants?limit=500").await?;
     let kinds: Vec<(String, String)> = list["items"]
         .as_array()
         .context("items")?
@@ -149,7 +138,7 @@ async fn signup_through_www_creates_a_dynamic_tenant_to_work_in(strategy: Strate
         .send()
         .await?;
     problem(res, StatusCode::CONFLICT).await?;
-    let (status, _) = admin_get(&app, "/admin/tenants/initrode").await?;
+    let (status, _) = app.admin_get("/admin/tenants/initrode").await?;
     ensure!(
         status == StatusCode::NOT_FOUND,
         "a tenant was kept: {status}"
@@ -187,7 +176,7 @@ async fn static_tenants_cannot_be_deleted_moved_or_claimed(strategy: Strategy) -
     app.grant("www", &user, "owner").await?;
     let token = app.token(&user).await?;
     app.project("www", &token, "Landing page").await?;
-    let (_, before) = admin_get(&app, "/admin/tenants/www").await?;
+    let (_, before) = app.admin_get("/admin/tenants/www").await?;
 
     let refused = app.admin_delete("/admin/tenants/www").await?;
     let body = problem(refused, StatusCode::CONFLICT).await?;
@@ -208,7 +197,7 @@ async fn static_tenants_cannot_be_deleted_moved_or_claimed(strategy: Strategy) -
     problem(res, StatusCode::CONFLICT).await?;
 
     // Nothing changed: the tenant as it was, its row, its member.
-    let (status, after) = admin_get(&app, "/admin/tenants/www").await?;
+    let (status, after) = app.admin_get("/admin/tenants/www").await?;
     ensure!(
         status == StatusCode::OK && after == before,
         "{before} -> {after}"
@@ -258,7 +247,7 @@ async fn a_sign_up_that_fails_after_its_tenant_keeps_nothing(strategy: Strategy)
         .await
         .context("the failed sign-up did not answer within 30 s")??;
     problem(res, StatusCode::INTERNAL_SERVER_ERROR).await?;
-    let (status, kept) = admin_get(&app, "/admin/tenants/initrode").await?;
+    let (status, kept) = app.admin_get("/admin/tenants/initrode").await?;
     ensure!(
         status == StatusCode::NOT_FOUND,
         "the tenant was kept: {kept}"
