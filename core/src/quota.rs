@@ -42,7 +42,6 @@ pub struct Plan {
     /// Its name, as the catalog records it on a tenant.
     pub name: String,
     /// What it allows.
-    #[serde(flatten)]
     pub limits: Limits,
 }
 

@@ -90,12 +90,12 @@ impl Modify for Conventions {
                         .required(Required::False)
                         .description(Some(
                             "The X-Tenancy-Lsn a write answered: the read then sees that write \
-                             (with a read replica)",
+                             (with a read replica); empty, as absent, asks nothing",
                         ))
                         .schema(Some(
                             utoipa::openapi::ObjectBuilder::new()
                                 .schema_type(utoipa::openapi::schema::Type::String)
-                                .pattern(Some("^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")),
+                                .pattern(Some("^([0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8})?$")),
                         ))
                         .build(),
                 );
@@ -215,7 +215,8 @@ pub async fn openapi(state: web::Data<crate::state::AppState>) -> HttpResponse {
 // ANCHOR: this_deployment
 /// What only the running app knows, written into the document so that a value it allows is
 /// one the app accepts: the placements this strategy serves (every one for hybrid, its own
-/// for the others) for `placement` and a move's `to`, and, where tenants are placed on
+/// for the others) for `placement` and a move's `to`, the configured plans for a tenant's
+/// `plan`, and, where tenants are placed on
 /// servers (separate-db, hybrid), the configured server names for `server`. Other strategies
 /// ignore `server`, so any string stays allowed there.
 pub fn this_deployment(doc: &mut serde_json::Value, state: &crate::state::AppState) {
@@ -240,6 +241,14 @@ pub fn this_deployment(doc: &mut serde_json::Value, state: &crate::state::AppSta
             "description": "shared, schema or database: those this app serves",
         });
     }
+    // A plan is one of the configured plans, or null for the default.
+    let mut plans: Vec<Value> = state.plans.iter().map(|p| json!(p.name)).collect();
+    plans.push(Value::Null);
+    schemas["PutPlan"]["properties"]["plan"] = json!({
+        "type": ["string", "null"],
+        "enum": plans,
+        "description": "one of the plans this app configures (GET /admin/plans); null: the default plan",
+    });
     if let Some(servers) = state.placement_servers() {
         for schema in ["CreateTenant", "MoveToPlacement"] {
             let mut allowed: Vec<Value> = servers.iter().map(|s| json!(s)).collect();

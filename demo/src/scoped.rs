@@ -106,6 +106,8 @@ pub const LSN_HEADER: &str = "x-tenancy-lsn";
 fn read_after(req: &HttpRequest) -> Result<Option<Lsn>, ApiError> {
     req.headers()
         .get(LSN_HEADER)
+        // An empty value is no position, as an absent header is.
+        .filter(|v| !v.is_empty())
         .map(|v| {
             v.to_str()
                 .ok()

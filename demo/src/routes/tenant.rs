@@ -156,11 +156,11 @@ pub async fn delete_project(path: PathId, scope: Scoped) -> Result<HttpResponse,
 pub async fn list_tasks(
     path: PathId,
     q: web::Query<PageQuery>,
-    scope: Scoped,
+    scope: ScopedRead,
 ) -> Result<web::Json<Page<Task>>, ApiError> {
-    let page = tasks::list(&scope, id(&path, "project")?, q.into_inner().into()).await?;
-    scope.commit().await?;
-    Ok(web::Json(page))
+    Ok(web::Json(
+        tasks::list(&scope, id(&path, "project")?, q.into_inner().into()).await?,
+    ))
 }
 
 /// Add a task to a project.
