@@ -237,6 +237,16 @@ pub trait TenantStore: Send + Sync + std::fmt::Debug {
         crate::catalog::set_plan(self.placements(StrategyDoor).catalog(), id, plan).await
     }
 
+    /// The room the tenant's tables take, read now from one snapshot (see
+    /// [`crate::usage::Storage`]): [`TenantStore::usage`]'s storage alone.
+    async fn storage(&self, tenant: &Tenant) -> Result<crate::usage::Storage> {
+        self.placements(StrategyDoor)
+            .tables_at(tenant, &tenant.placement)
+            .await?
+            .storage(tenant.id)
+            .await
+    }
+
     /// The tenant's usage: what its scopes sent in this process, the room its tables take
     /// (read now, from one snapshot) and, where the store runs on Citus and tracks tenants
     /// (`citus.stat_tenants_track = 'all'`), Citus' own statistics of it. A suspended tenant's

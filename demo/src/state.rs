@@ -58,7 +58,7 @@ impl AppState {
         if let Some(known) = self.storage.get(&tenant.id).await {
             return Ok(known);
         }
-        let storage = self.store.usage(tenant).await?.storage;
+        let storage = self.store.storage(tenant).await?;
         self.storage.insert(tenant.id, storage.clone()).await;
         Ok(storage)
     }

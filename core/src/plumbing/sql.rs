@@ -43,12 +43,21 @@ impl AdvisoryLock {
         self.run(txn, "pg_advisory_xact_lock_shared").await
     }
 
-    async fn run(&self, txn: &impl ConnectionTrait, function: &str) -> Result<()> {
-        txn.execute_raw(stmt(
+    /// The statement that waits for the lock exclusively, for a caller that sends statements
+    /// its own way (a tenant scope).
+    pub fn statement(&self) -> Statement {
+        self.statement_of("pg_advisory_xact_lock")
+    }
+
+    fn statement_of(&self, function: &str) -> Statement {
+        stmt(
             &format!("SELECT {function}(hashtextextended($1, 0))"),
             [self.name.as_str().into()],
-        ))
-        .await?;
+        )
+    }
+
+    async fn run(&self, txn: &impl ConnectionTrait, function: &str) -> Result<()> {
+        txn.execute_raw(self.statement_of(function)).await?;
         Ok(())
     }
 }

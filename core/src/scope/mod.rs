@@ -482,13 +482,11 @@ impl TenantScope {
                  use ScopeMode::Transaction",
             ));
         }
-        let lock = format!("tenancy:quota:{}:{table}", self.tenant_id);
-        self.execute_rendered(sea_orm::Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            [lock.into()],
-        ))
-        .await?;
+        let lock = crate::plumbing::sql::AdvisoryLock::new(format!(
+            "tenancy:quota:{}:{table}",
+            self.tenant_id
+        ));
+        self.execute_rendered(lock.statement()).await?;
         Ok(())
     }
 
