@@ -38,8 +38,14 @@ pub struct Settings {
     /// missing, listed apart from the customers' (dynamic) tenants, and never deleted or
     /// moved through the API. The default declares `www`, which serves the public sign-up.
     pub tenants: Vec<StaticTenant>,
-    /// The most connections the store holds (per server for separate-db).
+    /// The most connections the store holds (shared-schema and separate-schema; hybrid's
+    /// shared tables and schemas).
     pub max_connections: u32,
+    /// separate-db (and hybrid's databases): the most connections to each server's tenant
+    /// databases, its budget (at least 4). As large as the tenants that are busy at once, so
+    /// that each keeps a connection warm: a budget smaller than that opens a connection for
+    /// most requests, and a busy tenant then slows the others down.
+    pub connections_per_server: u32,
     /// Seconds a request waits for a database connection.
     pub acquire_timeout_secs: u64,
     /// Milliseconds a tenant's statement may run before the server cancels it (the request
@@ -59,16 +65,21 @@ pub struct Settings {
     pub metrics_tenants: usize,
 }
 
-/// Request rates, checked after the token, tenant and membership: over the rate a request
-/// gets 429 with `Retry-After`. `0` turns a limit off (the default).
+/// Request rates, checked after the token, tenant and membership. Over its token's rate a
+/// request gets 429 with `Retry-After`; over its tenant's rate it waits for its turn, up to
+/// `queue_ms`, and gets 429 when its turn is further away. `0` turns a rate off.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RateLimitSettings {
     /// Requests per second to one tenant, from all its users together.
     pub per_tenant: u32,
     /// Requests per second with one token.
     pub per_token: u32,
-    /// How many requests above the rate may come at once, as seconds' worth of the rate.
-    pub burst_seconds: u32,
+    /// How many requests above the rate may come at once, as seconds' worth of the rate (at
+    /// least one request).
+    pub burst_seconds: f64,
+    /// How long a request over its tenant's rate may wait for its turn (milliseconds); `0`
+    /// refuses it at once.
+    pub queue_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,6 +157,7 @@ const DEFAULTS: &str = r#"
 data_dir = ".tenancy-demo"
 database_name = "tenancy_demo"
 max_connections = 10
+connections_per_server = 64
 acquire_timeout_secs = 5
 statement_timeout_ms = 5000
 servers = []
@@ -179,9 +191,10 @@ port = 8080
 body_limit = 65536
 
 [rate_limit]
-per_tenant = 0
+per_tenant = 200
 per_token = 0
-burst_seconds = 1
+burst_seconds = 0.1
+queue_ms = 1000
 
 [resolution]
 order = ["path", "header", "subdomain"]

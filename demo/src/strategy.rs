@@ -86,12 +86,13 @@ impl Default for StoreSettings {
 }
 
 impl From<&Settings> for StoreSettings {
-    /// The demo's settings: `max_connections` per store (per server for separate-db, at
-    /// least 4 there, which leaves room for tenant pools beside the control pool).
+    /// The demo's settings: `max_connections` per store, and `connections_per_server` per
+    /// server for separate-db (at least 4, which leaves room for tenant pools beside the
+    /// control pool).
     fn from(settings: &Settings) -> Self {
         StoreSettings {
             max_connections: Some(settings.max_connections),
-            connections_per_server: Some(settings.max_connections.max(4)),
+            connections_per_server: Some(settings.connections_per_server.max(4)),
             acquire_timeout: Some(Duration::from_secs(settings.acquire_timeout_secs)),
             statement_timeout: Some(Duration::from_millis(settings.statement_timeout_ms))
                 .filter(|t| !t.is_zero()),

@@ -156,10 +156,11 @@ impl Identity {
         Ok(tenant)
     }
 
-    /// `Err(seconds to wait)` when `tenant` is over its rate: for routes served without a
-    /// token (the sign-up), which count against the tenant that serves them.
-    pub fn check_tenant_rate(&self, tenant: Uuid) -> Result<(), u64> {
-        self.limits.check_tenant(tenant)
+    /// Waits for `tenant`'s turn within its rate, up to the queue; `Err(seconds to wait)`
+    /// when it is further away: for routes served without a token (the sign-up), which count
+    /// against the tenant that serves them.
+    pub async fn admit_tenant(&self, tenant: Uuid) -> Result<(), u64> {
+        self.limits.admit_tenant(tenant).await
     }
 
     /// 4. The user's role in the tenant, if a member.

@@ -63,7 +63,8 @@ async fn member(req: &HttpRequest) -> Result<Member, ApiError> {
     // Only a member's requests count against the tenant's rate: nobody else can use it up.
     identity
         .limits
-        .check(tenant.id.as_uuid(), &token)
+        .admit(tenant.id.as_uuid(), &token)
+        .await
         .map_err(ApiError::TooMany)?;
     Ok(Member { tenant, user, role })
 }

@@ -72,7 +72,8 @@ pub async fn signup(
     // The site must exist (created at start) and is rate-limited as a tenant.
     let site = identity.tenant(&site).await.map_err(|_| not_found())?;
     identity
-        .check_tenant_rate(site.id.as_uuid())
+        .admit_tenant(site.id.as_uuid())
+        .await
         .map_err(ApiError::TooMany)?;
     let body = body.into_inner();
     let slug = Slug::parse(&body.slug)?;

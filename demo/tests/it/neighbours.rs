@@ -15,6 +15,7 @@ use crate::helpers::{problem, spawn_app_with, tenant_table};
 
 crate::per_strategy!(
     a_tenant_or_token_over_its_rate_gets_429_and_others_do_not,
+    a_tenant_over_its_rate_waits_its_turn_within_the_queue,
     a_slow_statement_is_cut_at_the_statement_timeout,
 );
 
@@ -24,7 +25,9 @@ async fn a_tenant_or_token_over_its_rate_gets_429_and_others_do_not(
     let app = spawn_app_with(strategy, |s| {
         s.rate_limit.per_tenant = 5;
         s.rate_limit.per_token = 3;
-        s.rate_limit.burst_seconds = 1;
+        s.rate_limit.burst_seconds = 1.0;
+        // Refused at once: what this test counts (the queue has its own test).
+        s.rate_limit.queue_ms = 0;
     })
     .await?;
     let hot = app.tenant_with_owner("hot").await?;
@@ -100,6 +103,60 @@ async fn a_tenant_or_token_over_its_rate_gets_429_and_others_do_not(
             "two_tokens_seven_requests": second_statuses.iter().map(|s| s.as_u16()).collect::<Vec<_>>(),
         }),
     )?;
+    app.finish().await
+}
+
+async fn a_tenant_over_its_rate_waits_its_turn_within_the_queue(strategy: Strategy) -> Result<()> {
+    let app = spawn_app_with(strategy, |s| {
+        s.rate_limit.per_tenant = 5;
+        s.rate_limit.burst_seconds = 1.0;
+        s.rate_limit.queue_ms = 1_500;
+    })
+    .await?;
+    let busy = app.tenant_with_owner("busy").await?;
+    let quiet = app.tenant_with_owner("quiet").await?;
+    // Ten at once at five a second: five now, the next five in turn over the next second,
+    // every one served.
+    let started = Instant::now();
+    let sends = (0..10).map(|_| app.tenant(Method::GET, "busy", "/projects", &busy).send());
+    let statuses: Vec<StatusCode> = futures::future::try_join_all(sends)
+        .await?
+        .iter()
+        .map(|r| r.status())
+        .collect();
+    let took = started.elapsed();
+    ensure!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "ten requests within a queue of 1.5 s at five a second: {statuses:?}"
+    );
+    ensure!(
+        took >= Duration::from_millis(700),
+        "ten requests at five a second were served in {took:?}: none waited its turn"
+    );
+    // Meanwhile the quiet tenant's rate is its own: served at once.
+    let started = Instant::now();
+    let res = app
+        .tenant(Method::GET, "quiet", "/projects", &quiet)
+        .send()
+        .await?;
+    ensure!(
+        res.status() == StatusCode::OK && started.elapsed() < Duration::from_millis(500),
+        "the quiet tenant: {} after {:?}",
+        res.status(),
+        started.elapsed()
+    );
+    // Twenty more at once: the last ones' turn is further than the queue, so they are refused
+    // with the wait, and those that were served all fit in the queue.
+    let sends = (0..20).map(|_| app.tenant(Method::GET, "busy", "/projects", &busy).send());
+    let responses = futures::future::try_join_all(sends).await?;
+    let refused = responses
+        .iter()
+        .filter(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    ensure!(
+        (5..=15).contains(&refused),
+        "twenty at once with about a second's room in the queue: {refused} refused"
+    );
     app.finish().await
 }
 

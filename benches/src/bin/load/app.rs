@@ -12,6 +12,13 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 const ADMIN: &str = "load-runner-admin-token";
 
+/// How long the runner's client keeps a connection it is not using: less than the demo's HTTP
+/// keep-alive (actix-web's default, 5 s), after which the server closes an idle connection. A
+/// client that keeps one longer may send a request on it at the moment the server closes it,
+/// and that request fails in transport ("connection closed before message completed"), as the
+/// paced runs of the sustained mode did a few times in ten minutes.
+const CLIENT_IDLE: Duration = Duration::from_secs(2);
+
 /// In the child: serve the demo on `url` with `strategy`, print the port, run until killed.
 pub(crate) async fn serve(strategy: &str, url: &str) -> Result<()> {
     use tenancy_demo::settings::Settings;
@@ -69,6 +76,7 @@ impl App {
             base: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(256)
+                .pool_idle_timeout(CLIENT_IDLE)
                 .build()?,
         })
     }
@@ -151,7 +159,9 @@ impl App {
             .bearer_auth(token)
             .timeout(Duration::from_secs(10))
             .send()
-            .await?;
+            .await
+            // Without the URL, the same fault reads the same for every tenant in the tally.
+            .map_err(reqwest::Error::without_url)?;
         if !res.status().is_success() {
             bail!("{}", res.status());
         }

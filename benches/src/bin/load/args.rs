@@ -13,7 +13,8 @@ pub(crate) struct Args {
     pub(crate) minutes: f64,
     pub(crate) share: f64,
     pub(crate) seconds: u64,
-    pub(crate) rate: u32,
+    /// The per-tenant rate of the neighbours' limited run; `None`: the demo's default.
+    pub(crate) rate: Option<u32>,
     pub(crate) out: std::path::PathBuf,
 }
 
@@ -25,7 +26,7 @@ pub(crate) fn args() -> Result<Args> {
         minutes: 10.0,
         share: 0.8,
         seconds: 20,
-        rate: 200,
+        rate: None,
         out: concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/src/results").into(),
     };
     let mut it = std::env::args().skip(1);
@@ -45,7 +46,7 @@ pub(crate) fn args() -> Result<Args> {
             "--minutes" => a.minutes = next()?.parse()?,
             "--share" => a.share = next()?.parse()?,
             "--seconds" => a.seconds = next()?.parse()?,
-            "--rate" => a.rate = next()?.parse()?,
+            "--rate" => a.rate = Some(next()?.parse()?),
             "--out" => a.out = next()?.into(),
             other => bail!("unknown argument {other}; see the file's opening comment"),
         }

@@ -17,7 +17,8 @@ pub(crate) struct Tally {
     pub(crate) errors: AtomicU64,
     pub(crate) leaks: AtomicU64,
     pub(crate) limited: AtomicU64,
-    /// What the errors were (status or transport error), counted.
+    /// What the errors were, each in full (a status, or a transport error with every cause
+    /// under it), counted.
     pub(crate) kinds: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
@@ -35,7 +36,9 @@ impl Tally {
             }
             Err(e) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
-                let kind: String = e.to_string().chars().take(80).collect();
+                // `{:#}`: the error and each cause under it (for a transport error, what the
+                // connection did), which the first line alone does not say.
+                let kind = format!("{e:#}");
                 *self
                     .kinds
                     .lock()
@@ -64,6 +67,11 @@ impl Tally {
         l.sort_unstable();
         let i = ((l.len() - 1) as f64 * q).round() as usize;
         f64::from(l[i]) / 1000.0
+    }
+
+    /// The errors' kinds, counted.
+    pub(crate) fn kinds(&self) -> std::collections::BTreeMap<String, u64> {
+        self.kinds.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub(crate) fn count(&self) -> u64 {
