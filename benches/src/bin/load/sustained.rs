@@ -141,7 +141,7 @@ pub(crate) async fn pgbench_connect(seconds: u64) -> Result<Value> {
         .ok_or_else(|| anyhow::anyhow!("no tps in pgbench's output:\n{text}"))?;
     db.drop_database().await?;
     Ok(json!({
-        "id": "pgbench -C",
+        "id": "pgbench-connect",
         "parameter": "16",
         "max_per_second": tps,
         "errors": 0,
