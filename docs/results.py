@@ -4,8 +4,10 @@
   python3 docs/results.py criterion GROUP...   read criterion's estimates for each group
                                               (e.g. routing_tax/read) from target/criterion
                                               and write docs/src/results/<group>.json
-  python3 docs/results.py pgbench [--seconds N] run the physical limits with pgbench against
-                                              DATABASE_URL and write docs/src/results/limits.json
+  python3 docs/results.py pgbench [--seconds N] [--rounds N]
+                                              run the physical limits with pgbench against
+                                              DATABASE_URL (8-second runs, the median of 3
+                                              rounds) and write docs/src/results/limits.json
   python3 docs/results.py bench-times [BENCH...] run each criterion bench once in full (all
                                               of them by default), timing it and sampling the
                                               size of its databases, and write
@@ -34,6 +36,7 @@ import functools
 import json
 import os
 import re
+import statistics
 import shutil
 import subprocess
 import sys
@@ -195,7 +198,7 @@ SCRIPTS = {
 }
 
 
-def pgbench(seconds):
+def pgbench(seconds, rounds):
     url = os.environ.get("DATABASE_URL")
     if not url:
         sys.exit("set DATABASE_URL to a PostgreSQL the limits may use (a database is created)")
@@ -213,30 +216,43 @@ def pgbench(seconds):
                                         if "@" in parts.netloc else "tenancy_limits@" + parts.netloc))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        runs = {key: [] for key in SCRIPTS}
+        # Round after round over every script (not one script's rounds in a row), so that a
+        # slow spell of the machine falls on all of them; the median of the rounds is kept,
+        # with the spread (the slowest round's time over the fastest's) beside it.
+        for _ in range(rounds):
+            for key, (what, protocol, clients, script, role, extra) in SCRIPTS.items():
+                f = Path(tmp) / f"{key}.sql"
+                f.write_text(script)
+                env = dict(os.environ)
+                # Without TLS, as the stores connect on loopback (a TLS handshake is most of a
+                # new connection's time here).
+                env["PGSSLMODE"] = "disable"
+                target = db_url
+                if role is not None:
+                    target = app_url
+                if role == "session":
+                    env["PGOPTIONS"] = f"-c tenancy.tenant_id={TENANT}"
+                out = run_or_die(["pgbench", "-n", "-M", protocol, "-c", str(clients), "-j",
+                                  str(min(clients, 2)), "-T", str(seconds), "-f", str(f),
+                                  *extra, target], env=env)
+                m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out) or \
+                    re.search(r"tps = ([\d.]+)", out)
+                if not m:
+                    sys.exit(f"pgbench {key}: no tps in its output:\n{out}")
+                runs[key].append(float(m.group(1)))
+                print(f"{key:20} {runs[key][-1]:10.0f}/s")
         for key, (what, protocol, clients, script, role, extra) in SCRIPTS.items():
-            f = Path(tmp) / f"{key}.sql"
-            f.write_text(script)
-            env = dict(os.environ)
-            target = db_url
-            if role is not None:
-                target = app_url
-            if role == "session":
-                env["PGOPTIONS"] = f"-c tenancy.tenant_id={TENANT}"
-            out = run_or_die(["pgbench", "-n", "-M", protocol, "-c", str(clients), "-j",
-                              str(min(clients, 2)), "-T", str(seconds), "-f", str(f), *extra,
-                              target], env=env)
-            m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out) or \
-                re.search(r"tps = ([\d.]+)", out)
-            if not m:
-                sys.exit(f"pgbench {key}: no tps in its output:\n{out}")
-            tps = float(m.group(1))
+            tps = statistics.median(runs[key])
             rows.append({"id": key, "what": what, "clients": clients, "per_second": round(tps),
-                         "latency_us": round(1e6 * clients / tps, 1)})
-            print(f"{key:20} {tps:10.0f}/s")
+                         "latency_us": round(1e6 * clients / tps, 1),
+                         "rounds": [round(t) for t in runs[key]],
+                         "spread": round(max(runs[key]) / min(runs[key]), 3)})
     run_or_die(["psql", url, "-qc", "DROP DATABASE IF EXISTS tenancy_limits WITH (FORCE)"])
     write("limits", rows, "per second",
-          f"pgbench, {seconds}-second runs, loopback, the same server as the benches",
-          {"seconds": seconds})
+          f"pgbench, the median of {rounds} {seconds}-second runs of each script (rounds "
+          f"taken in turn), loopback without TLS, the same server as the benches",
+          {"seconds": seconds, "rounds": rounds})
 
 
 # --- how long each bench takes, and what disk it needs -----------------------------------------
@@ -455,10 +471,12 @@ def render(name, only):
                   f"sqlx {m['sqlx']}; from `docs/src/results/{name}.json`.*"]
         return "\n".join(lines)
     if name == "limits":
-        lines += ["| pgbench run | clients | per second | per read |", "|---|---:|---:|---:|"]
+        lines += ["| pgbench run | clients | per second | per read | spread |",
+                  "|---|---:|---:|---:|---:|"]
         for r in rows:
+            spread = f"{r['spread']:.2f}×" if r.get("spread") else "–"
             lines.append(f"| {r['what']} (`{r['id']}`) | {r['clients']} | "
-                         f"{r['per_second']:,} | {r['latency_us']:.0f} µs |")
+                         f"{r['per_second']:,} | {r['latency_us']:.0f} µs | {spread} |")
     else:
         base = next((r for r in doc["rows"] if r["id"] == "baseline"), None)
         bare = next((s for s in COMPARED if any(r["id"].endswith(f"/{s}") for r in doc["rows"])),
@@ -621,7 +639,8 @@ if __name__ == "__main__":
         criterion(args[1:])
     elif args[0] == "pgbench":
         secs = int(args[args.index("--seconds") + 1]) if "--seconds" in args else 8
-        pgbench(secs)
+        rounds = int(args[args.index("--rounds") + 1]) if "--rounds" in args else 3
+        pgbench(secs, rounds)
     elif args[0] == "bench-times":
         bench_times(args[1:])
     elif args[0] == "check":
