@@ -63,9 +63,7 @@ impl Limits {
             return Ok(());
         };
         if self.queue.is_zero() {
-            return Err(whole_seconds(
-                not_until.wait_time_from(DefaultClock::default().now()),
-            ));
+            return Err(whole_seconds(wait_of(&not_until)));
         }
         // The tenant's waiting requests take their turns in the order they came: its line is
         // a fair (first in, first out) lock, and only the request at its head asks the
@@ -80,7 +78,7 @@ impl Limits {
             let Err(not_until) = limiter.check_key(&tenant) else {
                 return Ok(());
             };
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let wait = wait_of(&not_until);
             if Instant::now() + wait > deadline {
                 return Err(whole_seconds(wait));
             }
@@ -98,12 +96,16 @@ impl Limits {
     /// tenant's turn as [`Self::admit_tenant`] does.
     pub(super) async fn admit(&self, tenant: Uuid, token: &HashedToken) -> Result<(), u64> {
         if let Some(l) = &self.per_token {
-            l.check_key(&token.hex).map_err(|not_until| {
-                whole_seconds(not_until.wait_time_from(DefaultClock::default().now()))
-            })?;
+            l.check_key(&token.hex)
+                .map_err(|not_until| whole_seconds(wait_of(&not_until)))?;
         }
         self.admit_tenant(tenant).await
     }
+}
+
+/// How long from now until the limiter's `not_until`.
+fn wait_of(not_until: &governor::NotUntil<<DefaultClock as Clock>::Instant>) -> Duration {
+    not_until.wait_time_from(DefaultClock::default().now())
 }
 
 /// Whole seconds of `wait`, at least one: what `Retry-After` can say.

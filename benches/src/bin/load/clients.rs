@@ -69,9 +69,15 @@ impl Tally {
         f64::from(l[i]) / 1000.0
     }
 
-    /// The errors' kinds, counted.
-    pub(crate) fn kinds(&self) -> std::collections::BTreeMap<String, u64> {
-        self.kinds.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The errors' kinds of `tallies` together, counted.
+    pub(crate) fn kinds_of(tallies: &[&Tally]) -> std::collections::BTreeMap<String, u64> {
+        let mut all = std::collections::BTreeMap::new();
+        for tally in tallies {
+            for (kind, n) in tally.kinds.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                *all.entry(kind.clone()).or_default() += n;
+            }
+        }
+        all
     }
 
     pub(crate) fn count(&self) -> u64 {

@@ -69,7 +69,7 @@ fn main() -> Result<()> {
                        ["others_p99_vs_alone", "beside vs alone"], ["others_errors", "others' errors"],
                        ["hot_served_per_second", "hot tenant served"],
                        ["hot_refused_429", "hot tenant's 429s"], ["leaks", "leaks"]]),
-                rows.clone(),
+                &rows,
             )?;
             fail_on(&rows)?;
         } else {
@@ -104,7 +104,7 @@ fn main() -> Result<()> {
                        ["requests", "requests"], ["errors", "errors"], ["leaks", "leaks"],
                        ["p50_ms", "p50"], ["p99_ms", "p99"], ["rss_1min_mb", "memory at 1 min"],
                        ["rss_end_mb", "memory at the end"], ["rss_end_vs_1min", "end vs 1 min"]]),
-                rows.clone(),
+                &rows,
             )?;
             fail_on(&rows)?;
         }
@@ -131,13 +131,7 @@ fn fail_on(rows: &[Value]) -> Result<()> {
     Ok(())
 }
 
-fn write(
-    args: &args::Args,
-    name: &str,
-    what: &str,
-    columns: Value,
-    rows: Vec<Value>,
-) -> Result<()> {
+fn write(args: &args::Args, name: &str, what: &str, columns: Value, rows: &[Value]) -> Result<()> {
     let postgres = tenancy_benches::psql_version();
     let doc = json!({
         "what": what,

@@ -91,10 +91,11 @@ pub(crate) async fn neighbours_run(args: &Args, strategy: Strategy, limit: Limit
         let _ = q.await;
     }
     let (alone_p99, beside_p99) = (alone.quantile_ms(0.99), beside.quantile_ms(0.99));
-    let mut kinds = alone.kinds();
-    for (kind, n) in beside.kinds().into_iter().chain(hot_tally.kinds()) {
-        *kinds.entry(kind).or_default() += n;
-    }
+    // A quiet tenant is never over its rate: a 429 for one of them is an error too.
+    let others_errors = [&alone, &beside]
+        .iter()
+        .map(|t| t.errors.load(Ordering::Relaxed) + t.limited.load(Ordering::Relaxed))
+        .sum::<u64>();
     let row = json!({
         "id": format!("{}/{name}", strategy.as_str()),
         "parameter": "51",
@@ -104,16 +105,12 @@ pub(crate) async fn neighbours_run(args: &Args, strategy: Strategy, limit: Limit
         "others_p50_ms": beside.quantile_ms(0.5),
         "others_p99_ms": beside_p99,
         "others_p99_vs_alone": beside_p99 / alone_p99.max(f64::MIN_POSITIVE),
-        // A quiet tenant is never over its rate: a 429 for one of them is an error too.
-        "others_errors": alone.errors.load(Ordering::Relaxed) + alone.limited.load(Ordering::Relaxed)
-            + beside.errors.load(Ordering::Relaxed) + beside.limited.load(Ordering::Relaxed),
+        "others_errors": others_errors,
         "hot_served_per_second": hot_tally.ok.load(Ordering::Relaxed) as f64 / run.as_secs_f64(),
         "hot_refused_429": hot_tally.limited.load(Ordering::Relaxed),
         "hot_p50_ms": hot_tally.quantile_ms(0.5),
-        "errors": alone.errors.load(Ordering::Relaxed) + alone.limited.load(Ordering::Relaxed)
-            + beside.errors.load(Ordering::Relaxed) + beside.limited.load(Ordering::Relaxed)
-            + hot_tally.errors.load(Ordering::Relaxed),
-        "error_kinds": kinds,
+        "errors": others_errors + hot_tally.errors.load(Ordering::Relaxed),
+        "error_kinds": Tally::kinds_of(&[&alone, &beside, &hot_tally]),
         "leaks": hot_tally.leaks.load(Ordering::Relaxed) + beside.leaks.load(Ordering::Relaxed)
             + alone.leaks.load(Ordering::Relaxed),
     });

@@ -71,11 +71,7 @@ pub(crate) async fn sustained(
     let _ = gate.acquire_many(512).await;
     let elapsed = start.elapsed().as_secs_f64();
     let rss_end = app.rss_mb();
-    // Every error counts, the maximum's run included; the kinds of both together.
-    let mut kinds = max.kinds();
-    for (kind, n) in tally.kinds() {
-        *kinds.entry(kind).or_default() += n;
-    }
+    // Every error counts, the maximum's run included.
     let row = json!({
         "id": id,
         "parameter": tenants.len().to_string(),
@@ -87,7 +83,7 @@ pub(crate) async fn sustained(
         "requests": tally.count(),
         "not_sent": dropped,
         "errors": tally.errors.load(Ordering::Relaxed) + max.errors.load(Ordering::Relaxed),
-        "error_kinds": kinds,
+        "error_kinds": Tally::kinds_of(&[&max, &tally]),
         "leaks": tally.leaks.load(Ordering::Relaxed) + max.leaks.load(Ordering::Relaxed),
         "p50_ms": tally.quantile_ms(0.5),
         "p99_ms": tally.quantile_ms(0.99),
